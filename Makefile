@@ -1,0 +1,43 @@
+# monai-fair: `make demo` runs the baseline fairness demo, `make test` runs the whole test suite.
+# Both create .venv on first use (Python >= 3.10 with venv; torch pinned by constraints.txt).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
+BUNDLE := bundles/baseline_classification
+PYTEST_ARGS ?=
+
+.PHONY: all venv demo test test-fast bench clean-outputs
+
+all: test
+
+$(BIN)/.installed: setup.cfg pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip setuptools wheel
+	$(PIP) torch==2.13.0
+	$(PIP) -e ".[test]"
+	touch $@
+
+venv: $(BIN)/.installed
+
+## demo: synthetic biased data -> baseline training (MONAI bundle) -> evaluation -> fairness report
+demo: venv
+	$(BIN)/python -m monai.bundle run --config_file $(BUNDLE)/configs/train.json --bundle_root $(BUNDLE)
+	$(BIN)/python -m monai.bundle run --config_file "['$(BUNDLE)/configs/train.json','$(BUNDLE)/configs/evaluate.json']" --bundle_root $(BUNDLE)
+	@echo; echo "Fairness report written to $(BUNDLE)/eval/ (report.json, report.md, *.png):"; echo
+	@cat $(BUNDLE)/eval/report.md
+
+## test: the whole suite (unit tests, real short bundle runs, CLI, integration)
+test: venv
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+test-fast: venv
+	$(BIN)/python -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
+
+## bench: long experiments (not part of the tests); see docs/benchmarks.md
+bench: venv
+	$(PIP) -e ".[bench]"
+	@echo "Run the scripts in benchmarks/ individually; each prints the command used in docs/benchmarks.md."
+
+clean-outputs:
+	rm -rf bundles/*/models bundles/*/eval bundles/*/data bundles/*/runs

@@ -1,0 +1,9 @@
+# Copyright (c) monai-fair contributors
+# Licensed under the Apache License, Version 2.0
+"""Group-aware MONAI engines (trainers and evaluators) and the methods' engines."""
+
+from __future__ import annotations
+
+from .group_evaluator import GroupSupervisedEvaluator
+from .group_trainer import GroupSupervisedTrainer
+from .utils import GroupAwareLoss, GroupOutputWriter, get_batch_group
