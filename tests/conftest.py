@@ -27,3 +27,45 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def bundles_dir() -> Path:
     return BUNDLES_DIR
+
+
+def run_bundle_cli(bundle_root: Path, config_files: list[str], overrides: dict | None = None, command: str = "run",
+                   timeout: int = 600, extra_args: list[str] | None = None) -> str:
+    """Run ``python -m monai.bundle <command>`` on a bundle in a subprocess; return its combined output.
+
+    ``config_files`` are relative to ``bundle_root/configs``; ``overrides`` become ``--key value`` pairs
+    (values are JSON-encoded so that fire parses them as Python literals). Raises with the output on failure.
+    """
+    import json
+    import subprocess
+    import sys
+
+    configs = [str(bundle_root / "configs" / c) for c in config_files]
+    config_arg = configs[0] if len(configs) == 1 else json.dumps(configs)
+    cmd = [sys.executable, "-m", "monai.bundle", command]
+    if command == "run":
+        cmd += ["--config_file", config_arg, "--bundle_root", str(bundle_root)]
+        cmd += ["--meta_file", str(bundle_root / "configs" / "metadata.json")]
+        cmd += ["--logging_file", str(bundle_root / "configs" / "logging.conf")]
+    cmd += list(extra_args or [])
+    for key, value in (overrides or {}).items():
+        cmd += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=str(bundle_root))
+    out = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        raise AssertionError(f"bundle command failed ({proc.returncode}): {' '.join(cmd)}\n{out[-6000:]}")
+    return out
+
+
+@pytest.fixture
+def bundle_copy(tmp_path):
+    """Return a function copying ``bundles/<name>`` (configs, docs, LICENSE; no outputs) into ``tmp_path``."""
+    import shutil
+
+    def _copy(name: str) -> Path:
+        dst = tmp_path / name
+        shutil.copytree(BUNDLES_DIR / name, dst, ignore=shutil.ignore_patterns("models", "eval", "data", "runs"))
+        return dst
+
+    return _copy

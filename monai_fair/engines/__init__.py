@@ -7,3 +7,5 @@ from __future__ import annotations
 from .group_evaluator import GroupSupervisedEvaluator
 from .group_trainer import GroupSupervisedTrainer
 from .utils import GroupAwareLoss, GroupOutputWriter, get_batch_group
+from .fairdi import FairDiStudentTrainer, TeacherOutputWriter, cache_teacher_outputs, load_group_teachers, train_group_teachers
+from .apple_trainer import AppleTrainer

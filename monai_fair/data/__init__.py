@@ -1,0 +1,31 @@
+# Copyright (c) monai-fair contributors
+# Licensed under the Apache License, Version 2.0
+"""Data with sensitive attributes: group encoding, datalists, DICOM demographics, synthetic biased data,
+public-dataset adapters (:mod:`monai_fair.data.adapters`) and label-bias injection."""
+
+from __future__ import annotations
+
+from monai_fair.data.dicom import (
+    DicomDemographicsd,
+    age_from_dates,
+    parse_dicom_age,
+    read_dicom_demographics,
+    write_dicom_image,
+    write_dicom_series,
+)
+from monai_fair.data.groups import GroupAttribute, GroupSpec, is_missing_value
+from monai_fair.data.synthetic import (
+    ensure_synthetic_dataset,
+    generate_classification_dataset,
+    generate_segmentation_dataset,
+    write_nifti,
+)
+from monai_fair.data.datalist import (
+    build_fair_datalist,
+    datalist_from_csv,
+    datalist_from_json,
+    load_fair_datalist,
+    stratified_split,
+    write_fair_datalist,
+)
+from monai_fair.data.label_bias import apply_label_bias_to_datalist, inject_label_bias

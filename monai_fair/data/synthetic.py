@@ -1,0 +1,506 @@
+# Copyright (c) monai-fair contributors
+# Licensed under the Apache License, Version 2.0
+"""Synthetic, realistically biased 2D medical images with demographic attributes, as DICOM or NIfTI files.
+
+Why synthetic: bundles, tests and demos need a dataset that is free to ship, small enough to train on a CPU in a
+minute or two, and *biased in a known way*, so that fairness metrics and mitigation methods have something to
+measure. The bias mechanisms are those reported for real data (e.g. Larrazabal et al., PNAS 2020, sex imbalance
+in chest X-rays; Groh et al., CVPR-W 2021, Fitzpatrick17k skin tone):
+
+* **Under-representation**: ``group_proportions`` (default 20 % female, 80 % male).
+* **Harder minority**: per group ``group_contrast`` (how strongly the finding shows in the image),
+  ``group_noise`` (acquisition noise) and ``group_shift`` (an appearance shift the majority never shows: darker
+  skin for dermoscopy, breast soft-tissue shadows and lower exposure for X-ray, darker gain for ultrasound,
+  more pigmented fundus). ``group_difficulty`` sets all three from one number per group.
+* **Label noise / label bias**: ``group_label_noise`` flips that fraction of each group's stored labels
+  (the image keeps showing the true class); flipped items carry ``label_clean``.
+
+The image model (classification): every case has a latent evidence ``e = (2y - 1) + N(0, sigma_e^2)``; the
+finding's visible strength is ``contrast_g * e``, so the Bayes-optimal accuracy of group ``g`` falls as
+``contrast_g`` falls and ``noise_g`` rises. Default parameters give, under plain training of a small model,
+a minority (F) AUC clearly below the majority (M) AUC, and both well above chance (checked in
+``tests/data/test_synthetic.py`` over several seeds).
+
+Segmentation: the target (an ultrasound lesion or the fundus optic disc) differs from its surroundings by
+``contrast_g`` in intensity, under speckle / noise of strength ``noise_g``; masks are binary NIfTI.
+
+Files: ``images/case_XXXX.dcm`` (Secondary Capture, with ``PatientID``, ``PatientSex``, ``PatientAge`` as
+``NNNY``, ``PatientBirthDate``, ``StudyDate``) or ``images/case_XXXX.nii.gz``; ``masks/case_XXXX.nii.gz``;
+``datalist.json`` in the layout of ``docs/design.md`` with the generator parameters under ``synthetic``.
+
+Array layout: a DICOM stores rows x columns; MONAI's ITK and pydicom readers return ``(columns, rows)``
+(x, y) order, so NIfTI files are written as the transposed array with the matching RAS affine
+``diag(-sx, -sy, 1)``. Image and mask therefore align voxel for voxel whichever reader loads them.
+Grayscale NIfTI files are 2D; RGB NIfTI files are ``(x, y, 1, 3)`` (load with ``EnsureChannelFirstd`` and
+``SqueezeDimd(dim=-1)``); RGB is most natural as DICOM (the default).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from monai_fair.data.dicom import write_dicom_image
+from monai_fair.data.groups import GroupSpec
+
+__all__ = [
+    "CLASSIFICATION_DEFAULTS",
+    "SEGMENTATION_DEFAULTS",
+    "generate_classification_dataset",
+    "generate_segmentation_dataset",
+    "ensure_synthetic_dataset",
+    "render_classification_image",
+    "render_segmentation_image",
+    "write_nifti",
+]
+
+GROUP_NAMES = ("F", "M")
+DATALIST_NAME = "datalist.json"
+FORMAT_VERSION = 1
+
+CLASSIFICATION_DEFAULTS: dict[str, Any] = {
+    "n_samples": 800,
+    "image_size": 64,
+    "modality": "dermoscopy",
+    "file_format": "dicom",
+    "group_proportions": (0.2, 0.8),
+    "group_contrast": (0.4, 1.0),
+    "group_noise": (0.08, 0.04),
+    "group_shift": (0.6, 0.0),
+    "group_difficulty": None,
+    "group_label_noise": (0.0, 0.0),
+    "positive_fraction": 0.5,
+    "evidence_sd": 0.8,
+    "splits": (0.7, 0.15, 0.15),
+    "seed": 0,
+}
+
+SEGMENTATION_DEFAULTS: dict[str, Any] = {
+    "n_samples": 300,
+    "image_size": 64,
+    "modality": "ultrasound",
+    "file_format": "nifti",
+    "group_proportions": (0.2, 0.8),
+    "group_contrast": (0.45, 1.0),
+    "group_noise": (0.3, 0.15),
+    "group_shift": (0.5, 0.0),
+    "group_difficulty": None,
+    "splits": (0.7, 0.15, 0.15),
+    "seed": 0,
+}
+
+NUISANCE_SD = 0.6
+LABEL_NAMES = {"dermoscopy": ["benign", "malignant"], "xray": ["no_finding", "opacity"]}
+SEG_LABEL_NAMES = {"ultrasound": ["background", "lesion"], "fundus": ["background", "optic_disc"]}
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _pair(value: Any, name: str) -> np.ndarray:
+    arr = np.asarray(value, dtype=float).reshape(-1)
+    if arr.size == 1:
+        arr = np.repeat(arr, len(GROUP_NAMES))
+    if arr.size != len(GROUP_NAMES):
+        raise ValueError(f"{name} needs one value per group {list(GROUP_NAMES)}, got {value!r}.")
+    return arr
+
+
+def _resolve_group_params(p: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Per-group contrast / noise / shift; ``group_difficulty`` d in [0, 1] overrides them when given.
+
+    With difficulty ``d``: ``contrast = 1 - 0.5 d``, ``noise = base_noise * (1 + d)``, ``shift = 0.6 d``.
+    """
+    contrast, noise, shift = (_pair(p[k], k) for k in ("group_contrast", "group_noise", "group_shift"))
+    if p.get("group_difficulty") is not None:
+        d = _pair(p["group_difficulty"], "group_difficulty")
+        if np.any((d < 0) | (d > 1)):
+            raise ValueError(f"group_difficulty must be in [0, 1], got {p['group_difficulty']!r}.")
+        base = float(np.min(noise))
+        contrast, noise, shift = 1.0 - 0.5 * d, base * (1.0 + d), 0.6 * d
+    if np.any(contrast <= 0) or np.any(noise < 0):
+        raise ValueError("group_contrast must be > 0 and group_noise >= 0.")
+    return {"contrast": contrast, "noise": noise, "shift": shift}
+
+
+def _normalise_params(defaults: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise TypeError(f"unknown synthetic-data parameter(s) {unknown}; valid: {sorted(defaults)}.")
+    p = dict(defaults)
+    p.update(params)
+    # JSON-friendly canonical form (tuples -> lists, numpy -> python) so recorded params compare equal.
+    return json.loads(json.dumps(p, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
+def _split_indices(group: np.ndarray, fractions: Sequence[float], rng: np.random.Generator) -> np.ndarray:
+    """0/1/2 = training/validation/test per sample, stratified by group (each split gets each group's share)."""
+    f = np.asarray(fractions, dtype=float)
+    if f.size != 3 or np.any(f < 0) or not np.isclose(f.sum(), 1.0):
+        raise ValueError(f"splits must be 3 non-negative fractions summing to 1, got {fractions!r}.")
+    split = np.zeros(group.size, dtype=np.int64)
+    for g in np.unique(group):  # loop over groups (2), not samples
+        idx = rng.permutation(np.flatnonzero(group == g))
+        cuts = np.round(np.cumsum(f)[:2] * idx.size).astype(int)
+        split[idx[cuts[0] : cuts[1]]] = 1
+        split[idx[cuts[1] :]] = 2
+    return split
+
+
+def _demographics(n: int, sex: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    age = np.clip(np.round(rng.normal(55, 15, n)), 18, 90).astype(int)
+    study_day = rng.integers(0, 9 * 365, n)  # 2015-01-01 + days
+    extra_days = rng.integers(0, 365, n)  # days since last birthday
+    return {"age": age, "study_day": study_day, "extra_days": extra_days, "sex": sex}
+
+
+def _dicom_demographics(i: int, sex: str, age: int, study_day: int, extra: int) -> dict[str, str]:
+    study = _dt.date(2015, 1, 1) + _dt.timedelta(days=int(study_day))
+    birth = study - _dt.timedelta(days=int(extra))
+    try:
+        birth = birth.replace(year=birth.year - int(age))
+    except ValueError:  # 29 February
+        birth = birth.replace(year=birth.year - int(age), day=28)
+    return {
+        "PatientID": f"SYN{i:05d}",
+        "PatientName": f"Synthetic^{i:05d}",
+        "PatientSex": sex,
+        "PatientAge": f"{int(age):03d}Y",
+        "PatientBirthDate": birth.strftime("%Y%m%d"),
+        "StudyDate": study.strftime("%Y%m%d"),
+        "StudyTime": "120000",
+    }
+
+
+def write_nifti(path: str | os.PathLike, array: np.ndarray, spacing: Sequence[float] = (1.0, 1.0)) -> Path:
+    """Write a ``(rows, cols)`` or ``(rows, cols, 3)`` array as NIfTI in MONAI's DICOM-compatible layout.
+
+    The stored array is the transpose ``(cols, rows[, 1, 3])`` with the RAS affine ``diag(-sx, -sy, 1)``, i.e.
+    what MONAI's ITK/pydicom readers produce for the same image stored as DICOM.
+    """
+    import nibabel as nib
+
+    arr = np.asarray(array)
+    if arr.ndim == 2:
+        data = arr.T
+    elif arr.ndim == 3 and arr.shape[-1] == 3:
+        data = np.transpose(arr, (1, 0, 2))[:, :, None, :]
+    else:
+        raise ValueError(f"write_nifti expects (H, W) or (H, W, 3), got {arr.shape}.")
+    affine = np.diag([-float(spacing[1]), -float(spacing[0]), 1.0, 1.0])
+    img = nib.Nifti1Image(np.ascontiguousarray(data), affine)
+    img.header.set_xyzt_units("mm")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(img, str(path))
+    return path
+
+
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    c = (np.arange(size) + 0.5) / size * 2.0 - 1.0
+    return np.meshgrid(c, c, indexing="ij")  # (row, col) in [-1, 1]
+
+
+def _blob(yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, ry: float, rx: float, rot: float,
+          harmonics: np.ndarray, softness: float) -> np.ndarray:
+    """Soft mask (0..1) of an ellipse whose radius is modulated by Fourier ``harmonics`` (irregular border)."""
+    dy, dx = yy - cy, xx - cx
+    c, s = np.cos(rot), np.sin(rot)
+    u, v = c * dx + s * dy, -s * dx + c * dy
+    theta = np.arctan2(v, u)
+    k = np.arange(2, 2 + harmonics.shape[0])[:, None, None]
+    mod = 1.0 + np.sum(harmonics[:, 0, None, None] * np.cos(k * theta + harmonics[:, 1, None, None]), axis=0)
+    r = np.sqrt((u / rx) ** 2 + (v / ry) ** 2) / np.maximum(mod, 0.3)
+    return 1.0 / (1.0 + np.exp((r - 1.0) / softness))
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+def render_classification_image(
+    modality: str, size: int, evidence: float, contrast: float, noise: float, shift: float, rng: np.random.Generator
+) -> np.ndarray:
+    """One image whose finding has visible strength ``contrast * evidence`` (evidence > 0: positive-looking).
+
+    Returns ``(size, size, 3)`` uint8 for dermoscopy, ``(size, size)`` uint16 (12-bit) for xray.
+    """
+    yy, xx = _grid(size)
+    # signed visible strength of the finding: group contrast times the evidence, plus a case-level nuisance that
+    # does not depend on the label (natural variation), so a low contrast means a low signal-to-nuisance ratio
+    s = contrast * evidence + rng.normal(0.0, NUISANCE_SD)
+    t = 1.0 / (1.0 + np.exp(-2.0 * s))  # 0 benign-looking .. 1 malignant/opacity-looking
+    if modality == "dermoscopy":
+        tone = np.clip(shift + rng.normal(0, 0.05), 0, 1)  # appearance shift: darker skin
+        light, dark = np.array([0.93, 0.76, 0.66]), np.array([0.45, 0.30, 0.22])
+        skin = (1 - tone) * light + tone * dark
+        img = np.broadcast_to(skin, (size, size, 3)).copy()
+        img *= (1 + 0.03 * np.sin(6 * xx + rng.uniform(0, 6)) * np.cos(5 * yy))[..., None]
+        # lesion: irregular border and dark, blue-grey variegated colour grow with t
+        harm = np.stack([rng.normal(0, 0.03 + 0.15 * t, 4), rng.uniform(0, 2 * np.pi, 4)], axis=1)
+        cy, cx = rng.normal(0, 0.08, 2)
+        r = rng.uniform(0.3, 0.5)
+        m = _blob(yy, xx, cy, cx, r * rng.uniform(0.8, 1.0), r, rng.uniform(0, np.pi), harm, 0.06)
+        benign_col, malig_col = np.array([0.62, 0.42, 0.30]), np.array([0.22, 0.16, 0.22])
+        lesion_col = (1 - t) * benign_col + t * malig_col
+        lesion_col = lesion_col * (1 - 0.4 * tone)  # lesions on darker skin are darker too: less contrast
+        veil = _blob(yy, xx, cy + rng.normal(0, 0.1), cx + rng.normal(0, 0.1), 0.18, 0.15, 0.0, harm[:2] * 0, 0.1)
+        lesion = lesion_col[None, None, :] + (t * 0.25 * veil)[..., None] * np.array([-0.05, 0.05, 0.25])
+        img = img * (1 - m[..., None]) + lesion * m[..., None]
+        vignette = np.clip(1.25 - 0.6 * (xx**2 + yy**2), 0, 1)
+        img = img * vignette[..., None]
+        img = img + rng.normal(0, noise, img.shape)
+        img = ndimage.gaussian_filter(img, sigma=(0.6, 0.6, 0))
+        return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+    if modality == "xray":
+        body = _blob(yy, xx, 0.1, 0.0, 0.95, 0.8, 0.0, np.zeros((1, 2)), 0.05)
+        lungs = sum(
+            _blob(yy, xx, -0.05, sgn * 0.38, 0.6, 0.27, 0.0, np.zeros((1, 2)), 0.06) for sgn in (-1.0, 1.0)
+        )
+        ribs = 0.06 * np.clip(np.sin(14 * yy + 3 * np.abs(xx)), 0, 1) * lungs
+        img = 0.12 + 0.55 * body - 0.35 * lungs + ribs
+        # appearance shift: soft-tissue (breast) shadows over the lower lungs and a lower exposure
+        breast = sum(_blob(yy, xx, 0.55, sgn * 0.4, 0.3, 0.35, 0.0, np.zeros((1, 2)), 0.15) for sgn in (-1.0, 1.0))
+        img = img + 0.25 * shift * breast
+        # finding: an opacity inside one lung; its strength grows with the evidence
+        side = rng.choice([-1.0, 1.0])
+        amp = 0.3 * max(s + 0.35, 0.0)
+        op = _blob(yy, xx, rng.uniform(-0.35, 0.3), side * 0.38 + rng.normal(0, 0.05), 0.22, 0.16,
+                   rng.uniform(0, np.pi), np.stack([rng.normal(0, 0.1, 3), rng.uniform(0, 6, 3)], 1), 0.2)
+        img = img + amp * op * lungs
+        img = img * (1.0 - 0.25 * shift) + rng.normal(0, noise, img.shape)
+        img = ndimage.gaussian_filter(img, 0.7)
+        return (np.clip(img, 0, 1) * 4095).round().astype(np.uint16)
+    raise ValueError(f"unknown classification modality {modality!r}; use 'dermoscopy' or 'xray'.")
+
+
+def render_segmentation_image(
+    modality: str, size: int, contrast: float, noise: float, shift: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """One ``(size, size)`` uint8 image and its binary uint8 mask (ultrasound lesion or fundus optic disc)."""
+    yy, xx = _grid(size)
+    if modality == "ultrasound":
+        sector = ((np.arctan2(xx, yy + 1.2) ** 2) < 0.45**2) & (np.hypot(xx, yy + 1.2) < 2.15)
+        harm = np.stack([rng.normal(0, 0.08, 4), rng.uniform(0, 2 * np.pi, 4)], axis=1)
+        cy, cx = rng.uniform(-0.2, 0.35), rng.uniform(-0.3, 0.3)
+        ry, rx = rng.uniform(0.18, 0.35), rng.uniform(0.2, 0.42)
+        soft = _blob(yy, xx, cy, cx, ry, rx, rng.uniform(-0.4, 0.4), harm, 0.02)
+        mask = (soft > 0.5) & sector
+        tissue = 0.55 + 0.1 * ndimage.gaussian_filter(rng.normal(0, 1, (size, size)), 3)
+        img = tissue - 0.4 * contrast * soft
+        # posterior acoustic enhancement below the lesion
+        below = ndimage.shift(soft, (size * ry * 0.6, 0), order=1) * (yy > cy)
+        img = img + 0.1 * contrast * below
+        speckle = rng.rayleigh(1.0, (size, size)) / 1.25
+        img = img * (1 + noise * (speckle - 1) * 2.0)
+        img = ndimage.gaussian_filter(img, 0.6) * (1.0 - 0.35 * shift)
+        img = np.where(sector, img, 0.0)
+    elif modality == "fundus":
+        retina = _blob(yy, xx, 0, 0, 0.95, 0.95, 0, np.zeros((1, 2)), 0.02)
+        base = 0.55 * (1.0 - 0.4 * shift)
+        img = base + 0.08 * ndimage.gaussian_filter(rng.normal(0, 1, (size, size)), 4)
+        cy, cx = rng.normal(0, 0.12), rng.choice([-0.4, 0.4]) + rng.normal(0, 0.05)
+        rdisc = rng.uniform(0.16, 0.24)
+        harm = np.stack([rng.normal(0, 0.04, 3), rng.uniform(0, 2 * np.pi, 3)], axis=1)
+        soft = _blob(yy, xx, cy, cx, rdisc * rng.uniform(0.9, 1.1), rdisc, 0.0, harm, 0.03)
+        mask = soft > 0.5
+        ang = np.arctan2(yy - cy, xx - cx)
+        vessels = np.clip(np.cos(5 * ang + rng.uniform(0, 6)), 0.9, 1.0) - 0.9
+        img = img + 0.6 * contrast * soft - 1.5 * vessels * (1 - soft)
+        img = img + rng.normal(0, noise * 0.5, img.shape)
+        img = ndimage.gaussian_filter(img, 0.7) * retina
+    else:
+        raise ValueError(f"unknown segmentation modality {modality!r}; use 'ultrasound' or 'fundus'.")
+    return (np.clip(img, 0, 1) * 255).round().astype(np.uint8), mask.astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------- datasets
+def _prepare_out(out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for sub in ("images", "masks"):
+        if (out_dir / sub).is_dir():
+            shutil.rmtree(out_dir / sub)
+    (out_dir / "images").mkdir()
+
+
+def _write_datalist(out_dir: Path, items: list[dict[str, Any]], split: np.ndarray, extra: dict[str, Any]) -> Path:
+    spec = GroupSpec.categorical("sex", list(GROUP_NAMES))
+    data: dict[str, Any] = {
+        "training": [it for it, s in zip(items, split) if s == 0],
+        "validation": [it for it, s in zip(items, split) if s == 1],
+        "test": [it for it, s in zip(items, split) if s == 2],
+        "group_names": spec.group_names,
+        "group_spec": spec.to_dict(),
+    }
+    data.update(extra)
+    path = out_dir / DATALIST_NAME
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def _sample_groups(n: int, proportions: Sequence[float], rng: np.random.Generator) -> np.ndarray:
+    prop = _pair(proportions, "group_proportions")
+    if np.any(prop < 0) or prop.sum() <= 0:
+        raise ValueError(f"group_proportions must be non-negative, got {proportions!r}.")
+    prop = prop / prop.sum()
+    counts = np.floor(prop * n).astype(int)
+    counts[np.argmax(prop)] += n - counts.sum()
+    return rng.permutation(np.repeat(np.arange(len(prop)), counts))
+
+
+def generate_classification_dataset(out_dir: str | os.PathLike, **params: Any) -> Path:
+    """Generate a biased binary classification dataset (see the module docstring) and return its datalist path.
+
+    Args:
+        out_dir: output folder (``images/`` and ``datalist.json`` are (re)written there).
+        params: any of :data:`CLASSIFICATION_DEFAULTS`:
+            ``n_samples`` (800), ``image_size`` (64), ``modality`` (``"dermoscopy"`` RGB | ``"xray"`` grayscale),
+            ``file_format`` (``"dicom"`` | ``"nifti"``), ``group_proportions`` ((F, M) = (0.2, 0.8)),
+            ``group_contrast`` ((0.4, 1.0)), ``group_noise`` ((0.08, 0.04)), ``group_shift`` ((0.6, 0.0)),
+            ``group_difficulty`` (None, or per group in [0, 1], overriding the three above),
+            ``group_label_noise`` ((0, 0), per-group fraction of flipped labels), ``positive_fraction`` (0.5),
+            ``evidence_sd`` (0.8, per-case spread of the latent evidence), ``splits`` ((0.7, 0.15, 0.15)),
+            ``seed`` (0).
+
+    Returns:
+        Path of ``out_dir/datalist.json``.
+    """
+    p = _normalise_params(CLASSIFICATION_DEFAULTS, params)
+    if p["modality"] not in LABEL_NAMES:
+        raise ValueError(f"unknown classification modality {p['modality']!r}; use {sorted(LABEL_NAMES)}.")
+    if p["file_format"] not in ("dicom", "nifti"):
+        raise ValueError(f"file_format must be 'dicom' or 'nifti', got {p['file_format']!r}.")
+    n, size = int(p["n_samples"]), int(p["image_size"])
+    if n < 2 or size < 16:
+        raise ValueError(f"need n_samples >= 2 and image_size >= 16, got {n}, {size}.")
+    gp = _resolve_group_params(p)
+    label_noise = _pair(p["group_label_noise"], "group_label_noise")
+    rng = np.random.default_rng(int(p["seed"]))
+    group = _sample_groups(n, p["group_proportions"], rng)
+    y = (rng.random(n) < float(p["positive_fraction"])).astype(int)
+    evidence = (2 * y - 1) + rng.normal(0, float(p["evidence_sd"]), n)
+    flip = rng.random(n) < label_noise[group]
+    stored = np.where(flip, 1 - y, y)
+    demo = _demographics(n, group, rng)
+    split = _split_indices(group, p["splits"], rng)
+    img_seeds = rng.integers(0, 2**31 - 1, n)
+    out = Path(out_dir)
+    _prepare_out(out)
+    ext = ".dcm" if p["file_format"] == "dicom" else ".nii.gz"
+    dicom_modality = "XC" if p["modality"] == "dermoscopy" else "DX"
+    items = []
+    for i in range(n):  # one file per sample: I/O bound, cannot be vectorised
+        g = int(group[i])
+        img = render_classification_image(
+            p["modality"], size, float(evidence[i]), gp["contrast"][g], gp["noise"][g], gp["shift"][g],
+            np.random.default_rng(int(img_seeds[i])),
+        )
+        rel = f"images/case_{i:05d}{ext}"
+        if p["file_format"] == "dicom":
+            meta = _dicom_demographics(i, GROUP_NAMES[g], int(demo["age"][i]), demo["study_day"][i], demo["extra_days"][i])
+            write_dicom_image(out / rel, img, meta, modality=dicom_modality, uid_seed=f"monai-fair-{p['seed']}-{i}")
+        else:
+            write_nifti(out / rel, img)
+        item: dict[str, Any] = {
+            "id": f"case_{i:05d}", "image": rel, "label": int(stored[i]), "group": g,
+            "sex": GROUP_NAMES[g], "age": int(demo["age"][i]),
+        }
+        if flip[i]:
+            item["label_clean"] = int(y[i])
+        items.append(item)
+    extra = {
+        "label_names": LABEL_NAMES[p["modality"]],
+        "synthetic": {"task": "classification", "version": FORMAT_VERSION, "params": p,
+                      "label_noise_flipped": int(flip.sum())},
+    }
+    return _write_datalist(out, items, split, extra)
+
+
+def generate_segmentation_dataset(out_dir: str | os.PathLike, **params: Any) -> Path:
+    """Generate a biased 2D binary segmentation dataset; images DICOM or NIfTI, masks NIfTI.
+
+    Args:
+        out_dir: output folder (``images/``, ``masks/`` and ``datalist.json``).
+        params: any of :data:`SEGMENTATION_DEFAULTS`: ``n_samples`` (300), ``image_size`` (64), ``modality``
+            (``"ultrasound"`` | ``"fundus"``), ``file_format`` of the images (``"nifti"`` | ``"dicom"``),
+            ``group_proportions`` ((0.2, 0.8)), ``group_contrast`` ((0.45, 1.0)), ``group_noise`` ((0.3, 0.15)),
+            ``group_shift`` ((0.5, 0.0)), ``group_difficulty``, ``splits``, ``seed``.
+
+    Returns:
+        Path of ``out_dir/datalist.json``; items have ``image``, ``label`` (the mask path), ``group``, ``sex``,
+        ``age``.
+    """
+    p = _normalise_params(SEGMENTATION_DEFAULTS, params)
+    if p["modality"] not in SEG_LABEL_NAMES:
+        raise ValueError(f"unknown segmentation modality {p['modality']!r}; use {sorted(SEG_LABEL_NAMES)}.")
+    if p["file_format"] not in ("dicom", "nifti"):
+        raise ValueError(f"file_format must be 'dicom' or 'nifti', got {p['file_format']!r}.")
+    n, size = int(p["n_samples"]), int(p["image_size"])
+    if n < 2 or size < 16:
+        raise ValueError(f"need n_samples >= 2 and image_size >= 16, got {n}, {size}.")
+    gp = _resolve_group_params(p)
+    rng = np.random.default_rng(int(p["seed"]))
+    group = _sample_groups(n, p["group_proportions"], rng)
+    demo = _demographics(n, group, rng)
+    split = _split_indices(group, p["splits"], rng)
+    img_seeds = rng.integers(0, 2**31 - 1, n)
+    out = Path(out_dir)
+    _prepare_out(out)
+    (out / "masks").mkdir()
+    ext = ".dcm" if p["file_format"] == "dicom" else ".nii.gz"
+    dicom_modality = "US" if p["modality"] == "ultrasound" else "OP"
+    items = []
+    for i in range(n):
+        g = int(group[i])
+        img, mask = render_segmentation_image(
+            p["modality"], size, gp["contrast"][g], gp["noise"][g], gp["shift"][g],
+            np.random.default_rng(int(img_seeds[i])),
+        )
+        rel, rel_mask = f"images/case_{i:05d}{ext}", f"masks/case_{i:05d}.nii.gz"
+        if p["file_format"] == "dicom":
+            meta = _dicom_demographics(i, GROUP_NAMES[g], int(demo["age"][i]), demo["study_day"][i], demo["extra_days"][i])
+            write_dicom_image(out / rel, img, meta, modality=dicom_modality, uid_seed=f"monai-fair-seg-{p['seed']}-{i}")
+        else:
+            write_nifti(out / rel, img)
+        write_nifti(out / rel_mask, mask)
+        items.append({"id": f"case_{i:05d}", "image": rel, "label": rel_mask, "group": g,
+                      "sex": GROUP_NAMES[g], "age": int(demo["age"][i])})
+    extra = {
+        "label_names": SEG_LABEL_NAMES[p["modality"]],
+        "synthetic": {"task": "segmentation", "version": FORMAT_VERSION, "params": p},
+    }
+    return _write_datalist(out, items, split, extra)
+
+
+def ensure_synthetic_dataset(out_dir: str | os.PathLike, task: str = "classification", **params: Any) -> str:
+    """Return ``out_dir/datalist.json``, generating the dataset only when it is missing or was made differently.
+
+    The parameters (defaults filled in) are compared with those recorded in the existing datalist under
+    ``synthetic.params``; any difference (or another task) regenerates the dataset. Bundles call this in their
+    ``initialize`` section.
+
+    Returns:
+        The datalist path as a string (convenient in bundle configs).
+    """
+    if task not in ("classification", "segmentation"):
+        raise ValueError(f"task must be 'classification' or 'segmentation', got {task!r}.")
+    defaults = CLASSIFICATION_DEFAULTS if task == "classification" else SEGMENTATION_DEFAULTS
+    wanted = _normalise_params(defaults, params)
+    path = Path(out_dir) / DATALIST_NAME
+    if path.is_file():
+        try:
+            rec = json.loads(path.read_text()).get("synthetic", {})
+        except (OSError, ValueError):
+            rec = {}
+        if not rec:
+            # not made by this generator: a user's own datalist is used as it is, never overwritten.
+            return str(path)
+        if rec.get("task") == task and rec.get("params") == wanted and rec.get("version") == FORMAT_VERSION:
+            return str(path)
+    gen = generate_classification_dataset if task == "classification" else generate_segmentation_dataset
+    return str(gen(out_dir, **wanted))

@@ -1,0 +1,137 @@
+# Copyright (c) monai-fair contributors
+# Licensed under the Apache License, Version 2.0
+"""Ignite handler that writes the fairness report (JSON, Markdown, PNG) when an evaluation run completes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from monai.handlers import from_engine
+from monai.utils import IgniteInfo, min_version, optional_import
+
+from monai_fair.metrics.group_classification import GroupClassificationMetric
+from monai_fair.metrics.group_segmentation import GroupSegmentationMetric
+from monai_fair.report.writer import format_report_summary, write_fairness_report
+
+idist, _ = optional_import("ignite", IgniteInfo.OPT_IMPORT_VERSION, min_version, "distributed")
+Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+else:
+    Engine, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine")
+
+__all__ = ["FairnessReportHandler"]
+
+
+class FairnessReportHandler:
+    """Accumulate predictions per iteration and write the fairness report at ``Events.COMPLETED``.
+
+    Attach to a MONAI evaluator (e.g. :class:`monai_fair.engines.GroupSupervisedEvaluator`, whose output carries
+    the group). Each iteration ``output_transform(engine.state.output)`` gives ``(y_pred, y, group)``:
+
+    * classification: ``y_pred`` probabilities ``(B,)``/``(B, C)`` (after ``Activations``) and ``y`` labels; the
+      handler keeps one score row, label and group per sample;
+    * segmentation: ``y_pred`` binarised one-hot masks and ``y`` masks; per-image Dice and IoU are computed on the
+      fly (:func:`monai_fair.metrics.compute_per_image_dice_iou`) and masks are not stored.
+
+    At completion the buffers are gathered across DDP ranks (MONAI's ``Cumulative`` buffers, which all-gather);
+    rank 0 writes ``report.json``, ``report.md`` and the PNGs with
+    :func:`monai_fair.report.write_fairness_report` and logs a short aggregated summary with ``engine.logger``.
+    The report is also put in ``engine.state.fairness_report``. Buffers are reset when a run starts, so with
+    periodic validation each run overwrites the report. Nothing per patient is logged.
+
+    Args:
+        output_dir: folder of the report.
+        task: ``"classification"`` or ``"segmentation"``.
+        group_names: names of the group ids (index = id).
+        min_group_size: groups with fewer samples are suppressed in every output.
+        output_transform: maps ``engine.state.output`` to ``(y_pred, y, group)``.
+        n_bootstrap, seed, ci: bootstrap confidence intervals.
+        threshold: binary decision threshold (classification).
+        include_background: channel 0 in the per-image Dice/IoU (segmentation).
+        plots: write the PNGs.
+        log_summary: log the summary through ``engine.logger``.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | Path,
+        task: str,
+        group_names: Sequence[str] | None,
+        min_group_size: int = 10,
+        output_transform: Callable = from_engine(["pred", "label", "group"]),
+        n_bootstrap: int = 200,
+        seed: int = 0,
+        ci: float = 0.95,
+        threshold: float = 0.5,
+        include_background: bool = False,
+        plots: bool = True,
+        log_summary: bool = True,
+    ) -> None:
+        if task not in ("classification", "segmentation"):
+            raise ValueError(f"task must be 'classification' or 'segmentation', got {task!r}.")
+        self.output_dir = Path(output_dir)
+        self.task = task
+        self.group_names = list(group_names) if group_names is not None else None
+        self.min_group_size = min_group_size
+        self.output_transform = output_transform
+        self.n_bootstrap = n_bootstrap
+        self.seed = seed
+        self.ci = ci
+        self.threshold = threshold
+        self.plots = plots
+        self.log_summary = log_summary
+        self.buffer: GroupClassificationMetric | GroupSegmentationMetric
+        if task == "classification":
+            self.buffer = GroupClassificationMetric(threshold=threshold)
+        else:
+            self.buffer = GroupSegmentationMetric(include_background=include_background)
+        self.report: dict[str, Any] | None = None
+
+    def attach(self, engine: Engine) -> None:
+        """Register the handler on ``engine`` (STARTED: reset; ITERATION_COMPLETED: accumulate; COMPLETED: write)."""
+        if not engine.has_event_handler(self.reset, Events.STARTED):
+            engine.add_event_handler(Events.STARTED, self.reset)
+        if not engine.has_event_handler(self.iteration_completed, Events.ITERATION_COMPLETED):
+            engine.add_event_handler(Events.ITERATION_COMPLETED, self.iteration_completed)
+        if not engine.has_event_handler(self.completed, Events.COMPLETED):
+            engine.add_event_handler(Events.COMPLETED, self.completed)
+
+    def reset(self, engine: Engine | None = None) -> None:
+        self.buffer.reset()
+
+    def iteration_completed(self, engine: Engine) -> None:
+        out = self.output_transform(engine.state.output)
+        if len(out) != 3:
+            raise ValueError("FairnessReportHandler's output_transform must return (y_pred, y, group).")
+        y_pred, y, group = out
+        self.buffer(y_pred, y, group=group)
+
+    def completed(self, engine: Engine) -> None:
+        buf = self.buffer.get_buffer()  # collective under DDP: every rank calls it
+        if buf is None:
+            engine.logger.warning("FairnessReportHandler: no samples were seen; no report written.")
+            return
+        if idist.get_rank() != 0:
+            return
+        a, b, g = buf
+        if self.task == "classification":
+            y_score = a[:, 0] if a.shape[1] == 1 else a
+            report = write_fairness_report(
+                self.output_dir, "classification", b[:, 0], g[:, 0], self.group_names, y_score=y_score,
+                min_group_size=self.min_group_size, n_bootstrap=self.n_bootstrap, seed=self.seed, ci=self.ci,
+                threshold=self.threshold, plots=self.plots,
+            )
+        else:
+            report = write_fairness_report(
+                self.output_dir, "segmentation", None, g[:, 0], self.group_names, dice=a[:, 0], iou=b[:, 0],
+                min_group_size=self.min_group_size, n_bootstrap=self.n_bootstrap, seed=self.seed, ci=self.ci,
+                plots=self.plots,
+            )
+        self.report = report
+        engine.state.fairness_report = report  # type: ignore[attr-defined]
+        if self.log_summary:
+            engine.logger.info(format_report_summary(report))
+            engine.logger.info(f"fairness report written to {self.output_dir}")

@@ -1,0 +1,48 @@
+# Copyright (c) monai-fair contributors
+# Licensed under the Apache License, Version 2.0
+"""End-to-end: the baseline bundle trains, evaluates (fairness report), infers and passes verify_net_in_out."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import run_bundle_cli
+
+TINY = {"synthetic": {"n_samples": 60, "image_size": 32, "seed": 1}, "epochs": 1, "batch_size": 16, "min_group_size": 1}
+
+
+@pytest.mark.slow
+def test_baseline_bundle_train_evaluate_infer(bundle_copy, tmp_path):
+    root = bundle_copy("baseline_classification")
+    overrides = dict(TINY, dataset_dir=str(tmp_path / "data"))
+    out = run_bundle_cli(root, ["train.json"], overrides)
+    assert (root / "models" / "model.pt").exists(), out[-2000:]
+
+    run_bundle_cli(root, ["train.json", "evaluate.json"], overrides)
+    report = json.loads((root / "eval" / "report.json").read_text())
+    assert set(report) >= {"overall", "groups", "fairness"}
+    assert set(report["groups"]) == {"F", "M"}
+    for name in ("auc_gap", "es_auc", "eodds", "demographic_parity"):
+        assert name in report["fairness"]
+    assert (root / "eval" / "report.md").exists()
+
+    run_bundle_cli(root, ["inference.json"], {"dataset_dir": str(tmp_path / "data"), "synthetic": TINY["synthetic"]})
+    lines = (root / "eval" / "predictions.csv").read_text().strip().splitlines()
+    assert len(lines) > 0 and len(lines[0].split(",")) == 3  # filename + 2 class probabilities
+
+
+def test_baseline_bundle_verify_net_in_out(bundle_copy):
+    root = bundle_copy("baseline_classification")
+    run_bundle_cli(
+        root,
+        [],
+        command="verify_net_in_out",
+        extra_args=[
+            "--net_id", "network_def",
+            "--meta_file", str(root / "configs" / "metadata.json"),
+            "--config_file", str(root / "configs" / "inference.json"),
+            "--bundle_root", str(root),
+        ],
+    )
