@@ -73,7 +73,12 @@ def _epoch_timer(trainer):
     from ignite.engine import Events
 
     times: list[float] = []
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: times.append(e.state.times["EPOCH_COMPLETED"]))
+
+    def _record(engine):
+        times.append(engine.state.times["EPOCH_COMPLETED"])
+        print(f"  {type(engine).__name__} epoch {engine.state.epoch}: {times[-1]:.1f}s", flush=True)
+
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, _record)
     return times
 
 
@@ -200,7 +205,16 @@ def main():
     ap.add_argument("--selection", default="worst_group_auc")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--merge", nargs="+", default=None, help="combine the --out files of single-seed runs")
     args = ap.parse_args()
+    if args.merge:
+        runs = {}
+        for f in args.merge:
+            part = json.loads(Path(f).read_text())
+            runs.update({int(k): v for k, v in part["per_seed"].items()})
+            base_args = part["args"]
+        _report(runs, sorted(runs), base_args, args.out)
+        return
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="fairdi_bench_")
@@ -211,15 +225,18 @@ def main():
         t = time.perf_counter()
         runs[s] = run_seed(s, datalist, args, device)
         print(f"seed {s} done in {time.perf_counter() - t:.0f}s: {json.dumps(runs[s])}", flush=True)
+    _report(runs, args.seeds, vars(args), args.out)
+
+
+def _report(runs, seeds, args, out):
     table = {}
-    for method in ("erm", "fairdi_baseline", "fairdi"):
-        table[method] = {k: _mean_std([runs[s][method][k] for s in args.seeds]) for k in runs[args.seeds[0]][method]}
-    table["cost"] = {k: _mean_std([runs[s]["cost"][k] for s in args.seeds]) for k in runs[args.seeds[0]]["cost"]}
-    result = {"args": vars(args), "per_seed": runs, "mean_std": table}
+    for method in ("erm", "fairdi_baseline", "fairdi", "cost"):
+        table[method] = {k: _mean_std([runs[s][method][k] for s in seeds]) for k in runs[seeds[0]][method]}
+    result = {"args": args, "per_seed": runs, "mean_std": table}
     print(json.dumps(table, indent=1))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1))
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ same data (binary task, ``--n`` samples, ``--groups`` groups, positive-class sco
 computes all its fairness metrics (gaps, worst group, ES-AUC/ES-accuracy, EOpp0/EOpp1/EOdds, DP). No bootstrap.
 The per-group values of both are checked to agree before timing is reported.
 
-    python benchmarks/metrics_bench.py --n 1000000 --groups 8 --repeats 5 --fairlearn-repeats 3
+    python benchmarks/metrics_bench.py --n 1000000 --groups 8 --repeats 7 --fairlearn-repeats 3 --threads 1
 
 Needs the ``bench`` extra (fairlearn, pandas).
 """
@@ -28,12 +28,13 @@ import torch
 from monai_fair.metrics import compute_group_classification_metrics
 
 
-def make_data(n: int, groups: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def make_data(n: int, groups: int, seed: int, decimals: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Binary labels, group ids and scores; ``decimals >= 0`` rounds the scores (many ties), ``< 0`` keeps them."""
     rng = np.random.default_rng(seed)
     g = rng.integers(0, groups, n)
     y = (rng.random(n) < 0.3 + 0.02 * g).astype(np.int64)
-    s = np.clip(rng.normal(0.35 + 0.3 * y - 0.01 * g, 0.2), 0, 1).round(4).astype(np.float64)  # 4 decimals: ties
-    return s, y, g
+    s = np.clip(rng.normal(0.35 + 0.3 * y - 0.01 * g, 0.2), 0, 1).astype(np.float64)
+    return (s.round(decimals) if decimals >= 0 else s), y, g
 
 
 def fairlearn_frame(s: np.ndarray, y: np.ndarray, g: np.ndarray, threshold: float = 0.5):
@@ -72,11 +73,12 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--fairlearn-repeats", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.add_argument("--decimals", type=int, default=4, help="round the scores (ties); -1 keeps full precision")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch default)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    s, y, g = make_data(args.n, args.groups, args.seed)
+    s, y, g = make_data(args.n, args.groups, args.seed, args.decimals)
 
     ours = compute_group_classification_metrics(s, y, g)  # warm-up + values
     mf, _, _ = fairlearn_frame(s, y, g)
@@ -93,6 +95,7 @@ def main() -> None:
     result = {
         "n": args.n,
         "groups": args.groups,
+        "decimals": args.decimals,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),

@@ -12,9 +12,14 @@ Each method runs in its own fresh process; peak memory is the process's resident
 ``VmHWM``, reset through ``/proc/self/clear_refs`` after the imports) minus the resident set at that point, and,
 for the Python heap, ``tracemalloc``'s peak.
 
+With ``--bundle`` it instead trains ``bundles/neural_collapse_classification`` without and with injected label
+bias (``--bias``, default 0.5 of the positives of group F flipped to negative) for each of ``--seeds`` and prints
+the per-group F1 and NC trajectories (mean +- std over seeds) as Markdown tables.
+
 Usage::
 
     python benchmarks/nc_bench.py [--n 100000] [--dim 512] [--batch 1000] [--threads 1] [--json out.json]
+    python benchmarks/nc_bench.py --bundle [--seeds 0 1 2] [--epochs 30] [--bias 0.5] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -106,14 +111,86 @@ def _run(method: str, args: argparse.Namespace) -> dict:
     return out
 
 
+def _bundle_runs(args: argparse.Namespace) -> None:
+    """Train the bundle with and without label bias over several seeds; summarise per-group F1 and NC."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "bundles" / "neural_collapse_classification"
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="nc_bundle_"))
+    data_dir = work / "data"  # shared: generated once
+    rows = []
+    for fraction in (0.0, args.bias):
+        for seed in args.seeds:
+            root = work / f"bias{fraction}_seed{seed}"
+            shutil.rmtree(root, ignore_errors=True)
+            shutil.copytree(src, root, ignore=shutil.ignore_patterns("models", "eval", "data", "runs"))
+            cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(root / "configs" / "train.json"),
+                   "--bundle_root", str(root), "--meta_file", str(root / "configs" / "metadata.json"),
+                   "--logging_file", str(root / "configs" / "logging.conf"), "--dataset_dir", str(data_dir),
+                   "--seed", str(seed), "--epochs", str(args.epochs), "--label_bias_fraction", str(fraction)]
+            t0 = time.perf_counter()
+            env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if proc.returncode:
+                raise RuntimeError(proc.stdout[-3000:] + proc.stderr[-3000:])
+            doc = json.loads((root / "eval" / "neural_collapse" / "nc_trajectory.json").read_text())
+            rows.append({"fraction": fraction, "seed": seed, "seconds": time.perf_counter() - t0,
+                         "trajectory": doc["evaluations"]})
+            print(f"bias={fraction} seed={seed}: {rows[-1]['seconds']:.0f} s", flush=True)
+    with open(work / "bundle_runs.json", "w") as f:
+        json.dump(rows, f)
+    _summarise(rows)
+
+
+def _summarise(rows: list[dict]) -> None:
+    import numpy as np
+
+    metrics = ("f1", "nc1", "nc2_etf_means", "nc3_self_duality", "nc4_agreement")
+    for split in ("train", "test"):
+        print(f"\n### {split} split: mean +- std over seeds (per group F / M, overall)\n")
+        print("| label bias | epoch | " + " | ".join(metrics) + " |")
+        print("|---|---|" + "---|" * len(metrics))
+        for fraction in sorted({r["fraction"] for r in rows}):
+            runs = [r for r in rows if r["fraction"] == fraction]
+            for i, epoch in enumerate(e["epoch"] for e in runs[0]["trajectory"]):
+                cells = []
+                for m in metrics:
+                    parts = []
+                    for key in ("F", "M", "overall"):
+                        vals = np.array([(r["trajectory"][i][split]["overall"] if key == "overall"
+                                          else r["trajectory"][i][split]["groups"][key]).get(m, np.nan)
+                                         for r in runs], dtype=float)
+                        parts.append(f"{np.nanmean(vals):.3g}+-{np.nanstd(vals):.2g}")
+                    cells.append(" / ".join(parts))
+                print(f"| {fraction} | {epoch} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bundle", action="store_true", help="run the bundle biased/unbiased over --seeds instead")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--bias", type=float, default=0.5, help="label_bias_fraction of the biased runs")
+    parser.add_argument("--workdir", default=None)
+    parser.add_argument("--summarise", default=None, help="only summarise an existing bundle_runs.json")
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    if args.summarise:
+        with open(args.summarise) as f:
+            _summarise(json.load(f))
+        return
+    if args.bundle:
+        _bundle_runs(args)
+        return
     runs = {m: _run(m, args) for m in ("generate", "streaming", "reference")}
     s, r = runs["streaming"]["result"], runs["reference"]["result"]
     max_abs, max_rel = 0.0, 0.0

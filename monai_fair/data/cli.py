@@ -91,13 +91,15 @@ def add_adapt_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     a = sub.add_parser("ham10000", parents=[common], help="HAM10000_metadata.csv")
     a.add_argument("--metadata", required=True)
-    a.add_argument("--images", required=True, help="folder(s) with ISIC_xxxxxxx.jpg, comma-separated", type=str)
+    a.add_argument("--images", required=True, help="folder(s) with ISIC_xxxxxxx.jpg, comma-separated")
+    a.add_argument("--label-mode", dest="label_mode", choices=["dx", "binary"])
     a.add_argument("--attribute", choices=["sex", "age", "sex_age"])
 
     a = sub.add_parser("fitzpatrick17k", parents=[common], help="fitzpatrick17k.csv")
     a.add_argument("--metadata", required=True)
     a.add_argument("--images", required=True, help="folder with <md5hash>.jpg")
     a.add_argument("--grouping", choices=["binary", "six"])
+    a.add_argument("--scale-col", dest="scale_col", choices=["fitzpatrick_scale", "fitzpatrick_centaur"])
     a.add_argument("--label-col", dest="label_col",
                    choices=["label", "nine_partition_label", "three_partition_label"])
 
@@ -113,7 +115,8 @@ def add_adapt_parser(subparsers: Any) -> argparse.ArgumentParser:
     a.add_argument("--root", required=True, help="folder the 'Path' column is relative to")
     a.add_argument("--finding", help="one of the 14 findings (binary task); default: multi-label")
     a.add_argument("--uncertain", choices=["ones", "zeros", "ignore"])
-    a.add_argument("--frontal-only", dest="frontal_only", action="store_true", default=None)
+    a.add_argument("--all-views", dest="frontal_only", action="store_false", default=None,
+                   help="keep lateral views too (default: frontal only)")
     a.add_argument("--attribute", choices=["sex", "age", "sex_age"])
 
     a = sub.add_parser("papila", parents=[common], help="PAPILA ClinicalData (xlsx or CSV exports)")

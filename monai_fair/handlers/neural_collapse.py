@@ -13,8 +13,10 @@ restored afterwards. Outputs, under ``output_dir``:
   counts, per-group F1 and accuracy), rewritten after each evaluation;
 * TensorBoard scalars ``nc/<loader>/<metric>/<group>`` (``torch.utils.tensorboard.SummaryWriter``) in
   ``output_dir/tensorboard``;
-* PNG plots (matplotlib, Agg) ``plots/<loader>_<metric>.png`` of each metric per subgroup across epochs, and
-  ``plots/<loader>_summary.png``, written when the run completes (and after each evaluation if asked).
+* PNG plots (matplotlib, Agg) of each metric per subgroup (and overall) across epochs: one grid figure
+  ``plots/<loader>_all_metrics.png``, a summary ``plots/<loader>_summary.png`` (NC1, NC2-ETF, equinorm, NC3, NC4,
+  F1) and, with ``per_metric_plots``, ``plots/<loader>_<metric>.png``; written when the run completes (and after
+  each evaluation if asked).
 
 NC4 needs the class means before classifying, so by default (``nc4_centres="two_pass"``) each evaluation makes a
 second forward pass over the loader (exact, twice the cost); ``"previous"`` uses the class means of the previous
@@ -118,6 +120,8 @@ class NeuralCollapseHandler:
         prepare_batch: optional ``batch -> (inputs, labels, groups)`` replacing the key lookup.
         tensorboard: write TensorBoard scalars (needs the ``tensorboard`` package).
         plot_every_evaluation: also rewrite the PNGs after each evaluation (default: only at the end).
+        per_metric_plots: also write one PNG per (loader, metric); by default each loader gets one grid PNG with
+            every metric (``<loader>_all_metrics.png``) and a summary PNG (``<loader>_summary.png``).
         compute_f1: add per-group F1 / accuracy (``monai_fair.metrics.compute_group_classification_metrics``).
     """
 
@@ -141,6 +145,7 @@ class NeuralCollapseHandler:
         prepare_batch: Callable | None = None,
         tensorboard: bool = True,
         plot_every_evaluation: bool = False,
+        per_metric_plots: bool = False,
         compute_f1: bool = True,
     ) -> None:
         if nc4_centres not in ("two_pass", "previous"):
@@ -164,6 +169,7 @@ class NeuralCollapseHandler:
         self.device = device
         self.prepare_batch = prepare_batch
         self.plot_every_evaluation = plot_every_evaluation
+        self.per_metric_plots = per_metric_plots
         self.compute_f1 = compute_f1
         self.use_tensorboard = tensorboard and _has_tb
         self._writer: Any = None
@@ -314,24 +320,35 @@ class NeuralCollapseHandler:
                 m: {g: [row(e, g).get(m, np.nan) for e in self.history] for g in ["overall"] + self.group_names}
                 for m in metrics
             }
-            for m in metrics:
-                fig, ax = plt.subplots(figsize=(5, 3.5))
+            if self.per_metric_plots:
+                for m in metrics:
+                    fig, ax = plt.subplots(figsize=(5, 3.5))
+                    self._draw(ax, epochs, series[m], m)
+                    written.append(self._save(fig, os.path.join(plot_dir, f"{loader}_{m}.png")))
+            ncols = 4
+            nrows = -(-len(metrics) // ncols)
+            fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.9 * nrows))
+            axes = np.atleast_1d(axes).reshape(-1)
+            for ax, m in zip(axes, metrics):
                 self._draw(ax, epochs, series[m], m)
-                path = os.path.join(plot_dir, f"{loader}_{m}.png")
-                fig.tight_layout()
-                fig.savefig(path, dpi=80)
-                plt.close(fig)
-                written.append(path)
+            for ax in axes[len(metrics):]:
+                ax.axis("off")
+            written.append(self._save(fig, os.path.join(plot_dir, f"{loader}_all_metrics.png")))
             shown = [m for m in SUMMARY_METRICS if m in metrics]
             fig, axes = plt.subplots(1, len(shown), figsize=(3.6 * len(shown), 3.2))
             for ax, m in zip(np.atleast_1d(axes), shown):
                 self._draw(ax, epochs, series[m], m)
-            fig.tight_layout()
-            path = os.path.join(plot_dir, f"{loader}_summary.png")
-            fig.savefig(path, dpi=80)
-            plt.close(fig)
-            written.append(path)
+            written.append(self._save(fig, os.path.join(plot_dir, f"{loader}_summary.png")))
         return written
+
+    @staticmethod
+    def _save(fig: Any, path: str) -> str:
+        import matplotlib.pyplot as plt
+
+        fig.tight_layout()
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        return path
 
     @staticmethod
     def _draw(ax: Any, epochs: list[int], series: dict[str, list[float]], metric: str) -> None:

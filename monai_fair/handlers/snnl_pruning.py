@@ -36,7 +36,12 @@ import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
 from monai_fair.metrics import compute_group_classification_metrics
-from monai_fair.networks.channel_pruning import find_following_modules, make_pruning_permanent, mask_channels, pruned_channels
+from monai_fair.networks.channel_pruning import (
+    find_following_modules,
+    make_pruning_permanent,
+    mask_channels,
+    pruned_channels,
+)
 from monai_fair.networks.channel_scoring import score_channels_snnl
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
@@ -48,7 +53,9 @@ else:
 __all__ = ["SNNLChannelPruningHandler", "macro_f1_eodds"]
 
 
-def macro_f1_eodds(probs: torch.Tensor, label: torch.Tensor, group: torch.Tensor, num_groups: int | None = None) -> tuple[float, float]:
+def macro_f1_eodds(
+    probs: torch.Tensor, label: torch.Tensor, group: torch.Tensor, num_groups: int | None = None
+) -> tuple[float, float]:
     """Macro-F1 (mean over classes of one-vs-rest F1) and EOdds (``compute_group_classification_metrics``)."""
     probs = torch.as_tensor(probs).float()
     label = torch.as_tensor(label).long().reshape(-1)
@@ -62,7 +69,8 @@ def macro_f1_eodds(probs: torch.Tensor, label: torch.Tensor, group: torch.Tensor
     present = denom > 0
     macro = float(f1[present].mean()) if present.any() else float("nan")
     y_score = probs[:, 1] if n_classes == 2 else probs
-    m = compute_group_classification_metrics(y_score, label, torch.as_tensor(group).long().reshape(-1), num_groups=num_groups)
+    group = torch.as_tensor(group).long().reshape(-1)
+    m = compute_group_classification_metrics(y_score, label, group, num_groups=num_groups)
     return macro, float(m["fairness"]["eodds"])
 
 
@@ -250,4 +258,4 @@ class SNNLChannelPruningHandler:
         if self.history_path:
             os.makedirs(os.path.dirname(os.path.abspath(self.history_path)), exist_ok=True)
             with open(self.history_path, "w") as f:
-                json.dump(summary, f, indent=2, default=lambda o: float(o) if isinstance(o, (np.floating, float)) else str(o))
+                json.dump(summary, f, indent=2, default=lambda o: float(o) if isinstance(o, np.floating) else str(o))

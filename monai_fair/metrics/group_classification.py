@@ -459,12 +459,18 @@ def compute_group_classification_metrics(
 
 def _stack_batch(x: Any, name: str) -> torch.Tensor:
     """A batch-first tensor from a batch tensor or a MONAI decollated list of channel-first items."""
+    def _one(v: Any) -> torch.Tensor:
+        if isinstance(v, torch.Tensor):  # keep the device: NCCL gathers device tensors
+            v = v.detach()
+            return v.as_tensor() if hasattr(v, "as_tensor") else v
+        return to_flat_tensor(v, name)
+
     if isinstance(x, (list, tuple)):
-        items = [to_flat_tensor(v, name) for v in x]
+        items = [_one(v) for v in x]
         if not items:
             return torch.zeros(0)
         return torch.stack([i.reshape(-1) if i.ndim <= 1 else i for i in items])
-    return to_flat_tensor(x, name)
+    return _one(x)
 
 
 class GroupClassificationMetric(CumulativeIterationMetric):
@@ -517,10 +523,10 @@ class GroupClassificationMetric(CumulativeIterationMetric):
         group = kwargs.get("group")
         if y is None or group is None:
             raise ValueError("GroupClassificationMetric needs y_pred, y and group=...")
-        g = _stack_batch(group, "group").reshape(-1).to(torch.float64)
         score = y_pred.to(torch.float64)
+        g = _stack_batch(group, "group").reshape(-1).to(device=score.device, dtype=torch.float64)
         score = score.reshape(score.shape[0], -1) if score.ndim > 1 else score.reshape(-1, 1)
-        lab = y.to(torch.float64)
+        lab = y.to(device=score.device, dtype=torch.float64)
         lab = lab.reshape(lab.shape[0], -1) if lab.ndim > 1 else lab.reshape(-1, 1)
         if lab.shape[1] > 1:
             lab = lab.argmax(1, keepdim=True).to(torch.float64)

@@ -54,6 +54,13 @@ SEGMENTATION_FAIRNESS_METRICS = (
 _NAN = float("nan")
 
 
+def _on_device(x: Any, name: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        x = x.detach()
+        return x.as_tensor() if hasattr(x, "as_tensor") else x
+    return to_flat_tensor(x, name)
+
+
 def compute_per_image_dice_iou(
     y_pred: Any, y: Any, include_background: bool = False, ignore_empty: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,8 +78,8 @@ def compute_per_image_dice_iou(
     Returns:
         ``dice (B,)`` and ``iou (B,)`` as float64.
     """
-    p = to_flat_tensor(y_pred, "y_pred").float()
-    t = to_flat_tensor(y, "y").float()
+    p = _on_device(y_pred, "y_pred").float()  # masks stay on their device; only the scores move to the CPU
+    t = _on_device(y, "y").float().to(p.device)
     if p.ndim < 3:
         raise ValueError(f"y_pred must be (B, C, spatial...), got shape {tuple(p.shape)}.")
     c = p.shape[1]
@@ -87,7 +94,7 @@ def compute_per_image_dice_iou(
         warnings.simplefilter("ignore")
         d = compute_dice(p, t, include_background=inc, ignore_empty=ignore_empty)
         i = compute_iou(p, t, include_background=inc, ignore_empty=ignore_empty)
-    return torch.nanmean(d.double(), 1), torch.nanmean(i.double(), 1)
+    return torch.nanmean(d.double(), 1).cpu(), torch.nanmean(i.double(), 1).cpu()
 
 
 def _group_means(values: torch.Tensor, group: torch.Tensor, num_groups: int, weights: torch.Tensor | None):
@@ -307,10 +314,10 @@ class GroupSegmentationMetric(CumulativeIterationMetric):
         if y is None or group is None:
             raise ValueError("GroupSegmentationMetric needs y_pred, y and group=...")
         if isinstance(y_pred, (list, tuple)):
-            y_pred = torch.stack([to_flat_tensor(v, "y_pred") for v in y_pred])
+            y_pred = torch.stack([_on_device(v, "y_pred") for v in y_pred])
         if isinstance(y, (list, tuple)):
-            y = torch.stack([to_flat_tensor(v, "y") for v in y])
-        ret = self._compute_tensor(to_flat_tensor(y_pred, "y_pred"), to_flat_tensor(y, "y"), group=group)
+            y = torch.stack([_on_device(v, "y") for v in y])
+        ret = self._compute_tensor(_on_device(y_pred, "y_pred"), _on_device(y, "y"), group=group)
         self.extend(*ret)
         return ret
 
@@ -324,7 +331,8 @@ class GroupSegmentationMetric(CumulativeIterationMetric):
         d, i = compute_per_image_dice_iou(y_pred, y, include_background=self.include_background)
         if g.numel() != d.numel():
             raise ValueError(f"batch sizes differ: y_pred {d.numel()}, group {g.numel()}.")
-        return d[:, None], i[:, None], g[:, None]
+        dev = y_pred.device  # buffers on the input device, as NCCL gathers device tensors
+        return d[:, None].to(dev), i[:, None].to(dev), g[:, None].to(dev)
 
     def aggregate(self) -> Any:  # type: ignore[override]
         buf = self.get_buffer()

@@ -33,8 +33,12 @@ Conventions (all selectable):
   the centres, so only NC1 (within-class scatter of the subgroup around the global centres) and NC4 differ from
   the overall values (NC2/NC3 are then the overall ones).
 * Binary tasks (C = 2): ``Sigma_B`` has rank 1 and the ETF is two antipodal vectors; the equiangularity (std of a
-  single cosine) is undefined and returned as NaN (no warning); use ``nc2_maxangle_*`` (= ``|cos + 1|``) and the
-  equinorms instead.
+  single cosine) is undefined and returned as NaN (no warning). Moreover the NC2 **means** metrics carry no
+  information about training when C = 2: the two centred means are always antiparallel,
+  ``mu_1 - mu_G = (n_2/N)(mu_1 - mu_2)`` and ``mu_2 - mu_G = -(n_1/N)(mu_1 - mu_2)`` with the weighted ``mu_G``, so
+  ``nc2_equinorm_means = sqrt(2)|n_1 - n_2|/(n_1 + n_2)``, ``nc2_maxangle_means = 0`` and ``nc2_etf_means`` are
+  functions of the class counts alone (all exactly "collapsed" with the unweighted ``mu_G``). For binary tasks read
+  NC1, the NC2 **weights** metrics, NC3 and NC4.
 * A class absent from a subgroup (own means) makes NC1-NC3 undefined for that subgroup: NaN with a warning; NC4
   stays defined (nearest among the centres that exist).
 

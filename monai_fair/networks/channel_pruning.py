@@ -180,7 +180,8 @@ def remove_channels(
     else:  # Linear after pooling + flatten (channel-major)
         if consumer.in_features % n_old:
             raise ValueError(
-                f"consumer {consumer_name!r} has in_features={consumer.in_features}, not a multiple of {n_old} channels."
+                f"consumer {consumer_name!r} has in_features={consumer.in_features}, "
+                f"not a multiple of {n_old} channels."
             )
         k = consumer.in_features // n_old
         cols = (keep.unsqueeze(1) * k + torch.arange(k, device=dev)).flatten()

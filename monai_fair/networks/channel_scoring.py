@@ -34,8 +34,8 @@ def stratified_batch_indices(
 
     Samples of each group are shuffled with ``seed`` and dealt round-robin (by proportion) into
     ``ceil(N / batch_size)`` batches, so every batch has ``~ batch_size * n_g / N`` members of group ``g``
-    (at least 2 where the group is large enough, so its anchors have a partner). The result is usable as a
-    ``DataLoader(batch_sampler=...)``.
+    (rounded; a group with fewer than ``~ 2 N / batch_size`` members can have batches with 0 or 1 member, whose
+    anchors SNNL drops). The result is usable as a ``DataLoader(batch_sampler=...)``.
 
     Args:
         groups: group id of every dataset item.
@@ -90,7 +90,8 @@ def snnl_channel_scores(
     sums = torch.zeros(c, dtype=torch.float64, device=activations.device)
     n_valid = 0
     for start in range(0, c, max(1, chunk_size)):  # chunks bound memory; each chunk is one batched computation
-        terms, valid = snnl_per_anchor(feats[start : start + chunk_size], groups, temperature, distance, legacy_self_term)
+        chunk = feats[start : start + chunk_size]
+        terms, valid = snnl_per_anchor(chunk, groups, temperature, distance, legacy_self_term)
         sums[start : start + chunk_size] = terms[:, valid].double().sum(-1)
         n_valid = int(valid.sum())
     return sums, n_valid
@@ -171,7 +172,9 @@ def score_channels_snnl(
                     x, g = batch[0], batch[1]
                 g = torch.as_tensor(g).reshape(-1).long().to(device)
                 model(torch.as_tensor(x).to(device))
-                sums, n_valid = snnl_channel_scores(catcher.output, g, temperature, distance, legacy_self_term, chunk_size)
+                sums, n_valid = snnl_channel_scores(
+                    catcher.output, g, temperature, distance, legacy_self_term, chunk_size
+                )
                 total = sums if total is None else total + sums
                 count += n_valid
     finally:

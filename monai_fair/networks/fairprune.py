@@ -112,7 +112,11 @@ def group_fisher_diagonal(
 
 
 def fairprune_saliency(
-    model: nn.Module, fisher: Mapping[str, torch.Tensor], unprivileged: int, privileged: int | list[int], beta: float = 0.2
+    model: nn.Module,
+    fisher: Mapping[str, torch.Tensor],
+    unprivileged: int,
+    privileged: int | list[int],
+    beta: float = 0.2,
 ) -> dict[str, torch.Tensor]:
     """``S = 1/2 theta^2 (H_unpriv - beta * H_priv)`` per prunable weight (``privileged`` may list several groups,
     whose curvatures are averaged)."""

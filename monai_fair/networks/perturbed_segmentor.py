@@ -128,9 +128,9 @@ class PerturbedSegmentor(nn.Module):
         self.latents_out: list[torch.Tensor | None] = [None] * len(names)
         self._hooks = [modules[n].register_forward_hook(self._make_hook(i)) for i, n in enumerate(names)]
         if base_weights is not None:
-            self.network.load_state_dict(_load_state_dict(base_weights))
+            _load_into(self.network, base_weights, "deployed network")
         if perturber_weights is not None:
-            self.perturbers.load_state_dict(_load_state_dict(perturber_weights))
+            _load_into(self.perturbers, perturber_weights, "perturbers")
         self.frozen = bool(freeze)
         if freeze:
             self.network.requires_grad_(False)
@@ -203,3 +203,13 @@ def _load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not isinstance(ckpt, dict):
         raise ValueError(f"{path} does not hold a state dict (got {type(ckpt).__name__}).")
     return ckpt
+
+
+def _load_into(module: nn.Module, path: str | os.PathLike, what: str) -> None:
+    try:
+        module.load_state_dict(_load_state_dict(path))
+    except RuntimeError as e:
+        raise ValueError(
+            f"checkpoint {path} does not fit the {what} ({type(module).__name__}); was it saved for another "
+            f"model_id / latent_module / perturber size? {str(e).splitlines()[0]}"
+        ) from e

@@ -70,3 +70,43 @@ def test_fairdi_classification_verify_net_in_out(bundle_copy):
             "--bundle_root", str(root),
         ],
     )
+
+
+SEG_TINY = {
+    "synthetic": {"n_samples": 40, "image_size": 32, "seed": 1},
+    "baseline_epochs": 1,
+    "teacher_epochs": 1,
+    "student_epochs": 1,
+    "batch_size": 8,
+    "min_group_size": 1,
+    "teacher_min_group_size": 4,
+}
+
+
+@pytest.mark.slow
+def test_fairdi_segmentation_pipeline_evaluate_infer(bundle_copy, tmp_path):
+    root = bundle_copy("fairdi_segmentation")
+    overrides = dict(SEG_TINY, dataset_dir=str(tmp_path / "data"))
+    out = run_bundle_cli(root, ["train.json"], overrides)
+    for name in ("baseline.pt", "teachers.pt", "model.pt"):
+        assert (root / "models" / name).exists(), out[-2000:]
+    run_bundle_cli(root, ["train.json", "evaluate.json"], overrides)
+    report = json.loads((root / "eval" / "report.json").read_text())
+    assert "es_dice" in report["fairness"] and "dice_gap" in report["fairness"]
+    run_bundle_cli(root, ["inference.json"], {"dataset_dir": str(tmp_path / "data"), "synthetic": SEG_TINY["synthetic"]})
+    assert list((root / "eval" / "masks").glob("*_seg.nii.gz"))
+
+
+def test_fairdi_segmentation_verify_net_in_out(bundle_copy):
+    root = bundle_copy("fairdi_segmentation")
+    run_bundle_cli(
+        root,
+        [],
+        command="verify_net_in_out",
+        extra_args=[
+            "--net_id", "network_def",
+            "--meta_file", str(root / "configs" / "metadata.json"),
+            "--config_file", str(root / "configs" / "inference.json"),
+            "--bundle_root", str(root),
+        ],
+    )

@@ -99,3 +99,37 @@ def test_classification_report_handler(tmp_path):
     eng.run(data[:2], max_epochs=1)  # second run resets the buffers
     assert json.loads((tmp_path / "report.json").read_text())["overall"]["n"] == 32
     assert np.isfinite(report["fairness"]["es_auc"])
+
+
+def test_with_group_supervised_evaluator_decollated(tmp_path):
+    from monai.data import DataLoader
+    from monai.transforms import Activationsd
+
+    from monai_fair.engines import GroupSupervisedEvaluator
+
+    torch.manual_seed(0)
+    items = [
+        {"image": torch.randn(4) + (i % 2), "label": torch.tensor(i % 2), "group": torch.tensor((i // 2) % 2)}
+        for i in range(48)
+    ]
+    net = torch.nn.Linear(4, 2)
+    handler = GroupClassificationMetricHandler(reduction="worst_group_auc")
+    report = FairnessReportHandler(tmp_path, "classification", ["A", "B"], n_bootstrap=0, plots=False)
+    ev = GroupSupervisedEvaluator(
+        device=torch.device("cpu"),
+        val_data_loader=DataLoader(items, batch_size=16),
+        network=net,
+        postprocessing=Activationsd(keys="pred", softmax=True),
+        key_val_metric={"wg_auc": handler},
+        val_handlers=[report],
+    )
+    ev.run()
+    with torch.no_grad():
+        x = torch.stack([d["image"] for d in items])
+        p = torch.softmax(net(x), 1)
+    y = torch.stack([d["label"] for d in items])
+    g = torch.stack([d["group"] for d in items])
+    ref = compute_group_classification_metrics(p, y, g)
+    assert ev.state.metrics["wg_auc"] == pytest.approx(ref["fairness"]["worst_group_auc"])
+    js = json.loads((tmp_path / "report.json").read_text())
+    assert js["groups"]["B"]["auc"] == pytest.approx(ref["groups"][1]["auc"])

@@ -40,7 +40,7 @@ def test_handler_writes_trajectory_and_plots(tmp_path, nc4_centres):
     loader = _loader()
     handler = NeuralCollapseHandler(
         net, "head", {"train": loader}, tmp_path, num_classes=3, group_names=["F", "M"], epochs=[1, 3],
-        nc4_centres=nc4_centres,
+        nc4_centres=nc4_centres, per_metric_plots=nc4_centres == "two_pass",
     )
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
 
@@ -82,7 +82,9 @@ def test_handler_writes_trajectory_and_plots(tmp_path, nc4_centres):
         assert math.isnan(doc["evaluations"][0]["train"]["overall"]["nc4_agreement"])
 
     plots = {p.name for p in (tmp_path / "plots").glob("*.png")}
-    assert {"train_nc1.png", "train_nc4_agreement.png", "train_f1.png", "train_summary.png"} <= plots
+    assert {"train_all_metrics.png", "train_summary.png"} <= plots
+    if nc4_centres == "two_pass":
+        assert {"train_nc1.png", "train_nc4_agreement.png", "train_f1.png"} <= plots
     assert all((tmp_path / "plots" / p).stat().st_size > 1000 for p in plots)
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
 

@@ -121,6 +121,13 @@ def test_binary_degenerate_and_single_logit():
     cos = torch.nn.functional.cosine_similarity(m[0], m[1], dim=0).item()
     assert res["overall"]["nc2_maxangle_means"] == pytest.approx(abs(cos + 1), abs=1e-10)
     assert res["overall"]["nc2_maxangle_weights"] == pytest.approx(0.0, abs=1e-12)
+    # C = 2: the NC2 means metrics depend on the class counts only (documented degeneracy)
+    n1, n2 = int((y == 0).sum()), int((y == 1).sum())
+    assert res["overall"]["nc2_equinorm_means"] == pytest.approx(math.sqrt(2) * abs(n1 - n2) / (n1 + n2), rel=1e-9)
+    assert res["overall"]["nc2_maxangle_means"] == pytest.approx(0.0, abs=1e-12)
+    unweighted = compute_neural_collapse(h, y, w1, b1, g, global_mean="unweighted")["overall"]
+    assert unweighted["nc2_equinorm_means"] == pytest.approx(0.0, abs=1e-9)
+    assert unweighted["nc2_etf_means"] == pytest.approx(0.0, abs=1e-7)
     # single-logit predictions: sigmoid(z) > 0.5 <=> argmax of the 2-row classifier
     logit = h.double() @ w1.double().T + b1.double()
     pred = (logit.reshape(-1) > 0).long()

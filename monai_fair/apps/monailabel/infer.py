@@ -67,8 +67,8 @@ class FairBundleInferTask(BasicInferTask):
         network_id: config id of the network to load the weights into.
         kwargs: further arguments of ``BasicInferTask``.
 
-    The weights are loaded with ``torch.load(..., weights_only=True)`` (MONAI Label's default on torch >= 2.6) from
-    the ``model`` entry of the checkpoint, as ``CheckpointSaver(save_dict={"model": ...})`` writes it.
+    The weights are loaded with ``torch.load(..., weights_only=True)`` from the ``model`` entry of the checkpoint,
+    as ``CheckpointSaver(save_dict={"model": ...})`` writes it; the task is listed by ``/info`` once they exist.
     """
 
     def __init__(
@@ -104,10 +104,10 @@ class FairBundleInferTask(BasicInferTask):
         if type == InferType.SEGMENTATION:
             labels = {k: v for k, v in labels.items() if k != "background"}
         model_path = os.path.join(self.bundle_path, "models", "model.pt")
-        network = self.bundle_config.get_parsed_content(network_id, instantiate=True)
+        self.network_id = network_id
         super().__init__(
             path=model_path,
-            network=network,
+            network=None,
             type=type,
             labels=labels,
             dimension=len(image.get("spatial_shape", [0, 0, 0])),
@@ -116,6 +116,30 @@ class FairBundleInferTask(BasicInferTask):
             **kwargs,
         )
         self.version = self.metadata.get("version")
+
+    def is_valid(self) -> bool:
+        return os.path.isfile(self.path[0])
+
+    def _get_network(self, device: str, data: Any) -> torch.nn.Module:
+        """A fresh network from the bundle config with ``models/model.pt`` loaded (cached per device and file time).
+
+        The network is built anew rather than deep-copied (method wrappers such as APPLE's perturbed segmentor
+        keep forward hooks bound to their own modules) and loaded strictly with ``weights_only=True``.
+        """
+        path = self.path[0]
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"bundle {self.bundle_path} has no trained weights models/model.pt yet")
+        mtime = os.stat(path).st_mtime
+        cached = self._networks.get(device)
+        if cached is not None and cached[1] == mtime:
+            return cached[0]
+        network = self.bundle_config.get_parsed_content(self.network_id, instantiate=True, lazy=False)
+        ckpt = torch.load(path, map_location=torch.device(device), weights_only=True)
+        state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else ckpt
+        network.load_state_dict(state, strict=True)
+        network.to(torch.device(device)).eval()
+        self._networks[device] = (network, mtime)
+        return network
 
     def info(self) -> dict[str, Any]:
         i = super().info()

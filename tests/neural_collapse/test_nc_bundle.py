@@ -1,0 +1,65 @@
+# Copyright (c) monai-fair contributors
+# Licensed under the Apache License, Version 2.0
+"""End-to-end: the neural_collapse_classification bundle trains with injected label bias, writes the NC trajectory
+and plots, evaluates, and passes verify_net_in_out."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from tests.conftest import run_bundle_cli
+
+TINY = {
+    "synthetic": {"n_samples": 60, "image_size": 32, "seed": 1},
+    "epochs": 2,
+    "nc_num_evals": 2,
+    "batch_size": 16,
+    "min_group_size": 1,
+}
+
+
+@pytest.mark.slow
+def test_nc_bundle_biased_train_and_evaluate(bundle_copy, tmp_path):
+    root = bundle_copy("neural_collapse_classification")
+    overrides = dict(TINY, dataset_dir=str(tmp_path / "data"), label_bias_fraction=0.5, label_bias_group="F")
+    out = run_bundle_cli(root, ["train.json"], overrides)
+    assert (root / "models" / "model.pt").exists(), out[-2000:]
+    biased = json.loads((tmp_path / "data" / "datalist_labelbias.json").read_text())
+    assert biased["label_bias"]["n_flipped"] >= 1 and biased["label_bias"]["fraction"] == 0.5
+
+    nc_dir = root / "eval" / "neural_collapse"
+    doc = json.loads((nc_dir / "nc_trajectory.json").read_text())
+    assert [e["epoch"] for e in doc["evaluations"]] == [1, 2]
+    for split in ("train", "test"):
+        row = doc["evaluations"][-1][split]
+        assert set(row["groups"]) == {"F", "M"}
+        assert 0.0 <= row["overall"]["nc4_agreement"] <= 1.0 and "f1" in row["groups"]["F"]
+        assert math.isfinite(row["overall"]["nc1"]) or sum(row["counts"]["F"]) < 2
+    # training counts follow the stored (biased) labels
+    train_counts = doc["evaluations"][0]["train"]["counts"]
+    n_pos_f = sum(1 for it in biased["training"] if it["group"] == 0 and it["label"] == 1)
+    assert train_counts["F"][1] == n_pos_f
+    assert (nc_dir / "plots" / "train_all_metrics.png").stat().st_size > 1000
+    assert (nc_dir / "plots" / "test_summary.png").exists()
+
+    run_bundle_cli(root, ["train.json", "evaluate.json"], overrides)
+    report = json.loads((root / "eval" / "report.json").read_text())
+    assert set(report["groups"]) == {"F", "M"}
+
+
+def test_nc_bundle_verify_net_in_out(bundle_copy):
+    root = bundle_copy("neural_collapse_classification")
+    run_bundle_cli(
+        root,
+        [],
+        command="verify_net_in_out",
+        extra_args=[
+            "--net_id", "network_def",
+            "--meta_file", str(root / "configs" / "metadata.json"),
+            "--config_file", str(root / "configs" / "inference.json"),
+            "--bundle_root", str(root),
+        ],
+    )
