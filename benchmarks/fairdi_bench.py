@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.data import CacheDataset, DataLoader
-from monai.networks.nets import resnet10
+from monai.networks.nets import Classifier, resnet10
 from monai.transforms import (
     Compose,
     EnsureChannelFirstd,
@@ -65,8 +65,16 @@ FAIRNESS = ("worst_group_auc", "es_auc", "worst_group_accuracy", "es_accuracy")
 RAND = [RandFlipd("image", prob=0.5, spatial_axis=1), RandRotate90d("image", prob=0.5)]
 
 
+NETWORK = "small"
+IMAGE_SIZE = 64
+
+
 def _net(device):
-    return resnet10(spatial_dims=2, n_input_channels=3, num_classes=2).to(device)
+    """The network of both arms: MONAI ``resnet10`` (the bundle's) or a small MONAI ``Classifier`` CNN."""
+    if NETWORK == "resnet10":
+        return resnet10(spatial_dims=2, n_input_channels=3, num_classes=2).to(device)
+    return Classifier(in_shape=(3, IMAGE_SIZE, IMAGE_SIZE), classes=2, channels=(8, 16, 32, 64), strides=(2, 2, 2, 2),
+                      num_res_units=1).to(device)
 
 
 def _epoch_timer(trainer):
@@ -203,6 +211,7 @@ def main():
     ap.add_argument("--temperature", type=float, default=1.5)
     ap.add_argument("--lambda-kd", type=float, default=0.95)
     ap.add_argument("--selection", default="worst_group_auc")
+    ap.add_argument("--network", choices=["small", "resnet10"], default="small")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None)
     ap.add_argument("--merge", nargs="+", default=None, help="combine the --out files of single-seed runs")
@@ -216,6 +225,8 @@ def main():
         _report(runs, sorted(runs), base_args, args.out)
         return
     torch.set_num_threads(args.threads)
+    global NETWORK, IMAGE_SIZE
+    NETWORK, IMAGE_SIZE = args.network, args.image_size
     device = torch.device("cpu")
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="fairdi_bench_")
     datalist = ensure_synthetic_dataset(data_dir, task="classification", n_samples=args.n_samples,

@@ -150,7 +150,7 @@ def _bundle_runs(args: argparse.Namespace) -> None:
 def _summarise(rows: list[dict]) -> None:
     import numpy as np
 
-    metrics = ("f1", "nc1", "nc2_etf_means", "nc3_self_duality", "nc4_agreement")
+    metrics = ("f1", "nc1", "nc2_etf_weights", "nc3_self_duality", "nc4_agreement")  # binary: NC2 means uninformative
     for split in ("train", "test"):
         print(f"\n### {split} split: mean +- std over seeds (per group F / M, overall)\n")
         print("| label bias | epoch | " + " | ".join(metrics) + " |")

@@ -18,6 +18,8 @@ from monai_fair.data.synthetic import (
     ensure_synthetic_dataset,
     generate_classification_dataset,
     generate_segmentation_dataset,
+    synthesize_classification_arrays,
+    synthesize_segmentation_arrays,
     write_nifti,
 )
 from monai_fair.data.datalist import (

@@ -104,7 +104,8 @@ def load_fair_datalist(
     if not isinstance(data, Mapping):
         raise ValueError(f"datalist {path} must be a JSON object with 'training'/'validation'/'test' lists.")
     if split not in data:
-        raise KeyError(f"datalist {path} has no split {split!r}; it has {sorted(k for k, v in data.items() if isinstance(v, list))}.")
+        lists = sorted(k for k, v in data.items() if isinstance(v, list))
+        raise KeyError(f"datalist {path} has no split {split!r}; it has {lists}.")
     names = data.get("group_names")
     if not isinstance(names, list) or not names:
         raise ValueError(f"datalist {path} has no non-empty 'group_names' list (see monai_fair docs/design.md).")
@@ -118,7 +119,8 @@ def load_fair_datalist(
         if group_key not in d:
             raise KeyError(f"datalist {path}, {split}[{i}] has no '{group_key}' key (keys: {sorted(d)}).")
         g = d[group_key]
-        if isinstance(g, bool) or not isinstance(g, (int, float)) or (isinstance(g, float) and (math.isnan(g) or not g.is_integer())):
+        not_int = isinstance(g, float) and (math.isnan(g) or not g.is_integer())
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or not_int:
             raise ValueError(f"datalist {path}, {split}[{i}]['{group_key}'] = {g!r} is not an integer group id.")
         if not 0 <= int(g) < k:
             raise ValueError(
@@ -386,9 +388,13 @@ def datalist_from_csv(
     labels, names = _encode_labels(
         [r[label_col] for r in rows], None if label_is_path else label_map, 2, str(csv_path), infer=not label_is_path
     )
+    binned = {a.name for a in group_spec.attributes if a.is_binned}
     records = []
     for r, lab in zip(rows, labels):
         rec = {k: r[k] for k in dict.fromkeys(attrs + group_spec.attribute_names)}
+        for k in binned:  # continuous attributes are stored as numbers when they parse
+            if isinstance(rec.get(k), str) and _looks_numeric(rec[k]) and rec[k].strip().lower() != "nan":
+                rec[k] = float(rec[k])
         rec["image"] = _abs_path(r[image_col], base, image_suffix) if r[image_col].strip() else ""
         rec["label"] = _abs_path(lab, base) if label_is_path and isinstance(lab, str) and lab.strip() else lab
         records.append(rec)

@@ -249,7 +249,9 @@ class GroupSpec:
         per_attr = [a.names for a in self.attributes]
         grids = np.meshgrid(*[np.arange(len(n)) for n in per_attr], indexing="ij")
         flat = [g.reshape(-1) for g in grids]
-        names = [self.separator.join(per_attr[j][int(flat[j][i])] for j in range(len(per_attr))) for i in range(flat[0].size)]
+        names = [
+            self.separator.join(per_attr[j][int(flat[j][i])] for j in range(len(per_attr))) for i in range(flat[0].size)
+        ]
         if self.unknown == "separate":
             names.append(UNKNOWN_GROUP_NAME)
         return names
@@ -345,7 +347,10 @@ class GroupSpec:
                 missing_rows.append((i + row_offset, a.name, raw[i] if key_present else "<no key>"))
             missing |= miss
         if bad_rows:
-            expected = {a.name: (a.names if not a.is_binned else f"in [{a.bins[0]}, {a.bins[-1]})") for a in self.attributes}  # type: ignore
+            expected = {
+                a.name: (a.names if not a.is_binned else f"in [{a.bins[0]}, {a.bins[-1]})")  # type: ignore[index]
+                for a in self.attributes
+            }
             raise ValueError(
                 f"unknown group attribute value(s): {_format_rows(sorted(bad_rows))}; expected {expected} "
                 f"(missing values are {list(self.unknown_values)}, None or NaN)."

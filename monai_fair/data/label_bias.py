@@ -16,6 +16,7 @@ every epoch and every rerun train on the same labels. Validation and test splits
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -132,10 +133,11 @@ def apply_label_bias_to_datalist(
 
     Returns:
         The output path as a string (convenient in bundle configs). When ``out_path`` already holds a datalist
-        made from the same input with the same parameters, it is reused unchanged.
+        made from the same input file (same SHA-1) with the same parameters, it is reused unchanged.
     """
     src = Path(datalist)
-    data = json.loads(src.read_text())
+    raw = src.read_bytes()
+    data = json.loads(raw)
     if "label_bias" in data:
         raise ValueError(f"{src} already has injected label bias: {data['label_bias']}")
     dst = Path(out_path) if out_path is not None else src.with_name(src.stem + "_labelbias.json")
@@ -150,6 +152,7 @@ def apply_label_bias_to_datalist(
         data.get("training", []), fraction=fraction, group=group, from_label=from_label, to_label=to_label, seed=seed
     )
     record["source"] = src.name
+    record["source_sha1"] = hashlib.sha1(raw).hexdigest()  # a changed clean datalist invalidates the biased one
     if dst.is_file():
         try:
             old = json.loads(dst.read_text()).get("label_bias")

@@ -58,6 +58,8 @@ __all__ = [
     "generate_segmentation_dataset",
     "ensure_synthetic_dataset",
     "render_classification_image",
+    "synthesize_classification_arrays",
+    "synthesize_segmentation_arrays",
     "render_segmentation_image",
     "write_nifti",
 ]
@@ -371,54 +373,88 @@ def generate_classification_dataset(out_dir: str | os.PathLike, **params: Any) -
         Path of ``out_dir/datalist.json``.
     """
     p = _normalise_params(CLASSIFICATION_DEFAULTS, params)
-    if p["modality"] not in LABEL_NAMES:
-        raise ValueError(f"unknown classification modality {p['modality']!r}; use {sorted(LABEL_NAMES)}.")
+    plan = _classification_plan(p)
+    n, group, demo = plan["n"], plan["group"], plan["demo"]
+    out = Path(out_dir)
+    _prepare_out(out)
+    ext = ".dcm" if p["file_format"] == "dicom" else ".nii.gz"
+    dicom_modality = "XC" if p["modality"] == "dermoscopy" else "DX"
+    items = []
+    for i, img in enumerate(_render_classification_cases(p, plan)):  # one file per case: I/O bound
+        g = int(group[i])
+        rel = f"images/case_{i:05d}{ext}"
+        if p["file_format"] == "dicom":
+            meta = _dicom_demographics(
+                i, GROUP_NAMES[g], int(demo["age"][i]), demo["study_day"][i], demo["extra_days"][i]
+            )
+            write_dicom_image(out / rel, img, meta, modality=dicom_modality, uid_seed=f"monai-fair-{p['seed']}-{i}")
+        else:
+            write_nifti(out / rel, img)
+        item: dict[str, Any] = {
+            "id": f"case_{i:05d}", "image": rel, "label": int(plan["stored"][i]), "group": g,
+            "sex": GROUP_NAMES[g], "age": int(demo["age"][i]),
+        }
+        if plan["flip"][i]:
+            item["label_clean"] = int(plan["y"][i])
+        items.append(item)
+    extra = {
+        "label_names": LABEL_NAMES[p["modality"]],
+        "synthetic": {"task": "classification", "version": FORMAT_VERSION, "params": p,
+                      "label_noise_flipped": int(plan["flip"].sum())},
+    }
+    return _write_datalist(out, items, plan["split"], extra)
+
+
+def _check_common(p: Mapping[str, Any], modalities: Mapping[str, Any]) -> None:
+    if p["modality"] not in modalities:
+        raise ValueError(f"unknown modality {p['modality']!r}; use {sorted(modalities)}.")
     if p["file_format"] not in ("dicom", "nifti"):
         raise ValueError(f"file_format must be 'dicom' or 'nifti', got {p['file_format']!r}.")
-    n, size = int(p["n_samples"]), int(p["image_size"])
-    if n < 2 or size < 16:
-        raise ValueError(f"need n_samples >= 2 and image_size >= 16, got {n}, {size}.")
-    gp = _resolve_group_params(p)
+    if int(p["n_samples"]) < 2 or int(p["image_size"]) < 16:
+        raise ValueError(f"need n_samples >= 2 and image_size >= 16, got {p['n_samples']}, {p['image_size']}.")
+
+
+def _classification_plan(p: Mapping[str, Any]) -> dict[str, Any]:
+    """All random draws of a classification dataset except the per-image rendering noise (seeded by img_seeds)."""
+    _check_common(p, LABEL_NAMES)
+    n = int(p["n_samples"])
     label_noise = _pair(p["group_label_noise"], "group_label_noise")
     rng = np.random.default_rng(int(p["seed"]))
     group = _sample_groups(n, p["group_proportions"], rng)
     y = (rng.random(n) < float(p["positive_fraction"])).astype(int)
     evidence = (2 * y - 1) + rng.normal(0, float(p["evidence_sd"]), n)
     flip = rng.random(n) < label_noise[group]
-    stored = np.where(flip, 1 - y, y)
-    demo = _demographics(n, group, rng)
-    split = _split_indices(group, p["splits"], rng)
-    img_seeds = rng.integers(0, 2**31 - 1, n)
-    out = Path(out_dir)
-    _prepare_out(out)
-    ext = ".dcm" if p["file_format"] == "dicom" else ".nii.gz"
-    dicom_modality = "XC" if p["modality"] == "dermoscopy" else "DX"
-    items = []
-    for i in range(n):  # one file per sample: I/O bound, cannot be vectorised
-        g = int(group[i])
-        img = render_classification_image(
-            p["modality"], size, float(evidence[i]), gp["contrast"][g], gp["noise"][g], gp["shift"][g],
-            np.random.default_rng(int(img_seeds[i])),
-        )
-        rel = f"images/case_{i:05d}{ext}"
-        if p["file_format"] == "dicom":
-            meta = _dicom_demographics(i, GROUP_NAMES[g], int(demo["age"][i]), demo["study_day"][i], demo["extra_days"][i])
-            write_dicom_image(out / rel, img, meta, modality=dicom_modality, uid_seed=f"monai-fair-{p['seed']}-{i}")
-        else:
-            write_nifti(out / rel, img)
-        item: dict[str, Any] = {
-            "id": f"case_{i:05d}", "image": rel, "label": int(stored[i]), "group": g,
-            "sex": GROUP_NAMES[g], "age": int(demo["age"][i]),
-        }
-        if flip[i]:
-            item["label_clean"] = int(y[i])
-        items.append(item)
-    extra = {
-        "label_names": LABEL_NAMES[p["modality"]],
-        "synthetic": {"task": "classification", "version": FORMAT_VERSION, "params": p,
-                      "label_noise_flipped": int(flip.sum())},
+    return {
+        "n": n, "group": group, "y": y, "evidence": evidence, "flip": flip, "stored": np.where(flip, 1 - y, y),
+        "demo": _demographics(n, group, rng), "split": _split_indices(group, p["splits"], rng),
+        "img_seeds": rng.integers(0, 2**31 - 1, n), "gp": _resolve_group_params(p),
     }
-    return _write_datalist(out, items, split, extra)
+
+
+def _render_classification_cases(p: Mapping[str, Any], plan: Mapping[str, Any]):
+    gp, size = plan["gp"], int(p["image_size"])
+    for i in range(plan["n"]):
+        g = int(plan["group"][i])
+        yield render_classification_image(
+            p["modality"], size, float(plan["evidence"][i]), gp["contrast"][g], gp["noise"][g], gp["shift"][g],
+            np.random.default_rng(int(plan["img_seeds"][i])),
+        )
+
+
+def synthesize_classification_arrays(**params: Any) -> dict[str, np.ndarray]:
+    """The images and labels :func:`generate_classification_dataset` would write, in memory (no files).
+
+    Same parameters and the same draws, so for equal parameters the arrays equal the written pixel data.
+
+    Returns:
+        ``{"image": (N, H, W[, 3]), "label": (N,) stored labels, "label_clean": (N,), "group": (N,),
+        "split": (N,) 0/1/2}``.
+    """
+    p = _normalise_params(CLASSIFICATION_DEFAULTS, params)
+    plan = _classification_plan(p)
+    images = np.stack(list(_render_classification_cases(p, plan)))
+    return {"image": images, "label": plan["stored"], "label_clean": plan["y"], "group": plan["group"],
+            "split": plan["split"]}
 
 
 def generate_segmentation_dataset(out_dir: str | os.PathLike, **params: Any) -> Path:
@@ -436,34 +472,21 @@ def generate_segmentation_dataset(out_dir: str | os.PathLike, **params: Any) -> 
         ``age``.
     """
     p = _normalise_params(SEGMENTATION_DEFAULTS, params)
-    if p["modality"] not in SEG_LABEL_NAMES:
-        raise ValueError(f"unknown segmentation modality {p['modality']!r}; use {sorted(SEG_LABEL_NAMES)}.")
-    if p["file_format"] not in ("dicom", "nifti"):
-        raise ValueError(f"file_format must be 'dicom' or 'nifti', got {p['file_format']!r}.")
-    n, size = int(p["n_samples"]), int(p["image_size"])
-    if n < 2 or size < 16:
-        raise ValueError(f"need n_samples >= 2 and image_size >= 16, got {n}, {size}.")
-    gp = _resolve_group_params(p)
-    rng = np.random.default_rng(int(p["seed"]))
-    group = _sample_groups(n, p["group_proportions"], rng)
-    demo = _demographics(n, group, rng)
-    split = _split_indices(group, p["splits"], rng)
-    img_seeds = rng.integers(0, 2**31 - 1, n)
+    plan = _segmentation_plan(p)
+    group, demo = plan["group"], plan["demo"]
     out = Path(out_dir)
     _prepare_out(out)
     (out / "masks").mkdir()
     ext = ".dcm" if p["file_format"] == "dicom" else ".nii.gz"
     dicom_modality = "US" if p["modality"] == "ultrasound" else "OP"
     items = []
-    for i in range(n):
+    for i, (img, mask) in enumerate(_render_segmentation_cases(p, plan)):  # one file per case: I/O bound
         g = int(group[i])
-        img, mask = render_segmentation_image(
-            p["modality"], size, gp["contrast"][g], gp["noise"][g], gp["shift"][g],
-            np.random.default_rng(int(img_seeds[i])),
-        )
         rel, rel_mask = f"images/case_{i:05d}{ext}", f"masks/case_{i:05d}.nii.gz"
         if p["file_format"] == "dicom":
-            meta = _dicom_demographics(i, GROUP_NAMES[g], int(demo["age"][i]), demo["study_day"][i], demo["extra_days"][i])
+            meta = _dicom_demographics(
+                i, GROUP_NAMES[g], int(demo["age"][i]), demo["study_day"][i], demo["extra_days"][i]
+            )
             write_dicom_image(out / rel, img, meta, modality=dicom_modality, uid_seed=f"monai-fair-seg-{p['seed']}-{i}")
         else:
             write_nifti(out / rel, img)
@@ -474,7 +497,40 @@ def generate_segmentation_dataset(out_dir: str | os.PathLike, **params: Any) -> 
         "label_names": SEG_LABEL_NAMES[p["modality"]],
         "synthetic": {"task": "segmentation", "version": FORMAT_VERSION, "params": p},
     }
-    return _write_datalist(out, items, split, extra)
+    return _write_datalist(out, items, plan["split"], extra)
+
+
+def _segmentation_plan(p: Mapping[str, Any]) -> dict[str, Any]:
+    _check_common(p, SEG_LABEL_NAMES)
+    n = int(p["n_samples"])
+    rng = np.random.default_rng(int(p["seed"]))
+    group = _sample_groups(n, p["group_proportions"], rng)
+    return {"n": n, "group": group, "demo": _demographics(n, group, rng),
+            "split": _split_indices(group, p["splits"], rng), "img_seeds": rng.integers(0, 2**31 - 1, n),
+            "gp": _resolve_group_params(p)}
+
+
+def _render_segmentation_cases(p: Mapping[str, Any], plan: Mapping[str, Any]):
+    gp, size = plan["gp"], int(p["image_size"])
+    for i in range(plan["n"]):
+        g = int(plan["group"][i])
+        yield render_segmentation_image(
+            p["modality"], size, gp["contrast"][g], gp["noise"][g], gp["shift"][g],
+            np.random.default_rng(int(plan["img_seeds"][i])),
+        )
+
+
+def synthesize_segmentation_arrays(**params: Any) -> dict[str, np.ndarray]:
+    """The images and masks :func:`generate_segmentation_dataset` would write, in memory (no files).
+
+    Returns:
+        ``{"image": (N, H, W) uint8, "mask": (N, H, W) uint8, "group": (N,), "split": (N,)}``.
+    """
+    p = _normalise_params(SEGMENTATION_DEFAULTS, params)
+    plan = _segmentation_plan(p)
+    pairs = list(_render_segmentation_cases(p, plan))
+    return {"image": np.stack([a for a, _ in pairs]), "mask": np.stack([b for _, b in pairs]),
+            "group": plan["group"], "split": plan["split"]}
 
 
 def ensure_synthetic_dataset(out_dir: str | os.PathLike, task: str = "classification", **params: Any) -> str:

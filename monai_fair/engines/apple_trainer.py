@@ -161,7 +161,8 @@ class AppleTrainer(GroupSupervisedTrainer):
         engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
         with engine._autocast(device):
             logits = disc(f_p) if adversarial else None
-        terms = loss_fn(pred, targets, logits, group, net.perturbations(), f_o)
+        # losses in float32 (AMP may give half / bfloat16 predictions and latents)
+        terms = loss_fn(pred.float(), targets, logits, group, [d.float() for d in net.perturbations()], f_o)
         loss = terms.pop("loss")
         engine.state.output[Keys.LOSS] = loss
         engine.fire_event(IterationEvents.LOSS_COMPLETED)

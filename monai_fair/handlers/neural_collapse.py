@@ -14,9 +14,12 @@ restored afterwards. Outputs, under ``output_dir``:
 * TensorBoard scalars ``nc/<loader>/<metric>/<group>`` (``torch.utils.tensorboard.SummaryWriter``) in
   ``output_dir/tensorboard``;
 * PNG plots (matplotlib, Agg) of each metric per subgroup (and overall) across epochs: one grid figure
-  ``plots/<loader>_all_metrics.png``, a summary ``plots/<loader>_summary.png`` (NC1, NC2-ETF, equinorm, NC3, NC4,
-  F1) and, with ``per_metric_plots``, ``plots/<loader>_<metric>.png``; written when the run completes (and after
-  each evaluation if asked).
+  ``plots/<loader>_all_metrics.png``, a summary ``plots/<loader>_summary.png`` (NC1, NC2 ETF distance and equinorm
+  (of the classifier rows when C = 2), NC3, NC4, F1) and, with ``per_metric_plots``,
+  ``plots/<loader>_<metric>.png``; written when the run completes (and after each evaluation if asked).
+
+Under DDP the NC statistics are all-reduced (every rank must see its shard of the loader); the per-group F1 is then
+computed from the local rank's predictions only.
 
 NC4 needs the class means before classifying, so by default (``nc4_centres="two_pass"``) each evaluation makes a
 second forward pass over the loader (exact, twice the cost); ``"previous"`` uses the class means of the previous
@@ -50,6 +53,8 @@ __all__ = ["NeuralCollapseHandler", "PenultimateFeatureHook", "log_spaced_epochs
 
 TRAJECTORY_FILE = "nc_trajectory.json"
 SUMMARY_METRICS = ("nc1", "nc2_etf_means", "nc2_equinorm_means", "nc3_self_duality", "nc4_agreement", "f1")
+# C = 2: the NC2 means metrics depend on the class counts only (see monai_fair.metrics.neural_collapse)
+SUMMARY_METRICS_BINARY = ("nc1", "nc2_etf_weights", "nc2_equinorm_weights", "nc3_self_duality", "nc4_agreement", "f1")
 
 
 def log_spaced_epochs(max_epochs: int, num: int = 10) -> list[int]:
@@ -84,6 +89,13 @@ class PenultimateFeatureHook:
     def _hook(self, module: torch.nn.Module, args: tuple) -> None:
         x = args[0]
         self.features = x.detach().reshape(x.shape[0], -1)
+
+    def pop(self) -> torch.Tensor:
+        """The features captured by the last forward pass (and forget them)."""
+        if self.features is None:
+            raise RuntimeError(f"the forward pass did not reach module '{self.layer_name}'; name the final nn.Linear.")
+        feats, self.features = self.features, None
+        return feats
 
     def __enter__(self) -> PenultimateFeatureHook:
         self._handle = self.module.register_forward_pre_hook(self._hook)
@@ -198,14 +210,18 @@ class NeuralCollapseHandler:
         y = torch.as_tensor(y).reshape(-1).long()
         return torch.as_tensor(x).to(device), y, torch.as_tensor(g).reshape(-1).long()
 
-    def _passes(self, loader: Iterable, hook: PenultimateFeatureHook, acc: NeuralCollapseAccumulator, device, nc4: bool):
+    def _passes(
+        self, loader: Iterable, hook: PenultimateFeatureHook, acc: NeuralCollapseAccumulator, device: torch.device,
+        nc4: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         scores, labels, groups = [], [], []
         for batch in loader:
             x, y, g = self._batch(batch, device)
             out = self.network(x)
-            acc.update(hook.features, y, g)
+            feats = hook.pop()
+            acc.update(feats, y, g)
             if nc4:
-                acc.update_nc4(hook.features, out, g)
+                acc.update_nc4(feats, out, g)
             scores.append(torch.softmax(two_row_logits(out).float(), 1).cpu())
             labels.append(y)
             groups.append(g)
@@ -236,7 +252,7 @@ class NeuralCollapseHandler:
                         for batch in loader:
                             x, _, g = self._batch(batch, device)
                             out = net(x)
-                            acc.update_nc4(hook.features, out, g)
+                            acc.update_nc4(hook.pop(), out, g)
                     acc.all_reduce("nc4")
                     res = acc.compute(weight, global_mean=self.global_mean, group_means=self.group_means)
                     overall_mean, group_mean = acc.class_means()
@@ -334,7 +350,8 @@ class NeuralCollapseHandler:
             for ax in axes[len(metrics):]:
                 ax.axis("off")
             written.append(self._save(fig, os.path.join(plot_dir, f"{loader}_all_metrics.png")))
-            shown = [m for m in SUMMARY_METRICS if m in metrics]
+            summary = SUMMARY_METRICS_BINARY if self.num_classes == 2 else SUMMARY_METRICS
+            shown = [m for m in summary if m in metrics]
             fig, axes = plt.subplots(1, len(shown), figsize=(3.6 * len(shown), 3.2))
             for ax, m in zip(np.atleast_1d(axes), shown):
                 self._draw(ax, epochs, series[m], m)

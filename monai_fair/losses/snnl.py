@@ -80,6 +80,8 @@ def snnl_per_anchor(
     if labels.numel() != b:
         raise ValueError(f"labels has {labels.numel()} entries but features has batch size {b}.")
     x = features.float()  # fp32 even under AMP
+    if type(x) is not torch.Tensor:  # e.g. MONAI MetaTensor: no metadata bookkeeping on (.., b, b) tensors
+        x = x.as_subclass(torch.Tensor)
     if not torch.isfinite(x).all():
         raise ValueError("SNNL features contain NaN or Inf values.")
     with torch.autocast(device_type=x.device.type, enabled=False):

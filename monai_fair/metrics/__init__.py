@@ -10,7 +10,7 @@ from monai_fair.metrics.group_classification import (
     GroupClassificationMetric,
     compute_group_classification_metrics,
 )
-from monai_fair.metrics.group_counts import segment_auc, weighted_confusion
+from monai_fair.metrics.group_counts import GroupAUC, segment_auc, weighted_confusion
 from monai_fair.metrics.group_segmentation import (
     ES_VARIANTS,
     SEGMENTATION_FAIRNESS_METRICS,
@@ -40,6 +40,7 @@ __all__ = [
     "compute_neural_collapse_reference",
     "nc_metrics_from_statistics",
     "FairnessMetricWarning",
+    "GroupAUC",
     "GroupClassificationMetric",
     "GroupSegmentationMetric",
     "SEGMENTATION_FAIRNESS_METRICS",

@@ -87,7 +87,7 @@ def _auc_from_blocks(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mann-Whitney AUC per segment from entries in (segment, score) order; returns (auc, n_pos, n_neg) (B, n_seg)."""
     if w_o is None:
-        wp = torch.bincount(block, weights=pos_o, minlength=num_blocks)[None]
+        wp = torch.bincount(block, weights=pos_o, minlength=num_blocks).to(torch.float64)[None]
         wn = torch.bincount(block, minlength=num_blocks).to(torch.float64)[None] - wp
     else:
         b = w_o.shape[0]

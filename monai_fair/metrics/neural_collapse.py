@@ -50,7 +50,6 @@ benchmarks).
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import torch
@@ -339,7 +338,8 @@ def compute_neural_collapse_reference(
             cos = (vecs / norms[:, None]) @ (vecs / norms[:, None]).T
             off = cos[~torch.eye(c, dtype=torch.bool)]
             res[f"nc2_maxangle_{name}"] = (off + 1 / (c - 1)).abs().sum().item() / (c * (c - 1))
-            res[f"nc2_equiangular_{name}"] = cos[torch.triu(torch.ones(c, c, dtype=torch.bool), 1)].std().item() if c > 2 else nan
+            upper = cos[torch.triu(torch.ones(c, c, dtype=torch.bool), 1)]
+            res[f"nc2_equiangular_{name}"] = upper.std().item() if c > 2 else nan
             gram = vecs @ vecs.T
             res[f"nc2_etf_{name}"] = torch.linalg.norm(gram / torch.linalg.norm(gram) - target).item()
         res["nc3_self_duality"] = (torch.linalg.norm(w.T / torch.linalg.norm(w) - m / torch.linalg.norm(m)) ** 2).item()

@@ -85,6 +85,8 @@ def snnl_channel_scores(
     """
     if activations.ndim < 2:
         raise ValueError(f"activations must be (b, C, ...), got shape {tuple(activations.shape)}.")
+    if type(activations) is not torch.Tensor:  # e.g. MONAI MetaTensor: plain tensor ops only
+        activations = activations.as_subclass(torch.Tensor)
     b, c = activations.shape[:2]
     feats = activations.detach().reshape(b, c, -1).transpose(0, 1)  # (C, b, S)
     sums = torch.zeros(c, dtype=torch.float64, device=activations.device)

@@ -97,6 +97,8 @@ def group_fisher_diagonal(
         for batch in batches:
             x, y, g = _unpack(batch, image_key, label_key, group_key)
             x, y = torch.as_tensor(x).to(device), torch.as_tensor(y).reshape(-1).to(device)
+            if type(x) is not torch.Tensor:  # MetaTensor -> plain tensor for torch.func
+                x = x.as_subclass(torch.Tensor)
             g = torch.as_tensor(g).reshape(-1).long().to(device)
             if int(g.max()) >= num_groups:
                 raise ValueError(f"group id {int(g.max())} >= num_groups={num_groups}.")

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from monai.utils import optional_import
 from torch import nn
 
-segment_anything, has_segment_anything = optional_import("segment_anything")
+segment_anything, _ = optional_import("segment_anything")
 
 __all__ = ["SamLikeSegmentor", "TinySamImageEncoder", "TinySamPromptEncoder", "TinySamMaskDecoder", "SAM_KEY_MAPPING"]
 
@@ -340,6 +340,18 @@ class SamLikeSegmentor(nn.Module):
         obj.image_encoder, obj.prompt_encoder, obj.mask_decoder = sam.image_encoder, sam.prompt_encoder, sam.mask_decoder
         obj.pixel_mean, obj.pixel_std, obj._real_sam = float(pixel_mean), float(pixel_std), True
         return obj
+
+    @classmethod
+    def from_sam_checkpoint(cls, model_type: str, checkpoint: str, **kwargs: Any) -> SamLikeSegmentor:
+        """Build ``segment_anything.sam_model_registry[model_type](checkpoint=...)`` and wrap it (:meth:`from_sam`).
+
+        Raises:
+            OptionalImportError: when ``segment_anything`` is not installed.
+        """
+        registry = segment_anything.sam_model_registry  # raises OptionalImportError without the package
+        if model_type not in registry:
+            raise ValueError(f"unknown SAM model_type {model_type!r}; choose one of {sorted(registry)}.")
+        return cls.from_sam(registry[model_type](checkpoint=checkpoint), **kwargs)
 
     def forward(self, x: torch.Tensor, boxes: torch.Tensor | None = None) -> torch.Tensor:
         size = x.shape[2:]

@@ -39,6 +39,8 @@ def test_apple_bundle_train_evaluate_infer(bundle_copy, tmp_path, model_id):
     comparison = json.loads((root / "eval" / "apple_comparison.json").read_text())
     assert comparison["es_dice"]["change"] == pytest.approx(comparison["es_dice"]["after"] - comparison["es_dice"]["before"])
 
+    if model_id != "unet":  # the steps below do not depend on the network family; run them once
+        return
     # a second training run reuses the deployed segmentor instead of retraining it
     out = run_bundle_cli(root, ["train.json"], overrides)
     assert "using the deployed segmentor" in out

@@ -207,3 +207,22 @@ def test_frozen_network_stays_in_eval_mode():
     w.train()
     assert w.training and w.perturbers.training and not net.training
     assert not any(m.training for m in net.modules())
+
+
+def test_sam_like_prompts_and_optional_segment_anything():
+    from monai.utils import OptionalImportError, optional_import
+
+    net = _sam().eval()
+    x = torch.rand(2, 1, 32, 32)
+    out = net(x)
+    assert out.shape == (2, 2, 32, 32) and torch.equal(out[:, 0], torch.zeros_like(out[:, 0]))
+    boxed = net(x, boxes=torch.tensor([[2.0, 2.0, 20.0, 20.0], [0.0, 0.0, 31.0, 31.0]]))
+    assert boxed.shape == out.shape and not torch.allclose(boxed, out)
+    with pytest.raises(ValueError, match="img_size=32"):
+        net(torch.rand(1, 1, 64, 64))
+    # the wrapper of a real segment_anything model keeps the sub-module names, so state-dict keys match
+    wrapped = SamLikeSegmentor.from_sam(net)
+    assert set(wrapped.state_dict()) == set(net.state_dict())
+    if not optional_import("segment_anything")[1]:
+        with pytest.raises(OptionalImportError):
+            SamLikeSegmentor.from_sam_checkpoint("vit_b", "missing.pth")

@@ -144,3 +144,14 @@ def test_loss_terms_against_hand_computation():
     assert out["loss"].item() == pytest.approx(-math.log(2), rel=1e-6)
     out["loss"].backward()
     assert torch.equal(wrong.grad, torch.zeros_like(wrong))
+
+
+def test_amp_training_keeps_frozen_weights():
+    """AMP path (``torch.autocast`` on the engine's device; bfloat16 on CPU): runs, finite, weights unchanged."""
+    net, wrapped, _, trainer = _setup(max_epochs=1, amp=True)
+    base0 = _snapshot(net)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # GradScaler warns that CUDA is not available
+        trainer.run()
+    assert torch.isfinite(trainer.state.output["loss"])
+    assert all(torch.equal(base0[k], v) for k, v in net.state_dict().items())

@@ -74,7 +74,8 @@ def test_ham10000(tmp_path):
     assert split_of["ISIC_0027419"] == split_of["ISIC_0025030"]  # same lesion, same split
     out = ham10000_datalist(meta, folders, tmp_path / "b.json", attribute="age", label_mode="binary", unknown="drop")
     data, items = _all(out)
-    assert len(items) == 4 and data["group_names"] == ["0-60", ">=60"] and data["label_names"] == ["benign", "malignant"]
+    assert len(items) == 4 and data["group_names"] == ["0-60", ">=60"]
+    assert data["label_names"] == ["benign", "malignant"]
     assert {it["image_id"]: (it["label"], it["group"]) for it in items}["ISIC_0029176"] == (1, 1)
     # the files resolve from the datalist
     loaded, _ = load_fair_datalist(out, "training", check_files=True)
@@ -289,6 +290,7 @@ def test_fairseg(tmp_path):
     assert {it["group"] for it in items} == {2}  # all Unknown -> own group
     with pytest.raises(ValueError, match=r"row 0 \(ethnicity=None\)"):
         fairseg_datalist(tmp_path / "npz", tmp_path / "out" / "f.json", attribute="ethnicity")
-    np.savez(tmp_path / "npz" / "Test" / "data_00004.npz", slo_fundus=np.zeros((4, 4)), disc_cup_mask=np.full((4, 4), 5))
+    np.savez(tmp_path / "npz" / "Test" / "data_00004.npz", slo_fundus=np.zeros((4, 4)),
+             disc_cup_mask=np.full((4, 4), 5))
     with pytest.raises(ValueError, match=r"data_00004.npz: disc_cup_mask holds values \[5\]"):
         fairseg_datalist(tmp_path / "npz", tmp_path / "out" / "g.json")

@@ -43,7 +43,7 @@ def test_csv_to_datalist_round_trip(tmp_path):
     assert len(items) == 12
     by_img = {it["image"]: it for it in items}
     it = by_img["../img/3.png"]  # relative to the datalist folder
-    assert it["label"] == 1 and it["sex"] == "M" and it["age"] == "41" and it["group"] == 2
+    assert it["label"] == 1 and it["sex"] == "M" and it["age"] == 41.0 and it["group"] == 2
     loaded, names = load_fair_datalist(out, "training")
     assert names == data["group_names"]
     assert all(Path(x["image"]).is_absolute() and Path(x["image"]).parent == tmp_path / "img" for x in loaded)
@@ -102,7 +102,8 @@ def test_json_sources(tmp_path):
 def test_load_validates_groups(tmp_path):
     base = {"training": [{"image": "a.nii", "label": 1, "group": 0}], "group_names": ["F", "M"]}
     p = tmp_path / "d.json"
-    for bad, pattern in [(2, "outside 0..1"), ("1", "not an integer"), (None, "not an integer"), (1.5, "not an integer")]:
+    cases = [(2, "outside 0..1"), ("1", "not an integer"), (None, "not an integer"), (1.5, "not an integer")]
+    for bad, pattern in cases:
         data = json.loads(json.dumps(base))
         data["training"][0]["group"] = bad
         p.write_text(json.dumps(data))

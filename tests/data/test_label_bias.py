@@ -28,7 +28,8 @@ def test_counts_and_record():
     assert sorted(rec["flipped_ids"]) == sorted(it["id"] for it in flipped)
     assert rec["group"] == [0] and rec["from_label"] == 1 and rec["to_label"] == 0 and rec["split"] == "training"
     # the other items are unchanged, and the input is not modified
-    assert [it for it in out if not it.get("label_flipped")] == [it for it in items if it["id"] not in rec["flipped_ids"]]
+    unflipped = [it for it in items if it["id"] not in rec["flipped_ids"]]
+    assert [it for it in out if not it.get("label_flipped")] == unflipped
     assert all("label_clean" not in it for it in items)
     # the choice is the first n of a seeded permutation of the candidates (hand computation)
     expect = np.sort(np.random.default_rng(3).permutation(np.arange(10))[:3])
@@ -70,6 +71,10 @@ def test_datalist_file(tmp_path):
     mtime = (tmp_path / "datalist_labelbias.json").stat().st_mtime_ns
     assert apply_label_bias_to_datalist(path, fraction=0.5, group="F", seed=1) == out  # reused
     assert (tmp_path / "datalist_labelbias.json").stat().st_mtime_ns == mtime
+    generate_classification_dataset(tmp_path, n_samples=62, image_size=16, seed=0)  # the clean datalist changes
+    apply_label_bias_to_datalist(path, fraction=0.5, group="F", seed=1)
+    assert (tmp_path / "datalist_labelbias.json").stat().st_mtime_ns != mtime  # ... so the biased one is rebuilt
+    assert sum(len(json.loads(open(out).read())[k]) for k in ("training", "validation", "test")) == 62
     with pytest.raises(ValueError, match="already has injected"):
         apply_label_bias_to_datalist(out, fraction=0.5, group=0)
     with pytest.raises(ValueError, match="not in group_names"):

@@ -22,6 +22,8 @@ from monai_fair.data import (
     generate_segmentation_dataset,
     load_fair_datalist,
     read_dicom_demographics,
+    synthesize_classification_arrays,
+    synthesize_segmentation_arrays,
 )
 
 
@@ -81,7 +83,8 @@ def test_deterministic_and_ensure_regenerates_only_on_change(tmp_path):
     assert ensure_synthetic_dataset(out, n_samples=12, seed=1) == path
     assert Path(path).stat().st_mtime_ns == mtime  # not regenerated
     ensure_synthetic_dataset(out, n_samples=14, seed=1)  # params differ: regenerated
-    assert sum(len(v) for k, v in json.loads(Path(path).read_text()).items() if k in ("training", "validation", "test")) == 14
+    data = json.loads(Path(path).read_text())
+    assert sum(len(data[k]) for k in ("training", "validation", "test")) == 14
     assert len(list((out / "images").iterdir())) == 14  # stale files removed
     with pytest.raises(TypeError, match="n_sample"):
         ensure_synthetic_dataset(out, n_sample=3)
@@ -104,48 +107,60 @@ def test_label_noise_and_params(tmp_path):
 
 
 @pytest.mark.parametrize("modality", ["dermoscopy", "xray"])
-def test_classification_bias_under_plain_training(tmp_path, modality):
-    """A logistic regression on the pixels: the minority (F) is worse than the majority (M), both above chance."""
+def test_classification_bias_under_plain_training(modality):
+    """A logistic regression on the pixels: the minority (F) is worse than the majority (M), both above chance.
+
+    Uses the in-memory arrays (identical to the written files, see test_arrays_equal_files) to keep the test fast.
+    """
     gaps = []
     for seed in (0, 1, 2):
-        tr = generate_classification_dataset(tmp_path / "tr", n_samples=500, image_size=32, modality=modality, seed=seed)
-        te = generate_classification_dataset(
-            tmp_path / "te", n_samples=300, image_size=32, modality=modality, seed=100 + seed, group_proportions=(0.5, 0.5)
+        tr = synthesize_classification_arrays(n_samples=500, image_size=32, modality=modality, seed=seed)
+        te = synthesize_classification_arrays(
+            n_samples=300, image_size=32, modality=modality, seed=100 + seed, group_proportions=(0.5, 0.5)
         )
-        (xtr, ytr, _), (xte, yte, gte) = (_xy(_all_items(p)) for p in (tr, te))
+        xtr, xte = _pool(tr["image"]), _pool(te["image"])
         mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
-        clf = LogisticRegression(C=0.01, max_iter=3000).fit((xtr - mu) / sd, ytr)
+        clf = LogisticRegression(C=0.01, max_iter=3000).fit((xtr - mu) / sd, tr["label"])
         score = clf.predict_proba((xte - mu) / sd)[:, 1]
-        auc = [roc_auc_score(yte[gte == g], score[gte == g]) for g in (0, 1)]
+        auc = [roc_auc_score(te["label"][te["group"] == g], score[te["group"] == g]) for g in (0, 1)]
         assert auc[0] > 0.6, (seed, auc)  # the minority is learnable
         assert auc[1] - auc[0] > 0.05, (seed, auc)  # ... but clearly worse than the majority
         gaps.append(auc[1] - auc[0])
     assert np.mean(gaps) > 0.1
 
 
-def _xy(items):
-    x = np.stack([_pixels(Path(it["image"])).reshape(-1) for it in items])
-    return x, np.array([it["label"] for it in items]), np.array([it["group"] for it in items])
+def _pool(images: np.ndarray) -> np.ndarray:
+    x = images.astype(np.float32).reshape(len(images), 16, 2, 16, 2, -1).mean((2, 4))  # 2x2 average pooling
+    return x.reshape(len(x), -1)
 
 
-def test_segmentation_files_and_bias(tmp_path):
-    torch.manual_seed(0)
-    dices = []
+def test_arrays_equal_files(tmp_path):
+    arr = synthesize_classification_arrays(n_samples=12, image_size=16, seed=9, group_label_noise=(0.3, 0.3))
+    items = _all_items(generate_classification_dataset(tmp_path / "c", n_samples=12, image_size=16, seed=9,
+                                                       group_label_noise=(0.3, 0.3)))
+    for it in items:
+        i = int(it["id"].split("_")[1])
+        np.testing.assert_array_equal(_pixels(Path(it["image"])), arr["image"][i])
+        assert (it["label"], it["group"], it.get("label_clean", it["label"])) == (
+            arr["label"][i], arr["group"][i], arr["label_clean"][i])
+    seg = synthesize_segmentation_arrays(n_samples=6, image_size=16, seed=2)
+    for it in _all_items(generate_segmentation_dataset(tmp_path / "s", n_samples=6, image_size=16, seed=2)):
+        i = int(it["id"].split("_")[1])
+        np.testing.assert_array_equal(_pixels(Path(it["image"])).T, seg["image"][i])
+        np.testing.assert_array_equal(_pixels(Path(it["label"])).T, seg["mask"][i])
+
+
+def test_segmentation_bias():
+    """A 3-layer CNN: minority (F) Dice clearly below the majority's, and well above a trivial mask."""
     for seed in (0, 1):
-        tr = generate_segmentation_dataset(tmp_path / "tr", n_samples=160, image_size=32, seed=seed)
-        te = generate_segmentation_dataset(
-            tmp_path / "te", n_samples=80, image_size=32, seed=50 + seed, group_proportions=(0.5, 0.5)
-        )
-        data = json.loads(tr.read_text())
-        assert data["label_names"] == ["background", "lesion"]
-        items_tr, items_te = _all_items(tr), _all_items(te)
-        assert items_tr[0]["label"].endswith(".nii.gz")
-        x = torch.tensor(np.stack([_pixels(Path(it["image"])) for it in items_tr]) / 255.0)[:, None].float()
-        y = torch.tensor(np.stack([_pixels(Path(it["label"])) for it in items_tr]))[:, None].float()
-        assert set(np.unique(y.numpy())) == {0.0, 1.0}
-        xt = torch.tensor(np.stack([_pixels(Path(it["image"])) for it in items_te]) / 255.0)[:, None].float()
-        yt = torch.tensor(np.stack([_pixels(Path(it["label"])) for it in items_te]))[:, None].float()
-        gt = np.array([it["group"] for it in items_te])
+        torch.manual_seed(seed)
+        tr = synthesize_segmentation_arrays(n_samples=200, image_size=32, seed=seed)
+        te = synthesize_segmentation_arrays(n_samples=100, image_size=32, seed=50 + seed, group_proportions=(0.5, 0.5))
+        assert set(np.unique(tr["mask"])) == {0, 1}
+        x = torch.tensor(tr["image"] / 255.0, dtype=torch.float32)[:, None]
+        y = torch.tensor(tr["mask"], dtype=torch.float32)[:, None]
+        xt = torch.tensor(te["image"] / 255.0, dtype=torch.float32)[:, None]
+        yt = torch.tensor(te["mask"], dtype=torch.float32)[:, None]
         net = torch.nn.Sequential(
             torch.nn.Conv2d(1, 8, 5, padding=2), torch.nn.ReLU(),
             torch.nn.Conv2d(8, 8, 5, padding=4, dilation=2), torch.nn.ReLU(),
@@ -162,9 +177,17 @@ def test_segmentation_files_and_bias(tmp_path):
         with torch.no_grad():
             p = (net(xt) > 0).float()
         dice = (2 * (p * yt).sum((1, 2, 3)) / (p.sum((1, 2, 3)) + yt.sum((1, 2, 3)) + 1e-6)).numpy()
-        d = [dice[gt == g].mean() for g in (0, 1)]
+        d = [dice[te["group"] == g].mean() for g in (0, 1)]
         assert d[0] > 0.5 and d[1] - d[0] > 0.03, (seed, d)
-        dices.append(d)
+
+
+def test_segmentation_files(tmp_path):
+    path = generate_segmentation_dataset(tmp_path, n_samples=8, image_size=32, seed=0)
+    data = json.loads(path.read_text())
+    assert data["label_names"] == ["background", "lesion"] and data["group_names"] == ["F", "M"]
+    it = _all_items(path)[0]
+    assert it["label"].endswith(".nii.gz") and _pixels(Path(it["image"])).shape == (32, 32)
+    assert set(np.unique(_pixels(Path(it["label"])))) <= {0.0, 1.0}
 
 
 def test_segmentation_dicom_images(tmp_path):
@@ -175,3 +198,15 @@ def test_segmentation_dicom_images(tmp_path):
     mask = _pixels(Path(it["label"]))
     # NIfTI masks are stored transposed (x, y) like MONAI's DICOM readers return the image
     assert mask.shape == (64, 64) and mask.sum() > 0
+
+
+def test_cli_synth(tmp_path, capsys):
+    from monai_fair.__main__ import main
+
+    assert main(["synth", "--task", "classification", "--out", str(tmp_path), "--n-samples", "10", "--image-size",
+                 "16", "--modality", "xray", "--group-contrast", "0.5,1"]) == 0
+    path = Path(capsys.readouterr().out.strip())
+    params = json.loads(path.read_text())["synthetic"]["params"]
+    assert params["n_samples"] == 10 and params["group_contrast"] == [0.5, 1.0] and params["modality"] == "xray"
+    with pytest.raises(SystemExit):
+        main(["synth", "--out", str(tmp_path), "--group-noise", "a,b"])

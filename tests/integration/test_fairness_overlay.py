@@ -107,10 +107,10 @@ def test_segmentation_overlay_on_zoo_bundle(tmp_path):
 def test_classification_overlay_on_zoo_bundle(tmp_path):
     from sklearn.metrics import roc_auc_score
 
-    datalist = ensure_synthetic_dataset(tmp_path / "data", task="classification", n_samples=80, image_size=32, seed=2)
+    datalist = ensure_synthetic_dataset(tmp_path / "data", task="classification", n_samples=80, image_size=32, seed=2,
+                                       file_format="nifti")
     bundle = tmp_path / "zoo_classification"
     shutil.copytree(FIXTURES / "zoo_classification", bundle)
-    # the unmodified bundle runs on its own (decathlon datalist) ...
     ov = {"data_list_file_path": str(datalist), "dataset_dir": str(Path(datalist).parent),
           "train#trainer#max_epochs": 1}
     cmd_out = run_overlay(bundle, ["train.json"], "fairness_classification.json",

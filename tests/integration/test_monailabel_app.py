@@ -29,7 +29,9 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 LABEL_VENV = Path(os.environ.get("MONAI_FAIR_LABEL_VENV", REPO / ".venv-label"))
 # the method bundles served besides the zoo-style fixture, when they are in the tree
-FAIR_SEG_BUNDLES = ("apple_segmentation", "fairdi_segmentation")
+FAIR_SEG_BUNDLES = tuple(
+    b for b in os.environ.get("MONAI_FAIR_LABEL_BUNDLES", "apple_segmentation,fairdi_segmentation").split(",") if b
+)
 
 
 def _label_python() -> Path:
@@ -79,7 +81,9 @@ def _init_weights(python: Path, bundle: Path) -> None:
         "os.makedirs(os.path.join(b, 'models'), exist_ok=True)\n"
         "torch.save({'model': net.state_dict()}, os.path.join(b, 'models', 'model.pt'))\n"
     )
-    subprocess.run([str(python), "-c", code, str(bundle)], check=True, capture_output=True, timeout=300)
+    proc = subprocess.run([str(python), "-c", code, str(bundle)], capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        pytest.fail(f"cannot build the inference network of {bundle.name}:\n{proc.stderr[-3000:]}")
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ DDP_BUNDLES = ["baseline_classification"]
 
 def _metrics(path: Path) -> dict[str, float]:
     with open(path) as f:
-        return {row[0]: float(row[1]) for row in csv.reader(f, delimiter="\t") if len(row) >= 2}
+        return {row[0]: float(row[1]) for row in csv.reader(f, delimiter=",") if len(row) >= 2}
 
 
 def _point_estimates(report: dict) -> dict:

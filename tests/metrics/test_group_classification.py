@@ -205,3 +205,17 @@ def test_metric_class_batches_equal_functional():
     assert float(scalar.aggregate()) == pytest.approx(ref["fairness"]["worst_group_auc"])
     with pytest.raises(ValueError, match="reduction"):
         GroupClassificationMetric(reduction="nope")
+
+
+def test_empty_input_and_labels_only():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = compute_group_classification_metrics(torch.zeros(0), torch.zeros(0, dtype=torch.long), torch.zeros(0), 2)
+    assert r["overall"]["n"] == 0 and math.isnan(r["overall"]["accuracy"]) and math.isnan(r["fairness"]["auc_gap"])
+    y, yp, g = [0, 1, 2, 1, 0, 2], [0, 1, 1, 1, 2, 2], [0, 0, 1, 1, 0, 1]
+    r = compute_group_classification_metrics(None, y, g, y_pred=yp, num_classes=3)
+    m = np.array(g) == 1
+    yy, pp = np.array(y)[m], np.array(yp)[m]
+    assert r["groups"][1]["f1"] == pytest.approx(f1_score(yy, pp, average="macro"))
+    assert r["groups"][1]["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(yy, pp))
+    assert math.isnan(r["groups"][1]["auc"])

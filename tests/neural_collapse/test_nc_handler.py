@@ -30,7 +30,9 @@ def _loader(n=60, c=3, seed=0):
     x = torch.randn(n, 5, generator=gen)
     y = torch.arange(n) % c
     g = (torch.arange(n) // 2) % 2
-    return [{"image": x[i : i + 16], "label": y[i : i + 16, None].float(), "group": g[i : i + 16]} for i in range(0, n, 16)]
+    return [
+        {"image": x[i : i + 16], "label": y[i : i + 16, None].float(), "group": g[i : i + 16]} for i in range(0, n, 16)
+    ]
 
 
 @pytest.mark.parametrize("nc4_centres", ["two_pass", "previous"])
