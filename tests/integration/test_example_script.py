@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +21,8 @@ SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "fair_training_ignit
 def test_example_script(tmp_path):
     cmd = [sys.executable, str(SCRIPT), "--out", str(tmp_path / "run"), "--n-samples", "120", "--epochs", "1",
            "--batch-size", "16", "--min-group-size", "1"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={"OMP_NUM_THREADS": "1",
-                          "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"})
+    env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     summary = json.loads(proc.stdout[proc.stdout.index("{"):])
     report = json.loads((tmp_path / "run" / "eval" / "report.json").read_text())
