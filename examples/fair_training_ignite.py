@@ -36,6 +36,7 @@ from monai.transforms import (
     LoadImaged,
     RandFlipd,
     ScaleIntensityd,
+    SqueezeDimd,
 )
 from monai.utils import set_determinism
 
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     base = [
         LoadImaged(keys="image", image_only=True),
         EnsureChannelFirstd(keys="image"),
+        SqueezeDimd(keys="image", dim=3),  # a single 2D DICOM read by ITK has a trailing depth of 1
         ScaleIntensityd(keys="image"),
         EnsureTyped(keys=["image", "label", "group"], track_meta=False),  # "group" rides along untouched
     ]

@@ -60,3 +60,24 @@ def test_apple_bundle_verify_net_in_out(bundle_copy, model_id):
                     "--config_file", str(root / "configs" / "inference.json"), "--bundle_root", str(root),
                     "--model_id", model_id],
     )
+
+
+def test_apple_bundle_perturb_skips_builds_wrapped_network(bundle_copy):
+    """``perturb_skips`` perturbs the U-Net's encoder stages too; the wrapped network starts at the base output."""
+    from monai.bundle import ConfigParser
+
+    root = bundle_copy("apple_segmentation")
+    parser = ConfigParser()
+    parser.read_config(str(root / "configs" / "inference.json"))
+    parser["bundle_root"] = str(root)
+    parser["perturb_skips"] = True
+    net = parser.get_parsed_content("network_def")
+    assert net.latent_modules == ["model.1.submodule.1.submodule.1.submodule", "model.0", "model.1.submodule.0",
+                                  "model.1.submodule.1.submodule.0"]
+    assert [p.channels for p in net.perturbers] == [128, 16, 32, 64]
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        out = net(x)
+        net.set_perturbation_enabled(False)
+        assert torch.equal(out, net(x))  # zero-initialised perturbers: identical to the deployed model
+    assert [tuple(f.shape[1:]) for f in net.latents_in] == [(128, 8, 8), (16, 32, 32), (32, 16, 16), (64, 8, 8)]

@@ -28,6 +28,7 @@ def test_example_script(tmp_path):
     report = json.loads((tmp_path / "run" / "eval" / "report.json").read_text())
     assert (tmp_path / "run" / "models" / "model.pt").is_file()
     # one epoch: the report (evaluator, end of epoch 1) and the plain loop (same final weights) see the same model
-    np.testing.assert_allclose(report["fairness"]["auc_gap"], summary["auc_gap"], atol=1e-5, equal_nan=True)
-    np.testing.assert_allclose(report["fairness"]["worst_group_auc"], summary["worst_group_auc"], atol=1e-5,
-                               equal_nan=True)
+    for key in ("auc_gap", "worst_group_auc"):
+        a, b = (float("nan") if v is None else float(v) for v in (report["fairness"][key], summary[key]))
+        np.testing.assert_allclose(a, b, atol=1e-5, equal_nan=True, err_msg=key)
+    assert report["overall"]["n"] == len(json.loads((tmp_path / "run" / "data" / "datalist.json").read_text())["validation"])
