@@ -19,7 +19,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "fair_training_ignit
 
 
 def test_example_script(tmp_path):
-    cmd = [sys.executable, str(SCRIPT), "--out", str(tmp_path / "run"), "--n-samples", "120", "--epochs", "1",
+    cmd = [sys.executable, str(SCRIPT), "--out", str(tmp_path / "run"), "--n-samples", "200", "--epochs", "1",
            "--batch-size", "16", "--min-group-size", "1"]
     env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
