@@ -8,6 +8,7 @@ computes all its fairness metrics (gaps, worst group, ES-AUC/ES-accuracy, EOpp0/
 The per-group values of both are checked to agree before timing is reported.
 
     python benchmarks/metrics_bench.py --n 1000000 --groups 8 --repeats 7 --fairlearn-repeats 3 --threads 1
+    python benchmarks/metrics_bench.py --n 1000000 --groups 8 --repeats 5 --fairlearn-repeats 1 --decimals -1
 
 Needs the ``bench`` extra (fairlearn, pandas).
 """
