@@ -7,7 +7,7 @@ PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraint
 BUNDLE := bundles/baseline_classification
 PYTEST_ARGS ?=
 
-.PHONY: all venv demo test test-fast bench clean-outputs
+.PHONY: all venv label-env demo test test-fast bench clean-outputs
 
 all: test
 
@@ -28,8 +28,12 @@ demo: venv
 	@cat $(BUNDLE)/eval/report.md
 
 ## test: the whole suite (unit tests, real short bundle runs, CLI, integration)
-test: venv
+test: venv label-env
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+## label-env: the separate MONAI Label environment (.venv-label) used by monai_fair.apps.monailabel and its test
+label-env:
+	PYTHON=$(PYTHON) bash scripts/setup_monailabel_env.sh
 
 test-fast: venv
 	$(BIN)/python -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)

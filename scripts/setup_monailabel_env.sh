@@ -34,16 +34,10 @@ PIP=("${VENV}/bin/python" -m pip install --disable-pip-version-check -q --no-cac
 "${PIP[@]}" --no-deps "monailabel==0.8.5"
 # pydicom-seg 0.4.1 declares numpy<2 / jsonschema<4 although its code runs with numpy 2; no deps for it either
 "${PIP[@]}" --no-deps "pydicom-seg==0.4.1"
-# monai-fair itself (editable) with its own dependencies, pydicom kept in the 2.x series that monailabel uses,
-# and what monailabel imports at run time
-"${PIP[@]}" -e "${ROOT}" \
-    "monai[fire,ignite,itk,nibabel,psutil,skimage,tensorboard,tqdm]>=1.5" \
-    "pydicom>=2.4.4,<3" "pynetdicom>=2.0.2,<3" "dicomweb-client>=0.59.1,<0.60" "jsonschema" "SimpleITK" \
-    "uvicorn>=0.29" "pydantic>=2.7" "pydantic-settings>=2.2.1" "python-dotenv>=1.0.1" "fastapi>=0.110.2" \
-    "python-multipart>=0.0.9" "httpx>=0.27" "schedule>=1.2.1" "timeloop>=1.0.2" "expiringdict>=1.2.2" \
-    "expiring_dict>=1.1.0" "cachetools>=5.3.3" "watchdog>=4.0" "pynrrd>=1.0" "einops>=0.7" "pyyaml>=6.0.1" \
-    "filelock>=3.11" "passlib>=1.7.4" "pyjwt>=2.8" "bcrypt>=4.1.2" "shapely>=2.0.4" "requests>=2.31" \
-    "requests-toolbelt>=1.0" "urllib3>=2.2.1" "google-auth>=2.29" "girder-client>=3.2.3" "pillow" "pytest"
+# monai-fair itself (editable) with its own dependencies and its [label] extra: what monailabel imports at run
+# time, with pydicom kept in the 2.x series that monailabel uses
+"${PIP[@]}" -e "${ROOT}[label]" "monai[fire,ignite,itk,nibabel,psutil,skimage,tensorboard,tqdm]>=1.5" \
+    "urllib3>=2.2.1" "pytest"
 
 "${VENV}/bin/python" - <<'PY'
 import monailabel, monai, pydicom, monai_fair
