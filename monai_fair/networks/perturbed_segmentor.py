@@ -136,31 +136,32 @@ class PerturbedSegmentor(nn.Module):
             self.network.requires_grad_(False)
             self.network.eval()
 
-    def _make_hook(self, i: int):
-        def hook(module: nn.Module, args: Any, output: Any) -> Any:
-            index = self.output_index[i]
-            is_seq = isinstance(output, (tuple, list))
-            if is_seq:
-                if index is None:
-                    index = 0
-                f_o = output[index]
-            else:
-                if index is not None:
-                    raise ValueError(
-                        f"output_index={index} given for '{self.latent_modules[i]}', whose output is a tensor."
-                    )
-                f_o = output
-            if not isinstance(f_o, torch.Tensor):
-                raise TypeError(f"output of '{self.latent_modules[i]}' (element {index}) is not a tensor.")
-            f_p = self.perturbers[i](f_o) if self.enabled else f_o
-            self.latents_in[i], self.latents_out[i] = f_o, f_p
-            if not is_seq:
-                return f_p
-            new = list(output)
-            new[index] = f_p
-            return tuple(new) if isinstance(output, tuple) else new
+    def _make_hook(self, i: int) -> _LatentHook:
+        return _LatentHook(self, i)
 
-        return hook
+    def _perturb_output(self, i: int, output: Any) -> Any:
+        """Replace ``f_o`` (the output, or its ``output_index`` element) of latent site ``i`` by ``f_p``."""
+        index = self.output_index[i]
+        is_seq = isinstance(output, (tuple, list))
+        if is_seq:
+            if index is None:
+                index = 0
+            f_o = output[index]
+        else:
+            if index is not None:
+                raise ValueError(
+                    f"output_index={index} given for '{self.latent_modules[i]}', whose output is a tensor."
+                )
+            f_o = output
+        if not isinstance(f_o, torch.Tensor):
+            raise TypeError(f"output of '{self.latent_modules[i]}' (element {index}) is not a tensor.")
+        f_p = self.perturbers[i](f_o) if self.enabled else f_o
+        self.latents_in[i], self.latents_out[i] = f_o, f_p
+        if not is_seq:
+            return f_p
+        new = list(output)
+        new[index] = f_p
+        return tuple(new) if isinstance(output, tuple) else new
 
     def train(self, mode: bool = True) -> PerturbedSegmentor:
         """Set the perturbers' mode; a frozen deployed network always stays in eval mode."""
@@ -192,6 +193,22 @@ class PerturbedSegmentor(nn.Module):
         for h in self._hooks:
             h.remove()
         self._hooks = []
+
+
+class _LatentHook:
+    """Forward hook of one latent site; calls :meth:`PerturbedSegmentor._perturb_output` of its owner.
+
+    A plain object (not a closure) holding its owner as an attribute, so that ``copy.deepcopy`` of the wrapper
+    re-binds the copied network's hooks to the *copied* wrapper and perturbers (the memo maps the owner to its
+    copy), and the wrapper stays picklable.
+    """
+
+    def __init__(self, owner: PerturbedSegmentor, index: int) -> None:
+        self.owner = owner
+        self.index = index
+
+    def __call__(self, module: nn.Module, args: Any, output: Any) -> Any:
+        return self.owner._perturb_output(self.index, output)
 
 
 def _load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
