@@ -123,8 +123,8 @@ class FairBundleInferTask(BasicInferTask):
     def _get_network(self, device: str, data: Any) -> torch.nn.Module:
         """A fresh network from the bundle config with ``models/model.pt`` loaded (cached per device and file time).
 
-        The network is built anew rather than deep-copied (method wrappers such as APPLE's perturbed segmentor
-        keep forward hooks bound to their own modules) and loaded strictly with ``weights_only=True``.
+        The network is built from the bundle config (``network=None`` is given to the base task, so there is no
+        template network to copy) and loaded strictly with ``weights_only=True``.
         """
         path = self.path[0]
         if not os.path.isfile(path):
