@@ -21,6 +21,7 @@ an ``eps`` (which would bias the value). Low SNNL = same-label points are each o
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -45,6 +46,134 @@ def _pairwise_distance(x: torch.Tensor, distance: str, eps: float) -> torch.Tens
     return d.clamp_min(0.0)
 
 
+def _label_index(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(inv, onehot)``: dense group index ``(b,)`` of every label and the ``(b, G)`` float one-hot matrix."""
+    _, inv = torch.unique(labels, return_inverse=True)
+    onehot = F.one_hot(inv, int(inv.max()) + 1 if inv.numel() else 1).float()
+    return inv, onehot
+
+
+def _valid_anchors(onehot: torch.Tensor, inv: torch.Tensor, legacy_self_term: bool) -> torch.Tensor:
+    """Anchors with a same-label partner (``legacy_self_term``: every anchor of a batch of >= 2 samples)."""
+    b = inv.numel()
+    if legacy_self_term:
+        return torch.full((b,), b > 1, dtype=torch.bool, device=inv.device)
+    return onehot.sum(0)[inv] >= 2
+
+
+_TINY = 1e-31  # times b: fp32 sums of shifted exps below this may lose precision (denormals): recomputed exactly
+
+
+def _prepare(x: torch.Tensor, distance: str, eps: float) -> torch.Tensor:
+    """Per-sample statistic of ``(..., b, D)`` fp32 features: inverse norms (cosine) or squared norms."""
+    if distance == "cosine":
+        return torch.linalg.vector_norm(x, dim=-1).clamp_min_(eps).reciprocal_()
+    if distance == "sqeuclidean":
+        return (x * x).sum(-1)
+    raise ValueError(f"distance must be one of {_DISTANCES}, got {distance!r}.")
+
+
+def _terms_nograd(
+    z: torch.Tensor,
+    stat: torch.Tensor,
+    distance: str,
+    inv: torch.Tensor,
+    onehot: torch.Tensor,
+    valid: torch.Tensor,
+    temperature: float,
+    legacy_self_term: bool,
+) -> torch.Tensor:
+    """Per-anchor SNNL terms ``(C, b)`` of fp32 features ``z`` ``(C, b, D)`` without autograd (scoring path).
+
+    ``stat`` is :func:`_prepare`'s ``(C, b)`` per-sample statistic. One batched Gram matmul, scaled in place,
+    gives the logits ``-d/T`` (``<= 0``, diagonal set to ``-inf`` in place); the exps are
+    shifted by the row maximum (skipped for the cosine distance unless ``T`` is tiny: its logits lie in
+    ``[-2/T, 0]``) and one matmul with the one-hot group matrix gives, for every anchor, the per-group sums of
+    ``exp(logit - shift)``: the denominator is their total and the numerator the anchor's own group's entry
+    (the shift cancels in the ratio). No ``(C, b, b)`` masks are built. Anchors whose numerator sum falls below
+    ``b * 1e-31`` (a same-group partner more than ~65 logit units further than the nearest point) are recomputed exactly with
+    a masked ``logsumexp``, so the result equals the textbook value in log space.
+    """
+    c, b, _ = z.shape
+    inv_t = 1.0 / float(temperature)
+    logits = torch.bmm(z, z.transpose(-1, -2))  # raw Gram matrices; z may be a strided view
+    if distance == "cosine":  # logits = min(cos - 1, 0) / T, cos = x.y / (|x| |y|); stat = 1 / |x|
+        r = stat * math.sqrt(inv_t)
+        logits.mul_(r.unsqueeze(-1)).mul_(r.unsqueeze(-2)).sub_(inv_t)
+    else:  # squared Euclidean: logits = min(2 x.y - |x|^2 - |y|^2, 0) / T; stat = |x|^2
+        logits.mul_(2.0 * inv_t)
+        s = stat * inv_t
+        logits.sub_(s.unsqueeze(-1)).sub_(s.unsqueeze(-2))
+    logits.clamp_max_(0.0)
+    logits.diagonal(dim1=-2, dim2=-1).fill_(float("-inf"))
+    tiny = _TINY * b
+    if distance == "cosine" and math.exp(-2.0 * inv_t) >= 10.0 * tiny:  # cosine logits >= -2/T: no shift needed
+        shift = None
+        e = torch.exp(logits)
+    else:
+        shift = logits.amax(-1, keepdim=True).clamp_min_(-3.0e38)  # (C, b, 1); finite when b == 1
+        e = torch.exp(logits - shift)
+    sums = torch.matmul(e, onehot)  # (C, b, G) per-group sums of exp(logit - shift), diagonal excluded
+    den = sums.sum(-1)
+    num = sums.gather(-1, inv.view(1, b, 1).expand(c, b, 1)).squeeze(-1)
+    if legacy_self_term:  # the anchor itself in the numerator: exp(0 - shift), added in log space
+        log_num = torch.logaddexp(num.log(), torch.zeros_like(num) if shift is None else -shift.squeeze(-1))
+        num = log_num.exp()  # only compared with tiny below (>= 1: never recomputed)
+        terms = den.log_().sub_(log_num)
+    else:
+        terms = den.log_().sub_(num.log())
+    bad = (num < tiny) & valid  # numerator (hence precision) lost to underflow: exact log space for these
+    if bool(bad.any()):
+        ci, ii = bad.nonzero(as_tuple=True)
+        rows = logits[ci, ii]  # (n_bad, b) logits, diagonal -inf
+        same = inv.unsqueeze(0) == inv[ii].unsqueeze(1)
+        num_rows = torch.where(same, rows, torch.full_like(rows, float("-inf")))
+        if legacy_self_term:
+            num_rows[torch.arange(ii.numel(), device=ii.device), ii] = 0.0
+        terms[ci, ii] = torch.logsumexp(rows, -1) - torch.logsumexp(num_rows, -1)
+    terms.masked_fill_(~valid, float("nan"))
+    return terms
+
+
+def _terms_autograd(
+    x: torch.Tensor, labels: torch.Tensor, temperature: float, distance: str, legacy_self_term: bool, eps: float
+) -> torch.Tensor:
+    """Per-anchor SNNL terms with masked ``logsumexp`` over ``(..., b, b)`` (differentiable regulariser path)."""
+    b = x.shape[-2]
+    logits = -_pairwise_distance(x, distance, eps) / float(temperature)
+    eye = torch.eye(b, dtype=torch.bool, device=x.device)
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)
+    neg_inf = torch.tensor(float("-inf"), dtype=logits.dtype, device=logits.device)
+    den_logits = torch.where(eye, neg_inf, logits)
+    if legacy_self_term:
+        num_logits = torch.where(eye, torch.zeros_like(logits), torch.where(same, logits, neg_inf))
+        valid = torch.full((b,), b > 1, dtype=torch.bool, device=x.device)
+    else:
+        partner = same & ~eye
+        num_logits = torch.where(partner, logits, neg_inf)
+        valid = partner.any(-1)
+    log_num = torch.logsumexp(num_logits, dim=-1)
+    log_den = torch.logsumexp(den_logits, dim=-1)
+    return torch.where(valid, log_den - log_num, torch.full_like(log_num, float("nan")))
+
+
+def _check_inputs(features: torch.Tensor, labels: torch.Tensor, temperature: float, distance: str) -> torch.Tensor:
+    """Validate SNNL inputs once; returns the labels as a ``(b,)`` tensor on the features' device."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}.")
+    if distance not in _DISTANCES:
+        raise ValueError(f"distance must be one of {_DISTANCES}, got {distance!r}.")
+    if features.ndim < 2:
+        raise ValueError(f"features must be (..., b, D), got shape {tuple(features.shape)}.")
+    labels = torch.as_tensor(labels, device=features.device).reshape(-1)
+    b = features.shape[-2]
+    if labels.numel() != b:
+        raise ValueError(f"labels has {labels.numel()} entries but features has batch size {b}.")
+    if not torch.isfinite(features).all():
+        raise ValueError("SNNL features contain NaN or Inf values.")
+    return labels
+
+
 def snnl_per_anchor(
     features: torch.Tensor,
     labels: torch.Tensor,
@@ -54,6 +183,11 @@ def snnl_per_anchor(
     eps: float = 1e-12,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-anchor SNNL terms for one or many feature sets sharing the same labels (log space, fp32).
+
+    Without autograd (``torch.no_grad()`` or features that do not require grad, e.g. channel scoring) the terms
+    come from one batched similarity matmul and one matmul of the shifted exps with the one-hot group matrix
+    (see :func:`_terms_nograd`); with autograd, from masked ``logsumexp`` over ``(..., b, b)``. Both equal the
+    textbook formula (tested against a float64 loop).
 
     Args:
         features: ``(..., b, D)`` features; leading dimensions (e.g. channels ``C``) are independent feature
@@ -71,36 +205,21 @@ def snnl_per_anchor(
         not valid) and ``valid`` is the ``(b,)`` bool mask of anchors that have a same-label partner (and at
         least one other sample in the batch).
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}.")
-    if features.ndim < 2:
-        raise ValueError(f"features must be (..., b, D), got shape {tuple(features.shape)}.")
-    labels = torch.as_tensor(labels, device=features.device).reshape(-1)
-    b = features.shape[-2]
-    if labels.numel() != b:
-        raise ValueError(f"labels has {labels.numel()} entries but features has batch size {b}.")
+    labels = _check_inputs(features, labels, temperature, distance)
     x = features.float()  # fp32 even under AMP
     if type(x) is not torch.Tensor:  # e.g. MONAI MetaTensor: no metadata bookkeeping on (.., b, b) tensors
         x = x.as_subclass(torch.Tensor)
-    if not torch.isfinite(x).all():
-        raise ValueError("SNNL features contain NaN or Inf values.")
     with torch.autocast(device_type=x.device.type, enabled=False):
-        logits = -_pairwise_distance(x, distance, eps) / float(temperature)
-        eye = torch.eye(b, dtype=torch.bool, device=x.device)
-        same = labels.unsqueeze(0) == labels.unsqueeze(1)
-        neg_inf = torch.tensor(float("-inf"), dtype=logits.dtype, device=logits.device)
-        den_logits = torch.where(eye, neg_inf, logits)
-        if legacy_self_term:
-            num_logits = torch.where(eye, torch.zeros_like(logits), torch.where(same, logits, neg_inf))
-            valid = torch.full((b,), b > 1, dtype=torch.bool, device=x.device)
-        else:
-            partner = same & ~eye
-            num_logits = torch.where(partner, logits, neg_inf)
-            valid = partner.any(-1)
-        log_num = torch.logsumexp(num_logits, dim=-1)
-        log_den = torch.logsumexp(den_logits, dim=-1)
-        terms = torch.where(valid, log_den - log_num, torch.full_like(log_num, float("nan")))
-    return terms, valid
+        if torch.is_grad_enabled() and x.requires_grad:
+            terms = _terms_autograd(x, labels, temperature, distance, legacy_self_term, eps)
+            inv, onehot = _label_index(labels)
+            return terms, _valid_anchors(onehot, inv, legacy_self_term)
+        inv, onehot = _label_index(labels)
+        valid = _valid_anchors(onehot, inv, legacy_self_term)
+        lead, (b, d) = x.shape[:-2], x.shape[-2:]
+        z = x.reshape(-1, b, d)
+        terms = _terms_nograd(z, _prepare(z, distance, eps), distance, inv, onehot, valid, temperature, legacy_self_term)
+    return terms.reshape(*lead, b), valid
 
 
 def compute_snnl(

@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from monai_fair.losses.snnl import snnl_per_anchor
+from monai_fair.losses.snnl import _check_inputs, _label_index, _prepare, _terms_nograd, _valid_anchors
+
+_CACHE_BYTES = 1 << 20  # per-block (C_block, b, b) logits budget: ~L2-sized
 
 __all__ = ["stratified_batch_indices", "snnl_channel_scores", "score_channels_snnl", "LayerOutputCatcher"]
 
@@ -77,7 +79,8 @@ def snnl_channel_scores(
         activations: ``(b, C, *spatial)`` layer output (or ``(b, C)``).
         groups: ``(b,)`` group ids (the SNNL labels).
         temperature, distance, legacy_self_term: see :func:`monai_fair.losses.snnl.snnl_per_anchor`.
-        chunk_size: channels per batched ``(chunk, b, b)`` computation (bounds memory at ``chunk * b * b``).
+        chunk_size: at most this many channels per batched ``(chunk, b, b)`` computation (bounds memory at
+            ``chunk * b * b``); blocks are further capped at ~1 MiB of fp32 logits so they stay in cache.
 
     Returns:
         ``(sums, n_valid)``: ``(C,)`` float64 sums of the valid anchors' terms and the number of valid anchors
@@ -88,15 +91,23 @@ def snnl_channel_scores(
     if type(activations) is not torch.Tensor:  # e.g. MONAI MetaTensor: plain tensor ops only
         activations = activations.as_subclass(torch.Tensor)
     b, c = activations.shape[:2]
-    feats = activations.detach().reshape(b, c, -1).transpose(0, 1)  # (C, b, S)
+    feats = activations.detach().reshape(b, c, -1).transpose(0, 1)  # (C, b, S) view
+    groups = _check_inputs(feats, groups, temperature, distance)  # once per call (NaN check, shapes, settings)
+    inv, onehot = _label_index(groups)
+    valid = _valid_anchors(onehot, inv, legacy_self_term)
     sums = torch.zeros(c, dtype=torch.float64, device=activations.device)
-    n_valid = 0
-    for start in range(0, c, max(1, chunk_size)):  # chunks bound memory; each chunk is one batched computation
-        chunk = feats[start : start + chunk_size]
-        terms, valid = snnl_per_anchor(chunk, groups, temperature, distance, legacy_self_term)
-        sums[start : start + chunk_size] = terms[:, valid].double().sum(-1)
-        n_valid = int(valid.sum())
-    return sums, n_valid
+    # blocks of at most chunk_size channels, and small enough that the (block, b, b) fp32 logits stay in cache
+    block = max(1, min(chunk_size, _CACHE_BYTES // max(1, 4 * b * b)))
+    with torch.no_grad(), torch.autocast(device_type=feats.device.type, enabled=False):
+        feats = feats.float()  # fp32 even under AMP (no copy for fp32 input)
+        stat = _prepare(feats, distance, 1e-12)  # (C, b) norms for all channels in one pass
+        for start in range(0, c, block):  # each block is one batched computation over its channels
+            stop = start + block
+            terms = _terms_nograd(
+                feats[start:stop], stat[start:stop], distance, inv, onehot, valid, temperature, legacy_self_term
+            )
+            sums[start:stop] = terms[:, valid].sum(-1, dtype=torch.float64)
+    return sums, int(valid.sum())
 
 
 class LayerOutputCatcher:
