@@ -142,8 +142,9 @@ def _interleaved_epoch_times(train_ds, student_ds, args, device):
                                                                         shuffle=True),
                                            loss_function=FairDistillationSegLoss(temperature=args.temperature,
                                                                                  lambda_kd=args.lambda_kd), **common)
-        times[kind].extend(_epoch_timer(trainer))
+        epoch_times = _epoch_timer(trainer)
         trainer.run()
+        times[kind].extend(epoch_times)
     return times
 
 

@@ -120,6 +120,8 @@ def _bundle_runs(args: argparse.Namespace) -> None:
     import tempfile
     from pathlib import Path
 
+    from monai_fair.utils import from_json_safe
+
     src = Path(__file__).resolve().parents[1] / "bundles" / "neural_collapse_classification"
     work = Path(args.workdir or tempfile.mkdtemp(prefix="nc_bundle_"))
     data_dir = work / "data"  # shared: generated once
@@ -140,7 +142,7 @@ def _bundle_runs(args: argparse.Namespace) -> None:
                 raise RuntimeError(proc.stdout[-3000:] + proc.stderr[-3000:])
             doc = json.loads((root / "eval" / "neural_collapse" / "nc_trajectory.json").read_text())
             rows.append({"fraction": fraction, "seed": seed, "seconds": time.perf_counter() - t0,
-                         "trajectory": doc["evaluations"]})
+                         "trajectory": from_json_safe(doc["evaluations"])})
             print(f"bias={fraction} seed={seed}: {rows[-1]['seconds']:.0f} s", flush=True)
     with open(work / "bundle_runs.json", "w") as f:
         json.dump(rows, f)

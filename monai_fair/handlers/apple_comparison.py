@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from monai_fair.utils.serialization import to_json_safe
+
 __all__ = ["write_apple_comparison"]
 
 _FAIRNESS_KEYS = ("es_dice", "es_iou", "dice_gap", "iou_gap", "worst_group_dice", "ser")
@@ -51,7 +53,7 @@ def write_apple_comparison(before_dir: str | os.PathLike, after_dir: str | os.Pa
         add(k, before["fairness"].get(k), after["fairness"].get(k))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "apple_comparison.json").write_text(json.dumps(rows, indent=2, allow_nan=True))
+    (out / "apple_comparison.json").write_text(json.dumps(to_json_safe(rows), indent=2, allow_nan=False))
     fmt = lambda v: "n/a" if math.isnan(v) else f"{v:.4f}"  # noqa: E731
     lines = ["# APPLE: deployed segmentor alone (before) vs with the latent perturber (after)", "",
              "| metric | before | after | change |", "|---|---|---|---|"]

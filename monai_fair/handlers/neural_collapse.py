@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
+from monai_fair.utils.serialization import to_json_safe
 from monai_fair.engines.utils import get_batch_group
 from monai_fair.metrics.nc_accumulator import NeuralCollapseAccumulator
 from monai_fair.metrics.neural_collapse import NC_METRIC_NAMES, classifier_from_linear, two_row_logits
@@ -299,7 +300,7 @@ class NeuralCollapseHandler:
         }
         tmp = os.path.join(self.output_dir, TRAJECTORY_FILE + ".tmp")
         with open(tmp, "w") as f:
-            json.dump(doc, f, indent=1, allow_nan=True)
+            json.dump(to_json_safe(doc), f, indent=1, allow_nan=False)
         os.replace(tmp, os.path.join(self.output_dir, TRAJECTORY_FILE))
         if self.use_tensorboard:
             if self._writer is None:

@@ -11,7 +11,6 @@ holds aggregates only; no per-patient value is written or logged.
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from monai_fair.metrics.group_segmentation import (
 )
 from monai_fair.metrics.utils import FairnessMetricWarning, group_label, to_flat_tensor
 from monai_fair.report.plots import plot_group_bars, plot_group_roc
+from monai_fair.utils.serialization import to_json_safe
 
 __all__ = ["write_fairness_report", "build_fairness_report", "format_report_markdown", "format_report_summary"]
 
@@ -48,19 +48,6 @@ _CLS_FAIRNESS_MAIN = (
     "demographic_parity",
 )
 _SEG_FAIRNESS_MAIN = ("dice_gap", "iou_gap", "worst_group_dice", "es_dice", "es_iou", "ser")
-
-
-def _clean(x: Any) -> Any:
-    """JSON-safe copy: NaN/inf -> None, tensors -> floats."""
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, torch.Tensor):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def build_fairness_report(
@@ -143,7 +130,7 @@ def build_fairness_report(
     if "fairness_ci" in res:
         report["fairness_ci"] = res["fairness_ci"]
     report["metrics"] = [m for m in group_metrics if m in res["overall"]]
-    return _clean(report)
+    return to_json_safe(report)
 
 
 def write_fairness_report(

@@ -81,7 +81,7 @@ def test_handler_writes_trajectory_and_plots(tmp_path, nc4_centres):
         assert last["overall"][name] == pytest.approx(ref["overall"][name], rel=1e-5, abs=1e-8)
         assert last["groups"]["M"][name] == pytest.approx(ref["groups"][1][name], rel=1e-5, abs=1e-8)
     if nc4_centres == "previous":
-        assert math.isnan(doc["evaluations"][0]["train"]["overall"]["nc4_agreement"])
+        assert doc["evaluations"][0]["train"]["overall"]["nc4_agreement"] is None  # NaN is written as null
 
     plots = {p.name for p in (tmp_path / "plots").glob("*.png")}
     assert {"train_all_metrics.png", "train_summary.png"} <= plots
