@@ -69,3 +69,14 @@ def bundle_copy(tmp_path):
         return dst
 
     return _copy
+
+
+def verify_net_in_out(bundle_root: Path, config_file: str = "inference.json", extra_args: list[str] | None = None) -> str:
+    """Run ``python -m monai.bundle verify_net_in_out`` for ``network_def`` of a bundle's inference config."""
+    args = [
+        "--net_id", "network_def",
+        "--meta_file", str(bundle_root / "configs" / "metadata.json"),
+        "--config_file", str(bundle_root / "configs" / config_file),
+        "--bundle_root", str(bundle_root),
+    ]
+    return run_bundle_cli(bundle_root, [], command="verify_net_in_out", extra_args=args + list(extra_args or []))

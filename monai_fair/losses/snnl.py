@@ -64,13 +64,21 @@ def _valid_anchors(onehot: torch.Tensor, inv: torch.Tensor, legacy_self_term: bo
 _TINY = 1e-31  # times b: fp32 sums of shifted exps below this may lose precision (denormals): recomputed exactly
 
 
-def _prepare(x: torch.Tensor, distance: str, eps: float) -> torch.Tensor:
-    """Per-sample statistic of ``(..., b, D)`` fp32 features: inverse norms (cosine) or squared norms."""
+def _prepare(x: torch.Tensor, distance: str, eps: float, check_finite: bool = False) -> torch.Tensor:
+    """Per-sample statistic of ``(..., b, D)`` fp32 features: inverse norms (cosine) or squared norms.
+
+    ``check_finite``: raise on NaN/Inf features, checked cheaply through the per-sample norms (a NaN or Inf in a
+    sample makes its norm non-finite; the full scan runs only then, to tell it from a finite overflow).
+    """
     if distance == "cosine":
-        return torch.linalg.vector_norm(x, dim=-1).clamp_min_(eps).reciprocal_()
-    if distance == "sqeuclidean":
-        return (x * x).sum(-1)
-    raise ValueError(f"distance must be one of {_DISTANCES}, got {distance!r}.")
+        stat = torch.linalg.vector_norm(x, dim=-1)
+    elif distance == "sqeuclidean":
+        stat = (x * x).sum(-1)
+    else:
+        raise ValueError(f"distance must be one of {_DISTANCES}, got {distance!r}.")
+    if check_finite and not torch.isfinite(stat).all() and not torch.isfinite(x).all():
+        raise ValueError("SNNL features contain NaN or Inf values.")
+    return stat.clamp_min_(eps).reciprocal_() if distance == "cosine" else stat
 
 
 def _terms_nograd(
@@ -157,8 +165,14 @@ def _terms_autograd(
     return torch.where(valid, log_den - log_num, torch.full_like(log_num, float("nan")))
 
 
-def _check_inputs(features: torch.Tensor, labels: torch.Tensor, temperature: float, distance: str) -> torch.Tensor:
-    """Validate SNNL inputs once; returns the labels as a ``(b,)`` tensor on the features' device."""
+def _check_inputs(
+    features: torch.Tensor, labels: torch.Tensor, temperature: float, distance: str, check_finite: bool = True
+) -> torch.Tensor:
+    """Validate SNNL inputs once; returns the labels as a ``(b,)`` tensor on the features' device.
+
+    ``check_finite=False`` skips the NaN/Inf scan; the caller must then call :func:`_prepare` with
+    ``check_finite=True``.
+    """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}.")
     if distance not in _DISTANCES:
@@ -169,7 +183,7 @@ def _check_inputs(features: torch.Tensor, labels: torch.Tensor, temperature: flo
     b = features.shape[-2]
     if labels.numel() != b:
         raise ValueError(f"labels has {labels.numel()} entries but features has batch size {b}.")
-    if not torch.isfinite(features).all():
+    if check_finite and not torch.isfinite(features).all():
         raise ValueError("SNNL features contain NaN or Inf values.")
     return labels
 

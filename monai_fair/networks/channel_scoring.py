@@ -92,7 +92,7 @@ def snnl_channel_scores(
         activations = activations.as_subclass(torch.Tensor)
     b, c = activations.shape[:2]
     feats = activations.detach().reshape(b, c, -1).transpose(0, 1)  # (C, b, S) view
-    groups = _check_inputs(feats, groups, temperature, distance)  # once per call (NaN check, shapes, settings)
+    groups = _check_inputs(feats, groups, temperature, distance, check_finite=False)  # once per call
     inv, onehot = _label_index(groups)
     valid = _valid_anchors(onehot, inv, legacy_self_term)
     sums = torch.zeros(c, dtype=torch.float64, device=activations.device)
@@ -100,7 +100,7 @@ def snnl_channel_scores(
     block = max(1, min(chunk_size, _CACHE_BYTES // max(1, 4 * b * b)))
     with torch.no_grad(), torch.autocast(device_type=feats.device.type, enabled=False):
         feats = feats.float()  # fp32 even under AMP (no copy for fp32 input)
-        stat = _prepare(feats, distance, 1e-12)  # (C, b) norms for all channels in one pass
+        stat = _prepare(feats, distance, 1e-12, check_finite=True)  # (C, b) norms in one pass; NaN/Inf check
         for start in range(0, c, block):  # each block is one batched computation over its channels
             stop = start + block
             terms = _terms_nograd(

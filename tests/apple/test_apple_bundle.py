@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from tests.conftest import run_bundle_cli
+from tests.conftest import run_bundle_cli, verify_net_in_out
 
 TINY = {"synthetic": {"n_samples": 60, "image_size": 32, "seed": 1}, "image_size": 32, "base_epochs": 1,
         "apple_epochs": 1, "batch_size": 16, "min_group_size": 1}
@@ -54,12 +54,7 @@ def test_apple_bundle_train_evaluate_infer(bundle_copy, tmp_path, model_id):
 @pytest.mark.parametrize("model_id", ["unet", "sam_like"])
 def test_apple_bundle_verify_net_in_out(bundle_copy, model_id):
     root = bundle_copy("apple_segmentation")
-    run_bundle_cli(
-        root, [], command="verify_net_in_out",
-        extra_args=["--net_id", "network_def", "--meta_file", str(root / "configs" / "metadata.json"),
-                    "--config_file", str(root / "configs" / "inference.json"), "--bundle_root", str(root),
-                    "--model_id", model_id],
-    )
+    verify_net_in_out(root, extra_args=["--model_id", model_id])
 
 
 def test_apple_bundle_perturb_skips_builds_wrapped_network(bundle_copy):

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.conftest import run_bundle_cli
+from tests.conftest import run_bundle_cli, verify_net_in_out
 
 TINY = {"synthetic": {"n_samples": 60, "image_size": 32, "seed": 1}, "epochs": 1, "batch_size": 16, "min_group_size": 1}
 
@@ -35,14 +35,4 @@ def test_baseline_bundle_train_evaluate_infer(bundle_copy, tmp_path):
 
 def test_baseline_bundle_verify_net_in_out(bundle_copy):
     root = bundle_copy("baseline_classification")
-    run_bundle_cli(
-        root,
-        [],
-        command="verify_net_in_out",
-        extra_args=[
-            "--net_id", "network_def",
-            "--meta_file", str(root / "configs" / "metadata.json"),
-            "--config_file", str(root / "configs" / "inference.json"),
-            "--bundle_root", str(root),
-        ],
-    )
+    verify_net_in_out(root)

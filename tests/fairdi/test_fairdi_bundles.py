@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from tests.conftest import run_bundle_cli
+from tests.conftest import run_bundle_cli, verify_net_in_out
 
 TINY = {
     "synthetic": {"n_samples": 60, "image_size": 32, "seed": 1},
@@ -59,17 +59,7 @@ def test_fairdi_classification_whole_pipeline_heads_online(bundle_copy, tmp_path
 
 def test_fairdi_classification_verify_net_in_out(bundle_copy):
     root = bundle_copy("fairdi_classification")
-    run_bundle_cli(
-        root,
-        [],
-        command="verify_net_in_out",
-        extra_args=[
-            "--net_id", "network_def",
-            "--meta_file", str(root / "configs" / "metadata.json"),
-            "--config_file", str(root / "configs" / "inference.json"),
-            "--bundle_root", str(root),
-        ],
-    )
+    verify_net_in_out(root)
 
 
 SEG_TINY = {
@@ -99,14 +89,4 @@ def test_fairdi_segmentation_pipeline_evaluate_infer(bundle_copy, tmp_path):
 
 def test_fairdi_segmentation_verify_net_in_out(bundle_copy):
     root = bundle_copy("fairdi_segmentation")
-    run_bundle_cli(
-        root,
-        [],
-        command="verify_net_in_out",
-        extra_args=[
-            "--net_id", "network_def",
-            "--meta_file", str(root / "configs" / "metadata.json"),
-            "--config_file", str(root / "configs" / "inference.json"),
-            "--bundle_root", str(root),
-        ],
-    )
+    verify_net_in_out(root)

@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from tests.conftest import run_bundle_cli
+from tests.conftest import run_bundle_cli, verify_net_in_out
 
 TINY = {
     "synthetic": {"n_samples": 60, "image_size": 32, "seed": 1},
@@ -52,14 +52,4 @@ def test_nc_bundle_biased_train_and_evaluate(bundle_copy, tmp_path):
 
 def test_nc_bundle_verify_net_in_out(bundle_copy):
     root = bundle_copy("neural_collapse_classification")
-    run_bundle_cli(
-        root,
-        [],
-        command="verify_net_in_out",
-        extra_args=[
-            "--net_id", "network_def",
-            "--meta_file", str(root / "configs" / "metadata.json"),
-            "--config_file", str(root / "configs" / "inference.json"),
-            "--bundle_root", str(root),
-        ],
-    )
+    verify_net_in_out(root)

@@ -43,6 +43,9 @@ def test_channel_scores_check_nan_once_and_match_loop():
     for c in range(40):
         terms, valid = snnl_per_anchor(acts[:, c].reshape(9, -1), groups, temperature=0.7)
         assert abs(float(sums[c]) - float(terms[valid].double().sum())) < 1e-5
-    acts[3, 17, 1, 1] = float("nan")
-    with pytest.raises(ValueError, match="NaN"):
-        snnl_channel_scores(acts, groups)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        a = acts.clone()
+        a[3, 17, 1, 1] = bad
+        for distance in ("cosine", "sqeuclidean"):
+            with pytest.raises(ValueError, match="NaN"):
+                snnl_channel_scores(a, groups, distance=distance)
