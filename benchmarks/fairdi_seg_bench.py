@@ -37,8 +37,15 @@ import torch
 from monai.data import CacheDataset, DataLoader
 from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
-from monai.transforms import Compose, EnsureChannelFirstd, EnsureTyped, LoadImaged, RandFlipd, RandRotate90d, \
-    ScaleIntensityd
+from monai.transforms import (
+    Compose,
+    EnsureChannelFirstd,
+    EnsureTyped,
+    LoadImaged,
+    RandFlipd,
+    RandRotate90d,
+    ScaleIntensityd,
+)
 from monai.utils import set_determinism
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -128,7 +135,8 @@ def _interleaved_epoch_times(train_ds, student_ds, args, device):
     epoch in short succession cancels most of that drift.
     """
     times: dict[str, list[float]] = {"plain": [], "student": []}
-    order = [k for r in range(args.timing_rounds) for k in (("plain", "student") if r % 2 == 0 else ("student", "plain"))]
+    pairs = (("plain", "student"), ("student", "plain"))
+    order = [k for r in range(args.timing_rounds) for k in pairs[r % 2]]
     for kind in order:
         net = _net(device)
         common = {"device": device, "max_epochs": 1, "network": net,

@@ -11,14 +11,24 @@ Xu et al., APPLE (arXiv 2403.05114). Per iteration (FAAP-style schedule, Wang et
 
 Gradients flow *through* the frozen network (its parameters have ``requires_grad=False``); only the perturbers'
 optimiser steps, and the deployed weights stay bit-identical.
+
+Data-parallel training (``distributed=True``, one process per device under ``torchrun``): instead of wrapping the
+perturbers and the discriminator in ``DistributedDataParallel`` (which would hide ``latents_in``/``latents_out``,
+add ``module.`` to the checkpoint keys, and trip over DDP's one-forward-per-backward rule because ``D_p`` runs
+twice per iteration), the trainer averages the gradients of each optimiser over the ranks right before its step
+(:func:`all_reduce_gradients`, the same mean DDP computes) and broadcasts the trainable modules from rank 0 when
+the run starts. The frozen deployed network gets no gradients and joins no collective.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.distributed as dist
+from ignite.engine import Events
 from monai.engines.utils import IterationEvents
 from monai.utils.enums import CommonKeys as Keys
 from torch import nn
@@ -31,7 +41,48 @@ from monai_fair.networks.perturbed_segmentor import PerturbedSegmentor
 if TYPE_CHECKING:
     from torch.optim import Optimizer
 
-__all__ = ["AppleTrainer"]
+__all__ = ["AppleTrainer", "all_reduce_gradients", "broadcast_module_states"]
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def all_reduce_gradients(params: Iterable[torch.Tensor]) -> None:
+    """Replace the gradient of every parameter by its mean over the ranks of the default process group.
+
+    ``grad <- (1 / W) * sum_r grad_r`` (``W`` ranks), what ``DistributedDataParallel`` computes, in one
+    all-reduce of a flat buffer. A parameter without a gradient on a rank counts as zeros there (every rank joins
+    the same collective, as DDP with ``find_unused_parameters``); it keeps ``grad=None`` only if no rank has a
+    gradient for it, so optimisers skip it as in single-process training. A no-op without an initialised process
+    group or with one rank. Every rank must pass the same parameters in the same order.
+    """
+    world = _world_size()
+    if world == 1:
+        return
+    params = list(params)
+    if not params:
+        return
+    has = [p.grad is not None for p in params]
+    flat = torch.cat(
+        [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]
+        + [torch.tensor(has, dtype=params[0].dtype, device=params[0].device)]
+    )
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    chunks = torch.split(flat, [p.numel() for p in params] + [len(params)])
+    for p, g, n in zip(params, chunks[:-1], chunks[-1].tolist()):
+        p.grad = (g / world).reshape(p.shape) if n > 0 else None
+
+
+def broadcast_module_states(modules: Iterable[nn.Module], src: int = 0) -> None:
+    """Copy the parameters and buffers of ``modules`` from rank ``src`` to every rank (what DDP does at
+    construction). A no-op without an initialised process group or with one rank."""
+    if _world_size() == 1:
+        return
+    with torch.no_grad():
+        for module in modules:
+            for t in list(module.parameters()) + list(module.buffers()):
+                dist.broadcast(t.data, src=src)
 
 
 class AppleTrainer(GroupSupervisedTrainer):
@@ -51,6 +102,13 @@ class AppleTrainer(GroupSupervisedTrainer):
         one_group_batch: ``"warn"``, ``"skip"`` or ``"error"`` (see :func:`monai_fair.losses.check_groups`).
         nan_policy: ``"raise"`` (default: ``FloatingPointError`` naming the non-finite term) or ``"skip"`` (warn
             and skip the update of this batch).
+        distributed: data-parallel training over the default ``torch.distributed`` process group (initialised
+            by the caller, e.g. under ``torchrun``; each rank reads its own shard through a ``DistributedSampler``):
+            gradients of the perturbers and of the discriminator are averaged over the ranks before each step
+            (:func:`all_reduce_gradients`), the trainable modules are broadcast from rank 0 at ``STARTED``, and
+            with ``one_group_batch="skip"`` the adversarial terms are dropped on every rank when one rank's shard
+            has a single group. Requires ``nan_policy="raise"`` (a rank skipping an update alone would leave the
+            others waiting in the all-reduce). Pass the *unwrapped* network and discriminator (no DDP).
         args, kwargs: the other arguments of :class:`GroupSupervisedTrainer` (``device``, ``max_epochs``,
             ``train_data_loader``, ``inferer``, ``amp``, ``train_handlers``, ``group_key``, ...).
     """
@@ -66,6 +124,7 @@ class AppleTrainer(GroupSupervisedTrainer):
         n_discriminator_steps: int = 1,
         one_group_batch: str = "warn",
         nan_policy: str = "raise",
+        distributed: bool = False,
         **kwargs: Any,
     ) -> None:
         if not isinstance(network, PerturbedSegmentor):
@@ -80,6 +139,12 @@ class AppleTrainer(GroupSupervisedTrainer):
             raise ValueError(f"n_discriminator_steps must be >= 0, got {n_discriminator_steps}.")
         if nan_policy not in ("raise", "skip"):
             raise ValueError(f"nan_policy must be 'raise' or 'skip', got {nan_policy!r}.")
+        if distributed and nan_policy != "raise":
+            raise ValueError("distributed=True needs nan_policy='raise': a rank skipping an update alone would "
+                             "leave the other ranks waiting in the gradient all-reduce.")
+        if distributed and isinstance(discriminator, nn.parallel.DistributedDataParallel):
+            raise TypeError("with distributed=True pass the unwrapped discriminator; the trainer averages its "
+                            "gradients itself.")
         check_groups(torch.tensor([0, 1]), loss_function.num_groups, one_group_batch)  # validates the option
         kwargs.pop("loss_takes_group", None)
         super().__init__(*args, network=network, optimizer=optimizer, loss_function=loss_function, **kwargs)
@@ -89,6 +154,11 @@ class AppleTrainer(GroupSupervisedTrainer):
         self.one_group_batch = one_group_batch
         self.nan_policy = nan_policy
         self.d_scaler = torch.amp.GradScaler("cuda") if self.amp else None
+        self.distributed = bool(distributed)
+        if self.distributed:
+            self.add_event_handler(
+                Events.STARTED, lambda engine: broadcast_module_states([engine.network.perturbers, engine.discriminator])
+            )
 
     def _autocast(self, device: torch.device):
         if not self.amp:
@@ -106,11 +176,17 @@ class AppleTrainer(GroupSupervisedTrainer):
     def _step(self, loss: torch.Tensor, optimizer: Optimizer, scaler: Any) -> None:
         if scaler is not None and loss.is_cuda:
             scaler.scale(loss).backward()
+            self._sync_gradients(optimizer)
             scaler.step(optimizer)
             scaler.update()
         else:
             loss.backward()
+            self._sync_gradients(optimizer)
             optimizer.step()
+
+    def _sync_gradients(self, optimizer: Optimizer) -> None:
+        if self.distributed:
+            all_reduce_gradients(p for g in optimizer.param_groups for p in g["params"])
 
     def _iteration(self, engine: AppleTrainer, batchdata: dict[str, torch.Tensor]) -> dict:
         if batchdata is None:
@@ -121,6 +197,10 @@ class AppleTrainer(GroupSupervisedTrainer):
         loss_fn: AdversarialPrivacyLoss = engine.loss_function
         group = get_batch_group(batchdata, engine.group_key, inputs.device)
         adversarial = check_groups(group, loss_fn.num_groups, engine.one_group_batch)
+        if engine.distributed and engine.one_group_batch == "skip" and _world_size() > 1:
+            flag = torch.tensor([float(adversarial)], device=inputs.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)  # every rank runs the same number of D/G steps
+            adversarial = bool(flag.item())
         device = inputs.device
         net, disc = engine.network, engine.discriminator
         net.train()

@@ -99,8 +99,8 @@ def _terms_nograd(
     ``[-2/T, 0]``) and one matmul with the one-hot group matrix gives, for every anchor, the per-group sums of
     ``exp(logit - shift)``: the denominator is their total and the numerator the anchor's own group's entry
     (the shift cancels in the ratio). No ``(C, b, b)`` masks are built. Anchors whose numerator sum falls below
-    ``b * 1e-31`` (a same-group partner more than ~65 logit units further than the nearest point) are recomputed exactly with
-    a masked ``logsumexp``, so the result equals the textbook value in log space.
+    ``b * 1e-31`` (a same-group partner more than ~65 logit units further than the nearest point) are recomputed
+    exactly with a masked ``logsumexp``, so the result equals the textbook value in log space.
     """
     c, b, _ = z.shape
     inv_t = 1.0 / float(temperature)
@@ -232,7 +232,8 @@ def snnl_per_anchor(
         valid = _valid_anchors(onehot, inv, legacy_self_term)
         lead, (b, d) = x.shape[:-2], x.shape[-2:]
         z = x.reshape(-1, b, d)
-        terms = _terms_nograd(z, _prepare(z, distance, eps), distance, inv, onehot, valid, temperature, legacy_self_term)
+        stat = _prepare(z, distance, eps)
+        terms = _terms_nograd(z, stat, distance, inv, onehot, valid, temperature, legacy_self_term)
     return terms.reshape(*lead, b), valid
 
 

@@ -80,7 +80,7 @@ def snnl_channel_scores(
         groups: ``(b,)`` group ids (the SNNL labels).
         temperature, distance, legacy_self_term: see :func:`monai_fair.losses.snnl.snnl_per_anchor`.
         chunk_size: at most this many channels per batched ``(chunk, b, b)`` computation (bounds memory at
-            ``chunk * b * b``); blocks are further capped at ~1 MiB of fp32 logits so they stay in cache.
+            ``chunk * b * b``); on CPU blocks are further capped at ~1 MiB of fp32 logits so they stay in cache.
 
     Returns:
         ``(sums, n_valid)``: ``(C,)`` float64 sums of the valid anchors' terms and the number of valid anchors
@@ -96,8 +96,10 @@ def snnl_channel_scores(
     inv, onehot = _label_index(groups)
     valid = _valid_anchors(onehot, inv, legacy_self_term)
     sums = torch.zeros(c, dtype=torch.float64, device=activations.device)
-    # blocks of at most chunk_size channels, and small enough that the (block, b, b) fp32 logits stay in cache
-    block = max(1, min(chunk_size, _CACHE_BYTES // max(1, 4 * b * b)))
+    # blocks of at most chunk_size channels; on CPU also small enough that the (block, b, b) logits stay in cache
+    block = max(1, chunk_size)
+    if activations.device.type == "cpu":
+        block = max(1, min(block, _CACHE_BYTES // max(1, 4 * b * b)))
     with torch.no_grad(), torch.autocast(device_type=feats.device.type, enabled=False):
         feats = feats.float()  # fp32 even under AMP (no copy for fp32 input)
         stat = _prepare(feats, distance, 1e-12, check_finite=True)  # (C, b) norms in one pass; NaN/Inf check

@@ -11,7 +11,9 @@ from monai_fair.losses import snnl_per_anchor
 from monai_fair.networks import snnl_channel_scores
 
 
-@pytest.mark.parametrize("distance,T", [("cosine", 1.0), ("cosine", 0.01), ("sqeuclidean", 20.0), ("sqeuclidean", 0.05)])
+@pytest.mark.parametrize(
+    "distance,T", [("cosine", 1.0), ("cosine", 0.01), ("sqeuclidean", 20.0), ("sqeuclidean", 0.05)]
+)
 @pytest.mark.parametrize("legacy", [False, True])
 def test_fast_path_equals_autograd_path(distance, T, legacy):
     g = torch.Generator().manual_seed(3)

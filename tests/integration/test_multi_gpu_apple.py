@@ -1,0 +1,116 @@
+# Copyright (c) monai-fair contributors
+# Licensed under the Apache License, Version 2.0
+"""``bundles/apple_segmentation/configs/multi_gpu_train.json`` run with torchrun on CPU (gloo, 2 processes).
+
+Both stages train data-parallel: the deployed segmentor with a DDP network, then the perturber and the
+discriminator with ``AppleTrainer(distributed=True)`` (gradients averaged over the ranks, the frozen base never
+wrapped). Checks: the checkpoints keep single-device keys and load into the single-process ``evaluate.json`` and
+``inference.json``; the deployed weights inside ``model.pt`` are bit-identical to ``base_model.pt``; the DDP
+validation's fairness report and metrics equal a single-process evaluation of ``model.pt`` on the same data.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from monai_fair.data import ensure_synthetic_dataset
+from tests.integration.test_multi_gpu_bundles import _floats, _metrics, _point_estimates
+from tests.integration.test_multi_gpu_method_bundles import ENV, TORCHRUN
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ddp")]
+
+REPO = Path(__file__).resolve().parents[2]
+
+_INFERENCE_NET = """
+import sys, torch
+from monai.bundle import ConfigParser
+cfg = ConfigParser()
+cfg.read_config(sys.argv[1])
+cfg.update({"bundle_root": sys.argv[2]})
+net = cfg.get_parsed_content("network_def")  # loads base_model.pt and perturber.pt (strict)
+state = torch.load(sys.argv[2] + "/models/model.pt", map_location="cpu", weights_only=True)
+net.load_state_dict(state.get("model", state), strict=True)
+print("LOADED", len(net.perturbers))
+"""
+
+
+def _run(cmd: list[str], cwd: Path) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=ENV, cwd=str(cwd))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    return proc.stdout
+
+
+def test_apple_ddp_matches_single_process(tmp_path):
+    name = "apple_segmentation"
+    bundle = tmp_path / name
+    shutil.copytree(REPO / "bundles" / name, bundle, ignore=shutil.ignore_patterns("models", "eval", "data", "runs"))
+    datalist = ensure_synthetic_dataset(tmp_path / "data", task="segmentation", n_samples=48, image_size=32, seed=4)
+    cfg = bundle / "configs"
+    metrics = {"_target_": "MetricsSaver", "save_dir": "$@output_dir + '/ddp'", "metrics": "*"}
+    report = {"_target_": "monai_fair.handlers.FairnessReportHandler", "output_dir": "$@output_dir + '/ddp'",
+              "task": "segmentation", "group_names": "@group_names", "min_group_size": 1, "plots": False}
+    (tmp_path / "ddp_outputs.json").write_text(json.dumps({"+apple#evaluator#val_handlers": [report, metrics]}))
+    common = ["--bundle_root", str(bundle), "--datalist", datalist, "--batch_size", "8",
+              "--base_epochs", "1", "--apple_epochs", "1",
+              "--meta_file", str(cfg / "metadata.json"), "--logging_file", str(cfg / "logging.conf")]
+    files = [str(cfg / "train.json"), str(cfg / "multi_gpu_train.json"), str(tmp_path / "ddp_outputs.json")]
+    _run(TORCHRUN + ["-m", "monai.bundle", "run", "--config_file", json.dumps(files)] + common, bundle)
+
+    models = bundle / "models"
+    base = torch.load(models / "base_model.pt", map_location="cpu", weights_only=True)
+    whole = torch.load(models / "model.pt", map_location="cpu", weights_only=True)
+    pert = torch.load(models / "perturber.pt", map_location="cpu", weights_only=True)
+    base, whole, pert = (s.get("model", s) for s in (base, whole, pert))
+    for state in (base, whole, pert):
+        assert state and not any(k.startswith("module.") or ".module." in k for k in state), list(state)[:5]
+    # the deployed segmentor inside the APPLE model is bit-identical to the stage-1 checkpoint
+    inner = {k[len("network."):]: v for k, v in whole.items() if k.startswith("network.")}
+    assert inner.keys() == base.keys()
+    for k in base:
+        assert torch.equal(inner[k], base[k]), k
+    # the perturber moved away from its zero-initialised last layer (it was trained), consistently in both files
+    assert {k[len("perturbers."):] for k in whole if k.startswith("perturbers.")} == set(pert)
+    for k, v in pert.items():
+        assert torch.equal(whole["perturbers." + k], v), k
+    assert any(v.abs().sum() > 0 for k, v in pert.items() if v.is_floating_point()), "perturber untrained"
+
+    # the single-process inference config builds the wrapper and loads the checkpoints strictly
+    out = _run([sys.executable, "-c", _INFERENCE_NET, str(cfg / "inference.json"), str(bundle)], bundle)
+    assert "LOADED 1" in out
+
+    # single process: evaluate.json on the validation split, with the training evaluator's metrics
+    (tmp_path / "single_metrics.json").write_text(json.dumps({
+        "evaluate#after#key_val_metric": "%apple#evaluator#key_val_metric",
+        "evaluate#after#additional_metrics": "%apple#evaluator#additional_metrics",
+        "+evaluate#after#val_handlers": [{"_target_": "MetricsSaver", "save_dir": "$@output_dir + '/after'",
+                                          "metrics": "*"}],
+    }))
+    files = [str(cfg / "train.json"), str(cfg / "evaluate.json"), str(tmp_path / "single_metrics.json")]
+    _run([sys.executable, "-m", "monai.bundle", "run", "--config_file", json.dumps(files)] + common
+         + ["--eval_split", "validation", "--min_group_size", "1", "--output_dir", str(bundle / "eval" / "single")],
+         bundle)
+
+    ddp = json.loads((bundle / "eval" / "ddp" / "report.json").read_text())
+    single = json.loads((bundle / "eval" / "single" / "after" / "report.json").read_text())
+    n_val = len(json.loads(Path(datalist).read_text())["validation"])
+    assert ddp["overall"]["n"] == single["overall"]["n"] == n_val  # both shards gathered, none duplicated
+    a, b = _point_estimates(ddp), _point_estimates(single)
+    assert a.keys() == b.keys()
+    for part in a:
+        va, vb = list(_floats(a[part])), list(_floats(b[part]))
+        assert len(va) == len(vb) > 0, part
+        np.testing.assert_allclose(va, vb, atol=1e-5, equal_nan=True, err_msg=part)
+    m_ddp = _metrics(bundle / "eval" / "ddp" / "metrics.csv")
+    m_single = _metrics(bundle / "eval" / "single" / "after" / "metrics.csv")
+    keys = sorted(set(m_ddp) & set(m_single))
+    assert {"val_apple_key_metric", "val_mean_dice", "val_worst_group_dice"} <= set(keys), (m_ddp, m_single)
+    for key in keys:
+        np.testing.assert_allclose(m_ddp[key], m_single[key], atol=1e-5, err_msg=key)
