@@ -62,6 +62,7 @@ from monai_fair.engines.fairdi import TEACHER_KEY  # noqa: E402
 from monai_fair.losses import FairDistillationSegLoss, FairIdentityScalingLoss  # noqa: E402
 from monai_fair.metrics import compute_group_segmentation_metrics  # noqa: E402
 from monai_fair.metrics.group_segmentation import compute_per_image_dice_iou  # noqa: E402
+from monai_fair.networks import GroupTeachers  # noqa: E402
 
 KEYS = ["image", "label"]
 DET = [
@@ -128,8 +129,10 @@ def _summary(res):
     return {k: float(v) for k, v in out.items()}
 
 
-def _interleaved_epoch_times(train_ds, student_ds, args, device):
+def _interleaved_epoch_times(train_ds, student_ds, args, device, num_workers=0):
     """Plain and student epochs (fresh networks, no validation) alternated A-B-B-A, ``--timing-rounds`` of each.
+
+    ``num_workers`` DataLoader worker processes for both arms (0: the transforms run in the training process).
 
     The sequential ERM-then-student timing drifts with the load of a shared machine; alternating the two kinds of
     epoch in short succession cancels most of that drift.
@@ -143,11 +146,11 @@ def _interleaved_epoch_times(train_ds, student_ds, args, device):
                   "optimizer": torch.optim.Adam(net.parameters(), lr=args.lr)}
         if kind == "plain":
             trainer = GroupSupervisedTrainer(train_data_loader=DataLoader(train_ds, batch_size=args.batch_size,
-                                                                          shuffle=True),
+                                                                          shuffle=True, num_workers=num_workers),
                                              loss_function=DiceCELoss(to_onehot_y=True, softmax=True), **common)
         else:
             trainer = FairDiStudentTrainer(train_data_loader=DataLoader(student_ds, batch_size=args.batch_size,
-                                                                        shuffle=True),
+                                                                        shuffle=True, num_workers=num_workers),
                                            loss_function=FairDistillationSegLoss(temperature=args.temperature,
                                                                                  lambda_kd=args.lambda_kd), **common)
         epoch_times = _epoch_timer(trainer)
@@ -219,6 +222,29 @@ def run_seed(seed, datalist, args, device):
     return out
 
 
+def timing_only(seed, datalist, args, device):
+    """The cost part alone: interleaved plain/student epochs, with in-process loading and with ``--num-workers``.
+
+    The teachers are freshly initialised (not trained): the cost of a student epoch depends only on the shape of
+    the cached maps, not on their values. Used to re-measure the cost without the ~10 min of training per seed.
+    """
+    set_determinism(seed)
+    train_items = load_fair_datalist(datalist, "training")[0]
+    det, aug = Compose(DET), Compose(DET + RAND)
+    train_ds = CacheDataset(train_items, aug, progress=False)
+    teachers = GroupTeachers([_net(device), _net(device)]).eval()
+    student_ds = CacheDataset(cache_teacher_outputs(teachers, train_items, det, device=device, batch_size=64), aug,
+                              progress=False)
+    out = {}
+    for workers in sorted({0, args.num_workers}):
+        inter = _interleaved_epoch_times(train_ds, student_ds, args, device, num_workers=workers)
+        out[f"workers{workers}"] = {
+            "plain_epoch_s": statistics.median(inter["plain"]), "student_epoch_s": statistics.median(inter["student"]),
+            "student_over_plain_epoch_interleaved": statistics.median(inter["student"])
+            / statistics.median(inter["plain"])}
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -233,6 +259,10 @@ def main():
     ap.add_argument("--selection", default="worst_group_dice")
     ap.add_argument("--timing-rounds", type=int, default=4, help="alternated plain/student epochs for the cost")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--num-workers", type=int, default=1,
+                    help="DataLoader workers of the second cost measurement of --timing-only (the first uses 0)")
+    ap.add_argument("--timing-only", action="store_true",
+                    help="only the interleaved epoch cost (untrained teachers), in-process and with --num-workers")
     ap.add_argument("--out", default=None)
     ap.add_argument("--merge", nargs="+", default=None, help="combine the --out files of single-seed runs")
     args = ap.parse_args()
@@ -248,6 +278,14 @@ def main():
     device = torch.device("cpu")
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="fairdi_seg_bench_")
     datalist = ensure_synthetic_dataset(data_dir, task="segmentation")  # default parameters
+    if args.timing_only:
+        runs = {s: timing_only(s, datalist, args, device) for s in args.seeds}
+        table = {w: {k: _mean_std([runs[s][w][k] for s in args.seeds]) for k in runs[args.seeds[0]][w]}
+                 for w in runs[args.seeds[0]]}
+        print(json.dumps(table, indent=1))
+        if args.out:
+            Path(args.out).write_text(json.dumps({"args": vars(args), "per_seed": runs, "mean_std": table}, indent=1))
+        return
     runs = {}
     for s in args.seeds:
         t = time.perf_counter()

@@ -32,7 +32,7 @@ from monai.data import CacheDataset, DataLoader, Dataset
 from monai.engines import SupervisedEvaluator, SupervisedTrainer
 from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys as Keys
-from monai.utils import IgniteInfo, min_version, optional_import
+from monai.utils import IgniteInfo, convert_to_tensor, min_version, optional_import
 from torch import nn
 
 from monai_fair.engines.group_trainer import GroupSupervisedTrainer
@@ -74,8 +74,10 @@ class TeacherOutputWriter:
     def __call__(self, engine: Any) -> None:
         batch, out = engine.state.batch, engine.state.output
         if self.teacher_key in batch:
-            t = batch[self.teacher_key]
-            out[self.teacher_key] = torch.as_tensor(t).to(engine.state.device, non_blocking=True)
+            # a plain tensor: after MONAI's spatial transforms the cached map is a MetaTensor, whose per-op metadata
+            # handling would otherwise run through every operation of the distillation loss
+            t = convert_to_tensor(batch[self.teacher_key], track_meta=False)
+            out[self.teacher_key] = t.to(engine.state.device, non_blocking=True)
             return
         if self.teachers is None:
             raise KeyError(
