@@ -152,7 +152,8 @@ def run_one(model, seed, data, args):
     train_base(base, xtr, ytr, gtr, args.base_epochs, v["lr"], rng)
     t_base = time.perf_counter() - t0
     sd0 = {k: t.clone() for k, t in base.state_dict().items()}
-    wrapped = PerturbedSegmentor(base, LatentPerturber(v["channels"], hidden_channels=v["hidden"]), v["latent"])
+    pert = LatentPerturber(v["channels"], hidden_channels=args.hidden or v["hidden"], num_blocks=args.num_blocks)
+    wrapped = PerturbedSegmentor(base, pert, v["latent"])
     wrapped.set_perturbation_enabled(False)
     pred0, lat_te0 = predict(wrapped, xte)
     _, lat_tr0 = predict(wrapped, xtr)
@@ -192,6 +193,36 @@ def mean_std(vals):
     return f"{np.mean(vals):.3f} ± {np.std(vals, ddof=1) if len(vals) > 1 else 0.0:.3f}"
 
 
+def latency_only(args):
+    """Latency ratios alone (about 1 min): untrained weights (the values do not change the cost), ``--reps`` interleaved
+    repeats, for the default perturber and for each ``--light`` (hidden width, conv blocks) setting."""
+    settings = [("default", None, 2)] + [(f"hidden{h}_blocks{b}", h, b) for h, b in args.light]
+    out: dict = {}
+    for model in args.models:
+        v = VARIANTS[model]
+        sizes = [(args.image_size, 8)] + ([(args.big_size, 2)] if model == "unet" else [])
+        for size, bs in sizes:
+            for name, hidden, blocks in settings:
+                ratios, base_ms = [], []
+                for seed in args.seeds:
+                    set_determinism(seed)
+                    base = build(model, size).eval()
+                    pert = LatentPerturber(v["channels"], hidden_channels=hidden or v["hidden"], num_blocks=blocks)
+                    wrapped = PerturbedSegmentor(base, pert, v["latent"]).eval()
+                    r, ms = latency(base, wrapped, size, reps=args.reps if size == args.image_size else args.reps // 4,
+                                    bs=bs)
+                    ratios.append(r)
+                    base_ms.append(ms)
+                key = f"{model}_{size}px_{name}"
+                out[key] = {"ratio": mean_std(ratios), "base_ms": mean_std(base_ms), "per_seed": ratios,
+                            "perturber_params": sum(p.numel() for p in pert.parameters())}
+                print(f"| {model} | {size} px, batch {bs} | {name} ({out[key]['perturber_params']} params) | "
+                      f"{out[key]['ratio']} | {out[key]['base_ms']} ms |", flush=True)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"args": vars(args), "latency": out}, indent=1))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -209,8 +240,17 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--data_dir", default=None)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--hidden", type=int, default=None, help="perturber width (default: 32 U-Net, 16 SAM-like)")
+    ap.add_argument("--num_blocks", type=int, default=2, help="perturber conv blocks")
+    ap.add_argument("--latency_only", action="store_true", help="only the latency ratios (no training)")
+    ap.add_argument("--reps", type=int, default=200, help="interleaved latency repeats of --latency_only")
+    ap.add_argument("--light", type=int, nargs=2, action="append", default=[[16, 1]], metavar=("HIDDEN", "BLOCKS"),
+                    help="extra perturber settings timed by --latency_only")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.latency_only:
+        latency_only(args)
+        return
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="apple_bench_")
     dl = ensure_synthetic_dataset(data_dir, task="segmentation", n_samples=args.n_samples,
                                   image_size=args.image_size, seed=0)
