@@ -36,6 +36,33 @@ from monai_fair.handlers import SNNLChannelPruningHandler, macro_f1_eodds
 from monai_fair.losses import snnl_per_anchor
 from monai_fair.metrics import compute_group_classification_metrics
 from monai_fair.networks import SmallVGGNet, make_pruning_permanent, run_fairprune, snnl_channel_scores, stratified_batch_indices
+from monai_fair.networks.channel_pruning import mask_channels, pruned_channels
+
+
+class FineTuneOnlyControl(SNNLChannelPruningHandler):
+    """Control arm: the same fine-tuning rounds, evaluations and FATE round selection as SNNL pruning, but no
+    channel is pruned. Separates the effect of pruning from the effect of the extra fine-tuning."""
+
+    def _prune_next(self) -> list[int]:
+        self.round += 1
+        return []
+
+
+class RandomPruningControl(SNNLChannelPruningHandler):
+    """Control arm: prune ``n_per_round`` channels chosen uniformly at random (seeded) instead of the lowest SNNL
+    scores; everything else as SNNL pruning. Tells whether the SNNL ranking matters."""
+
+    def __init__(self, *args, seed: int = 0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._rng = np.random.default_rng(seed)
+
+    def _prune_next(self) -> list[int]:
+        done = set(pruned_channels(self.network, self.layer_name))
+        free = [c for c in range(self.layer.out_channels) if c not in done]
+        chosen = sorted(int(c) for c in self._rng.choice(free, size=self.n_per_round, replace=False))
+        mask_channels(self.network, self.layer_name, chosen)
+        self.round += 1
+        return chosen
 
 
 def speed(repeats: int = 3) -> dict:
@@ -127,23 +154,34 @@ def run_seed(seed, train, val, test, args, num_groups):
     base_state = copy.deepcopy(net.state_dict())
     res = {"baseline": test_metrics(net, test, num_groups)}
 
-    # (a) SNNL channel pruning of the last conv + fine-tuning, FATE stopping on validation
-    evaluator = GroupSupervisedEvaluator(device="cpu", val_data_loader=DataLoader(val, batch_size=128), network=net,
-                                         postprocessing=post())
-    score_loader = DataLoader(train, batch_sampler=stratified_batch_indices([int(d["group"]) for d in train], 64, seed=seed))
-    ft = GroupSupervisedTrainer(device="cpu", max_epochs=1, train_data_loader=loader, network=net,
-                                optimizer=torch.optim.SGD(net.parameters(), 0.01, momentum=0.9, nesterov=True,
-                                                          weight_decay=1e-5),
-                                loss_function=torch.nn.CrossEntropyLoss(), postprocessing=post())
-    pruner = SNNLChannelPruningHandler(net, "features.12", score_loader, evaluator, n_per_round=args.n_per_round,
-                                       max_rounds=args.max_rounds, finetune_epochs=args.finetune_epochs,
-                                       patience=args.max_rounds, keep_unpruned_if_best=False, num_groups=num_groups)
-    pruner.attach(ft)
-    t0 = time.perf_counter()
-    ft.run()
-    t_snnl = time.perf_counter() - t0
-    res["snnl"] = test_metrics(net, test, num_groups)
-    res["snnl"]["pruned"] = len(pruner.summary["pruned_channels"])
+    # (a) SNNL channel pruning of the last conv + fine-tuning, FATE stopping on validation, and two controls with
+    # the identical schedule: fine-tuning only (no pruning) and random channels; each arm starts from the baseline
+    def prune_arm(handler_cls, **kw):
+        m = SmallVGGNet(channels=(16, 32, 64, 64))
+        m.load_state_dict(base_state)
+        arm_loader = DataLoader(train, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(seed + 1))
+        evaluator = GroupSupervisedEvaluator(device="cpu", val_data_loader=DataLoader(val, batch_size=128), network=m,
+                                             postprocessing=post())
+        score_loader = DataLoader(train, batch_sampler=stratified_batch_indices([int(d["group"]) for d in train], 64,
+                                                                                seed=seed))
+        ft = GroupSupervisedTrainer(device="cpu", max_epochs=1, train_data_loader=arm_loader, network=m,
+                                    optimizer=torch.optim.SGD(m.parameters(), 0.01, momentum=0.9, nesterov=True,
+                                                              weight_decay=1e-5),
+                                    loss_function=torch.nn.CrossEntropyLoss(), postprocessing=post())
+        torch.manual_seed(seed + 1)
+        pruner = handler_cls(m, "features.12", score_loader, evaluator, n_per_round=args.n_per_round,
+                             max_rounds=args.max_rounds, finetune_epochs=args.finetune_epochs,
+                             patience=args.max_rounds, keep_unpruned_if_best=False, num_groups=num_groups, **kw)
+        pruner.attach(ft)
+        t0 = time.perf_counter()
+        ft.run()
+        out = test_metrics(m, test, num_groups)
+        out["pruned"] = len(pruner.summary["pruned_channels"])
+        return out, time.perf_counter() - t0
+
+    res["snnl"], t_snnl = prune_arm(SNNLChannelPruningHandler)
+    res["finetune_only"], _ = prune_arm(FineTuneOnlyControl)
+    res["random_pruning"], _ = prune_arm(RandomPruningControl, seed=seed)
 
     # (b) FairPrune on the same baseline; unprivileged = group with the lower validation macro-F1
     net2 = SmallVGGNet(channels=(16, 32, 64, 64))
@@ -213,13 +251,14 @@ def main():
     keys = ["accuracy", "macro_f1", "eopp0", "eopp1", "eodds"] + [f"f1_group{k}" for k in range(num_groups)]
     lines = ["| model | " + " | ".join(k if not k.startswith("f1_group") else f"F1 ({group_names[int(k[8:])]})" for k in keys) + " |",
              "|---" * (len(keys) + 1) + "|"]
-    for m in ("baseline", "snnl", "fairprune"):
+    for m in ("baseline", "snnl", "finetune_only", "random_pruning", "fairprune"):
         lines.append(f"| {m} | " + " | ".join(fmt([r[m][k] for r in results]) for k in keys) + " |")
     table = "\n".join(lines)
     t = {k: fmt([r["time"][k] for r in results]) for k in ("baseline_s", "snnl_s", "fairprune_s")}
     ratio = {k: fmt([r["time"][k] / r["time"]["baseline_s"] for r in results]) for k in ("snnl_s", "fairprune_s")}
     extra = {
         "snnl_pruned_channels": [r["snnl"]["pruned"] for r in results],
+        "random_pruned_channels": [r["random_pruning"]["pruned"] for r in results],
         "fairprune_pruned_fraction": [round(r["fairprune"]["pruned"], 4) for r in results],
     }
     print(table)
