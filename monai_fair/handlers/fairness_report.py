@@ -49,6 +49,7 @@ class FairnessReportHandler:
         min_group_size: groups with fewer samples are suppressed in every output.
         output_transform: maps ``engine.state.output`` to ``(y_pred, y, group)``.
         n_bootstrap, seed, ci: bootstrap confidence intervals.
+        stratified_bootstrap: resample within each group (group sizes fixed) instead of over all samples.
         threshold: binary decision threshold (classification).
         include_background: channel 0 in the per-image Dice/IoU (segmentation).
         plots: write the PNGs.
@@ -67,6 +68,7 @@ class FairnessReportHandler:
         ci: float = 0.95,
         threshold: float = 0.5,
         include_background: bool = False,
+        stratified_bootstrap: bool = False,
         plots: bool = True,
         log_summary: bool = True,
     ) -> None:
@@ -80,6 +82,7 @@ class FairnessReportHandler:
         self.n_bootstrap = n_bootstrap
         self.seed = seed
         self.ci = ci
+        self.stratified_bootstrap = stratified_bootstrap
         self.threshold = threshold
         self.plots = plots
         self.log_summary = log_summary
@@ -122,13 +125,13 @@ class FairnessReportHandler:
             report = write_fairness_report(
                 self.output_dir, "classification", b[:, 0], g[:, 0], self.group_names, y_score=y_score,
                 min_group_size=self.min_group_size, n_bootstrap=self.n_bootstrap, seed=self.seed, ci=self.ci,
-                threshold=self.threshold, plots=self.plots,
+                stratified_bootstrap=self.stratified_bootstrap, threshold=self.threshold, plots=self.plots,
             )
         else:
             report = write_fairness_report(
                 self.output_dir, "segmentation", None, g[:, 0], self.group_names, dice=a[:, 0], iou=b[:, 0],
                 min_group_size=self.min_group_size, n_bootstrap=self.n_bootstrap, seed=self.seed, ci=self.ci,
-                plots=self.plots,
+                stratified_bootstrap=self.stratified_bootstrap, plots=self.plots,
             )
         self.report = report
         engine.state.fairness_report = report  # type: ignore[attr-defined]

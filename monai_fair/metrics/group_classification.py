@@ -324,6 +324,7 @@ def compute_group_classification_metrics(
     n_bootstrap: int = 0,
     ci: float = 0.95,
     seed: int = 0,
+    stratified_bootstrap: bool = False,
 ) -> dict[str, Any]:
     """Per-group classification performance and group fairness metrics, fully vectorised.
 
@@ -375,6 +376,8 @@ def compute_group_classification_metrics(
         n_bootstrap: number of seeded bootstrap replicates for percentile confidence intervals (0: none).
         ci: confidence level of the intervals.
         seed: bootstrap seed.
+        stratified_bootstrap: resample within each group (keeps the group sizes; see
+            :func:`~monai_fair.metrics.utils.bootstrap_weights`) instead of over all samples jointly.
 
     Returns:
         ``{"overall": {...}, "groups": {gid: {...}}, "fairness": {...}}`` of Python floats (``n`` as int).
@@ -438,7 +441,8 @@ def compute_group_classification_metrics(
         reps_g: dict[str, list[torch.Tensor]] = {m: [] for m in names}
         reps_o: dict[str, list[torch.Tensor]] = {m: [] for m in names}
         reps_f: dict[str, list[torch.Tensor]] = {m: [] for m in CLASSIFICATION_FAIRNESS_METRICS}
-        for w in bootstrap_weights(yt.numel(), int(n_bootstrap), seed):
+        for w in bootstrap_weights(yt.numel(), int(n_bootstrap), seed,
+                                   strata=gt if stratified_bootstrap else None):
             pg, ov = _stats(auc_fn, yt, y_hat, gt, num_groups, num_classes, binary, w)
             _apply_nan(pg, ov)
             fb = _fairness(pg, ov, mask, binary, fairness_form)

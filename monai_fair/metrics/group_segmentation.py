@@ -157,6 +157,7 @@ def compute_group_segmentation_metrics(
     n_bootstrap: int = 0,
     ci: float = 0.95,
     seed: int = 0,
+    stratified_bootstrap: bool = False,
 ) -> dict[str, Any]:
     """Per-group Dice/IoU and segmentation fairness metrics from per-image scores.
 
@@ -187,6 +188,7 @@ def compute_group_segmentation_metrics(
         nan_policy: ``"propagate"`` (a NaN score makes its group's mean and the overall mean NaN) or ``"omit"``
             (NaN images are dropped with a warning, as MONAI's ``mean`` reduction does).
         n_bootstrap, ci, seed: seeded percentile bootstrap intervals (0: none).
+        stratified_bootstrap: resample within each group (keeps the group sizes) instead of jointly.
 
     Returns:
         ``{"overall": {...}, "groups": {gid: {...}}, "fairness": {...}}`` (plus ``ci``/``fairness_ci`` when
@@ -255,7 +257,8 @@ def compute_group_segmentation_metrics(
         rg: dict[str, list] = {m: [] for m in names}
         ro: dict[str, list] = {m: [] for m in names}
         rf: dict[str, list] = {m: [] for m in SEGMENTATION_FAIRNESS_METRICS}
-        for w in bootstrap_weights(d.numel(), int(n_bootstrap), seed):
+        for w in bootstrap_weights(d.numel(), int(n_bootstrap), seed,
+                                   strata=g if stratified_bootstrap else None):
             mb, ob = _stats(w)
             fb = _seg_fairness(mb, ob, mask, es_variant)
             for m in names:

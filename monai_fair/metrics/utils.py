@@ -115,19 +115,38 @@ def equity_scaled(overall: torch.Tensor, per_group: torch.Tensor, mask: torch.Te
 
 
 def bootstrap_weights(
-    n: int, n_bootstrap: int, seed: int, max_elements: int = 2**24
+    n: int, n_bootstrap: int, seed: int, max_elements: int = 2**24, strata: torch.Tensor | None = None
 ) -> Iterator[torch.Tensor]:
     """Yield chunks of bootstrap multiplicity weights ``(b, n)`` (float64) for ``n_bootstrap`` replicates.
 
     Each replicate resamples ``n`` indices with replacement from a seeded ``torch.Generator``; its weights are
     how often each sample was drawn. Chunks hold at most ``max_elements`` entries, so memory stays bounded.
+
+    With ``strata`` (``(n,)`` integer ids, e.g. the groups) the bootstrap is *stratified*: every stratum ``k`` of
+    size ``n_k`` is resampled ``n_k`` times from its own members only, so each replicate keeps the observed group
+    sizes (the usual choice for per-group intervals when the group sizes are fixed by design). Vectorised: the
+    samples are sorted by stratum and position ``j`` of stratum ``k`` draws ``start_k + floor(U * n_k)``.
     """
     gen = torch.Generator().manual_seed(int(seed))
     chunk = max(1, min(n_bootstrap, max_elements // max(n, 1)))
+    if strata is not None:
+        s = torch.as_tensor(strata).reshape(-1).long()
+        if s.numel() != n:
+            raise ValueError(f"strata has {s.numel()} entries, expected {n}.")
+        order = torch.argsort(s, stable=True)  # sorted position -> original index
+        sizes = torch.bincount(s[order])
+        starts = torch.cumsum(sizes, 0) - sizes
+        start_of = starts[s[order]].double()  # per sorted position: first sorted position of its stratum
+        size_of = sizes[s[order]].double()
     done = 0
     while done < n_bootstrap:
         b = min(chunk, n_bootstrap - done)
-        idx = torch.randint(0, n, (b, n), generator=gen)
+        if strata is None:
+            idx = torch.randint(0, n, (b, n), generator=gen)
+        else:
+            u = torch.rand(b, n, generator=gen, dtype=torch.float64)
+            pos = (start_of + torch.floor(u * size_of).clamp_max(size_of - 1)).long()
+            idx = order[pos]
         w = torch.zeros(b, n, dtype=torch.float64)
         w.scatter_add_(1, idx, torch.ones(b, n, dtype=torch.float64))
         done += b

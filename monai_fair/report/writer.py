@@ -65,6 +65,7 @@ def build_fairness_report(
     seed: int = 0,
     ci: float = 0.95,
     threshold: float = 0.5,
+    stratified_bootstrap: bool = False,
 ) -> dict[str, Any]:
     """The report dictionary written by :func:`write_fairness_report` (nothing is written)."""
     if task not in ("classification", "segmentation"):
@@ -91,6 +92,7 @@ def build_fairness_report(
                 n_bootstrap=n_bootstrap,
                 ci=ci,
                 seed=seed,
+                stratified_bootstrap=stratified_bootstrap,
             )
             group_metrics, fairness_names = CLASSIFICATION_GROUP_METRICS, CLASSIFICATION_FAIRNESS_METRICS
         else:
@@ -106,6 +108,7 @@ def build_fairness_report(
                 n_bootstrap=n_bootstrap,
                 ci=ci,
                 seed=seed,
+                stratified_bootstrap=stratified_bootstrap,
             )
             group_metrics, fairness_names = SEGMENTATION_GROUP_METRICS, SEGMENTATION_FAIRNESS_METRICS
     suppressed = [k for k in range(num_groups) if res["groups"][k]["n"] < min_group_size]
@@ -122,6 +125,7 @@ def build_fairness_report(
         "n_bootstrap": int(n_bootstrap),
         "ci_level": float(ci),
         "seed": int(seed),
+        "stratified_bootstrap": bool(stratified_bootstrap),
         "suppressed_groups": len(suppressed),
         "overall": res["overall"],
         "groups": {names[k]: res["groups"][k] for k in range(num_groups) if k not in suppressed},
@@ -149,6 +153,7 @@ def write_fairness_report(
     seed: int = 0,
     ci: float = 0.95,
     threshold: float = 0.5,
+    stratified_bootstrap: bool = False,
     plots: bool = True,
 ) -> dict[str, Any]:
     """Compute the group fairness report and write ``report.json``, ``report.md`` and PNG plots to ``out_dir``.
@@ -164,6 +169,7 @@ def write_fairness_report(
         dice, iou: ``(N,)`` per-image scores (segmentation).
         min_group_size: groups with fewer samples are suppressed everywhere (see the module docstring).
         n_bootstrap, seed, ci: seeded percentile bootstrap CIs of per-group metrics and fairness metrics.
+        stratified_bootstrap: resample within each group (group sizes fixed) instead of over all samples.
         threshold: binary decision threshold on ``y_score``.
         plots: write the PNGs.
 
@@ -188,6 +194,7 @@ def write_fairness_report(
         seed=seed,
         ci=ci,
         threshold=threshold,
+        stratified_bootstrap=stratified_bootstrap,
     )
     files = ["report.json", "report.md"]
     if plots:
@@ -234,7 +241,7 @@ def format_report_markdown(report: dict[str, Any]) -> str:
     if report.get("n_bootstrap"):
         lines.append(
             f"Values with {int(round(100 * report['ci_level']))}% bootstrap CIs ({report['n_bootstrap']} replicates, "
-            f"seed {report['seed']})."
+            f"{'stratified by group, ' if report.get('stratified_bootstrap') else ''}seed {report['seed']})."
         )
     lines.append(
         f"Groups with fewer than {report['min_group_size']} samples are suppressed: {report['suppressed_groups']}."

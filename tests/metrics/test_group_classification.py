@@ -219,3 +219,35 @@ def test_empty_input_and_labels_only():
     assert r["groups"][1]["f1"] == pytest.approx(f1_score(yy, pp, average="macro"))
     assert r["groups"][1]["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(yy, pp))
     assert math.isnan(r["groups"][1]["auc"])
+
+
+def test_stratified_bootstrap_keeps_group_sizes_and_resamples_within_groups():
+    from monai_fair.metrics.utils import bootstrap_weights
+
+    g = torch.tensor([2, 0, 1, 1, 0, 2, 2, 1, 0, 2, 1, 1])
+    sizes = torch.bincount(g)
+    chunks = list(bootstrap_weights(len(g), 50, seed=4, max_elements=120, strata=g))  # several chunks
+    w = torch.cat(chunks)
+    assert w.shape == (50, len(g))
+    onehot = torch.nn.functional.one_hot(g).double()
+    assert torch.equal(w @ onehot, sizes.double().expand(50, -1))  # every replicate keeps every group's size
+    assert (w.std(0) > 0).all()  # every sample is sometimes drawn more or less than once
+    again = torch.cat(list(bootstrap_weights(len(g), 50, seed=4, max_elements=120, strata=g)))
+    assert torch.equal(w, again)
+    # a singleton group is always drawn exactly once
+    g1 = torch.tensor([0, 0, 0, 1])
+    w1 = torch.cat(list(bootstrap_weights(4, 20, seed=0, strata=g1)))
+    assert torch.equal(w1[:, 3], torch.ones(20, dtype=torch.float64))
+    with pytest.raises(ValueError, match="strata has 3 entries"):
+        next(bootstrap_weights(4, 2, seed=0, strata=g1[:3]))
+
+
+def test_stratified_bootstrap_metrics():
+    s, y, g = _binary_data(n=300, seed=5, rounding=3)
+    strat = compute_group_classification_metrics(s, y, g, n_bootstrap=100, seed=7, stratified_bootstrap=True)
+    joint = compute_group_classification_metrics(s, y, g, n_bootstrap=100, seed=7)
+    assert strat["groups"][0]["auc"] == joint["groups"][0]["auc"]  # point estimates do not depend on it
+    assert strat["groups"][0]["ci"] != joint["groups"][0]["ci"]
+    for k in range(3):
+        lo, hi = strat["groups"][k]["ci"]["auc"]
+        assert lo <= strat["groups"][k]["auc"] <= hi

@@ -107,3 +107,14 @@ def test_metric_class_batches_and_lists():
     s = GroupSegmentationMetric(reduction="es_dice")
     s(pred, lab, group=group)
     assert float(s.aggregate()) == pytest.approx(ref["fairness"]["es_dice"])
+
+
+def test_stratified_bootstrap_group_ci():
+    rng = np.random.default_rng(0)
+    d = rng.random(60)
+    g = np.repeat([0, 1, 2], 20)
+    d[g == 2] = 0.5  # constant group: with group sizes fixed its mean never changes
+    a = compute_group_segmentation_metrics(d, d, g, n_bootstrap=64, seed=1, stratified_bootstrap=True)
+    assert a["groups"][2]["ci"]["dice"] == [pytest.approx(0.5), pytest.approx(0.5)]
+    lo, hi = a["groups"][0]["ci"]["dice"]
+    assert lo < a["groups"][0]["dice"] < hi

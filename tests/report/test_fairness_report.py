@@ -105,6 +105,15 @@ def test_cli_classification(tmp_path):
     assert "fairness report" in r.stdout
     with pytest.raises(ValueError, match="race"):
         main(["report", str(tmp_path / "preds.csv"), "--group-col", "race", "--out", str(tmp_path / "o2")])
+    # stratified bootstrap: flagged in the report, point estimates unchanged
+    rc = main(["report", str(tmp_path / "preds.csv"), "--label-col", "label", "--pred-col", "pred", "--score-col",
+               "score", "--group-col", "sex", "--out", str(tmp_path / "o3"), "--n-bootstrap", "20",
+               "--stratified-bootstrap", "--no-plots"])
+    assert rc == 0
+    js3 = json.loads((tmp_path / "o3" / "report.json").read_text())
+    assert js3["stratified_bootstrap"] is True and js["stratified_bootstrap"] is False
+    assert js3["groups"]["female"]["auc"] == js["groups"]["female"]["auc"]
+    assert "stratified by group" in (tmp_path / "o3" / "report.md").read_text()
 
 
 def test_cli_segmentation_nifti(tmp_path):
