@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.losses import DiceCELoss
-from monai.networks.nets import UNet
+from monai.networks.nets import BasicUNet, UNet
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, ScaleIntensityRanged
 from monai.utils import set_determinism
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
@@ -45,12 +45,17 @@ from monai_fair.networks import AttributeDiscriminator, LatentPerturber, Perturb
 VARIANTS = {
     "unet": dict(latent="model.1.submodule.1.submodule.1.submodule", channels=128, hidden=32, lr=1e-3),
     "sam_like": dict(latent="image_encoder", channels=32, hidden=16, lr=5e-4),
+    # MONAI's default BasicUNet (features 32-32-64-128-256-32, ~2 M parameters): a standard-size deployed U-Net,
+    # 16x-downsampled bottleneck `down_4`; used for the latency comparison (--latency_only --models basicunet)
+    "basicunet": dict(latent="down_4", channels=256, hidden=32, lr=1e-3),
 }
 
 
 def build(model: str, size: int) -> torch.nn.Module:
     if model == "unet":
         return UNet(2, 1, 2, channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=1, norm="batch")
+    if model == "basicunet":
+        return BasicUNet(spatial_dims=2, in_channels=1, out_channels=2)
     return SamLikeSegmentor(in_channels=1, img_size=size, patch_size=4, embed_dim=64, depth=2, num_heads=4, prompt_dim=32)
 
 
@@ -200,7 +205,7 @@ def latency_only(args):
     out: dict = {}
     for model in args.models:
         v = VARIANTS[model]
-        sizes = [(args.image_size, 8)] + ([(args.big_size, 2)] if model == "unet" else [])
+        sizes = [(args.image_size, 8)] + ([(args.big_size, 2)] if model in ("unet", "basicunet") else [])
         for size, bs in sizes:
             for name, hidden, blocks in settings:
                 ratios, base_ms = [], []
