@@ -77,10 +77,13 @@ RAND = [RandFlipd(KEYS + [TEACHER_KEY], prob=0.5, spatial_axis=1, allow_missing_
 FAIRNESS = ("worst_group_dice", "es_dice", "worst_group_iou", "es_iou")
 
 
+NET_CHANNELS = (16, 32, 64)  # the bundle's UNet; --channels changes it (e.g. for the cost with a larger network)
+
+
 def _net(device):
-    """The network of both arms: the ``fairdi_segmentation`` bundle's 2D UNet (16-32-64, 1 residual unit)."""
-    return UNet(spatial_dims=2, in_channels=1, out_channels=2, channels=(16, 32, 64), strides=(2, 2),
-                num_res_units=1).to(device)
+    """The network of both arms: by default the ``fairdi_segmentation`` bundle's 2D UNet (16-32-64, 1 residual unit)."""
+    return UNet(spatial_dims=2, in_channels=1, out_channels=2, channels=NET_CHANNELS,
+                strides=(2,) * (len(NET_CHANNELS) - 1), num_res_units=1).to(device)
 
 
 def _test(net, loader, device):
@@ -246,6 +249,7 @@ def timing_only(seed, datalist, args, device):
 
 
 def main():
+    global NET_CHANNELS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--data-dir", default=None, help="synthetic data folder (default: a temporary one)")
@@ -261,11 +265,14 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--num-workers", type=int, default=1,
                     help="DataLoader workers of the second cost measurement of --timing-only (the first uses 0)")
+    ap.add_argument("--channels", type=int, nargs="+", default=list(NET_CHANNELS),
+                    help="UNet channels of both arms (default: the bundle's 16 32 64)")
     ap.add_argument("--timing-only", action="store_true",
                     help="only the interleaved epoch cost (untrained teachers), in-process and with --num-workers")
     ap.add_argument("--out", default=None)
     ap.add_argument("--merge", nargs="+", default=None, help="combine the --out files of single-seed runs")
     args = ap.parse_args()
+    NET_CHANNELS = tuple(args.channels)
     if args.merge:
         runs = {}
         for f in args.merge:
