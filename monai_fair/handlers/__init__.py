@@ -9,3 +9,4 @@ from .snnl_pruning import SNNLChannelPruningHandler, macro_f1_eodds
 from .fairness_report import FairnessReportHandler
 from .group_metric import GroupClassificationMetricHandler, GroupSegmentationMetricHandler
 from .apple_comparison import write_apple_comparison
+from .training_resume import TrainingResumeHandler

@@ -36,3 +36,22 @@ def test_baseline_bundle_train_evaluate_infer(bundle_copy, tmp_path):
 def test_baseline_bundle_verify_net_in_out(bundle_copy):
     root = bundle_copy("baseline_classification")
     verify_net_in_out(root)
+
+
+@pytest.mark.slow
+def test_baseline_bundle_killed_run_resumes(bundle_copy, tmp_path):
+    root = bundle_copy("baseline_classification")
+    overrides = dict(TINY, dataset_dir=str(tmp_path / "data"), epochs=2)
+    kill = tmp_path / "kill.json"  # a hard kill (no clean-up, exit code 9) when epoch 2 starts
+    kill.write_text(json.dumps({"+imports": ["$import ignite"], "+initialize": [
+        "$@train#trainer.add_event_handler(ignite.engine.Events.EPOCH_STARTED(once=2), lambda e: os._exit(9))"]}))
+    with pytest.raises(AssertionError, match=r"failed \(9\)"):
+        run_bundle_cli(root, ["train.json", str(kill)], overrides)
+    resume_file = root / "models" / "resume_checkpoint.pt"
+    assert resume_file.is_file()
+
+    out = run_bundle_cli(root, ["train.json"], overrides)
+    assert "resuming training from" in out and "at epoch 1" in out, out[-3000:]
+    assert "Epoch[2]" in out and "Epoch[1] Complete" not in out  # only the remaining epoch was trained
+    assert (root / "models" / "model.pt").is_file()
+    assert not resume_file.exists()  # removed after the run completed

@@ -1,0 +1,202 @@
+# Copyright (c) monai-fair contributors
+# Licensed under the Apache License, Version 2.0
+"""Resume a killed training run from its last completed epoch.
+
+MONAI's ``CheckpointSaver``/``CheckpointLoader`` pair can resume a run, but a bundle then needs the path of the last
+interval checkpoint (it changes every epoch) and loses the best-metric bookkeeping: after a restart the evaluator's
+``best_metric`` is reset and the key-metric ``CheckpointSaver`` would overwrite ``model.pt`` with the first, possibly
+worse, validation. :class:`TrainingResumeHandler` keeps one fixed file, written atomically after every
+``save_interval`` epochs, holding
+
+* the ``state_dict()`` of every object in ``save_dict`` (network, optimiser, LR scheduler, ... and the trainer
+  itself: epoch and iteration counters),
+* the key-metric tracking list of the given ``CheckpointSaver`` handlers (so ``model.pt`` is replaced only by a
+  better model, as in an uninterrupted run),
+* the evaluator's ``best_metric`` / ``best_metric_epoch``,
+
+and restores all of it when the trainer starts, if the file exists. Everything in it is tensors and Python
+primitives, so it loads with ``torch.load(..., weights_only=True)``. A killed run (process killed, machine
+rebooted, exception) restarts from the last completed epoch; iterations of the interrupted epoch are redone.
+Under ``torch.distributed`` every rank loads the file and only rank 0 writes it (attach the handler on every rank).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from monai.utils import IgniteInfo, min_version, optional_import
+
+Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+else:
+    Engine, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine")
+
+__all__ = ["TrainingResumeHandler"]
+
+_TRAINER_KEY = "trainer"
+
+
+class TrainingResumeHandler:
+    """Save a fixed resume checkpoint every ``save_interval`` epochs; load it when the trainer starts.
+
+    Args:
+        save_dir: folder of the resume file (created).
+        save_dict: objects with ``state_dict()``/``load_state_dict()`` to save and restore, e.g.
+            ``{"network": net, "optimizer": opt}``. The trainer this handler is attached to is added as
+            ``"trainer"`` (its epoch/iteration counters); ``max_epochs`` of the running trainer is kept, so a
+            finished short run can be extended by restarting it with a larger ``max_epochs``.
+        evaluator: optional validation engine whose ``state.best_metric`` and ``state.best_metric_epoch`` are saved
+            and restored.
+        checkpoint_savers: optional MONAI ``CheckpointSaver`` handlers with ``save_key_metric=True`` whose
+            key-metric tracking lists are saved and restored.
+        filename: name of the resume file in ``save_dir``.
+        save_interval: save after every ``save_interval`` completed epochs (and always after the last one).
+        remove_on_completion: delete the file when the run completes normally, so that running the same command
+            again trains from scratch; ``False`` keeps it (e.g. to extend the run later).
+        enabled: ``False`` makes the handler a no-op (a bundle switch).
+
+    Raises:
+        RuntimeError: the resume file exists but cannot be read (truncated or not a checkpoint), naming the file;
+            it is never overwritten or deleted in that case.
+        KeyError: the resume file lacks an entry of ``save_dict`` (it belongs to another configuration).
+    """
+
+    def __init__(
+        self,
+        save_dir: str | os.PathLike,
+        save_dict: Mapping[str, Any],
+        evaluator: Engine | None = None,
+        checkpoint_savers: Sequence[Any] = (),
+        filename: str = "resume_checkpoint.pt",
+        save_interval: int = 1,
+        remove_on_completion: bool = True,
+        enabled: bool = True,
+    ) -> None:
+        if save_interval < 1:
+            raise ValueError(f"save_interval must be >= 1, got {save_interval}.")
+        if _TRAINER_KEY in save_dict:
+            raise ValueError(f"'{_TRAINER_KEY}' is reserved for the trainer the handler is attached to.")
+        for k, obj in save_dict.items():
+            if not (hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict")):
+                raise TypeError(f"save_dict[{k!r}] ({type(obj).__name__}) has no state_dict/load_state_dict.")
+        self.path = Path(save_dir) / filename
+        self.save_dict = dict(save_dict)
+        self.evaluator = evaluator
+        self.checkpoint_savers = list(checkpoint_savers)
+        self.save_interval = int(save_interval)
+        self.remove_on_completion = bool(remove_on_completion)
+        self.enabled = bool(enabled)
+        self.resumed_from_epoch: int | None = None
+        self.logger = logging.getLogger(__name__)
+
+    def attach(self, engine: Engine) -> None:
+        if not self.enabled:
+            return
+        engine.add_event_handler(Events.STARTED, self._started)
+        engine.add_event_handler(Events.COMPLETED, self._completed)
+
+    def _started(self, engine: Engine) -> None:
+        self.load(engine)
+        # registered now, after every handler attached at construction (e.g. MONAI's ValidationHandler), so the
+        # saved best metric and key-metric list include this epoch's validation wherever this handler is listed
+        if not engine.has_event_handler(self._epoch_completed, Events.EPOCH_COMPLETED):
+            engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_completed)
+
+    # --- saving -------------------------------------------------------------------------------------------------
+    def _state(self, engine: Engine) -> dict[str, Any]:
+        state: dict[str, Any] = {k: obj.state_dict() for k, obj in self.save_dict.items()}
+        state[_TRAINER_KEY] = engine.state_dict()
+        savers = []
+        for saver in self.checkpoint_savers:
+            tracker = getattr(saver, "_key_metric_checkpoint", None)
+            savers.append(_plain(tracker.state_dict()) if tracker is not None else {})
+        state["checkpoint_savers"] = savers
+        if self.evaluator is not None:
+            best = getattr(self.evaluator.state, "best_metric", None)
+            state["evaluator_best"] = [float(best) if best is not None else float("nan"),
+                                       int(getattr(self.evaluator.state, "best_metric_epoch", -1) or -1)]
+        return state
+
+    def save(self, engine: Engine) -> None:
+        """Write the resume file atomically (a temporary file in the same folder, then ``os.replace``)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(self._state(engine), tmp)
+            os.replace(tmp, self.path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    def _epoch_completed(self, engine: Engine) -> None:
+        epoch = engine.state.epoch
+        if (epoch % self.save_interval == 0 or epoch >= (engine.state.max_epochs or 0)) and _is_rank0():
+            self.save(engine)
+
+    def _completed(self, engine: Engine) -> None:
+        if self.remove_on_completion and self.path.exists() and _is_rank0():
+            self.path.unlink()
+
+
+    # --- loading ------------------------------------------------------------------------------------------------
+    def load(self, engine: Engine) -> None:
+        """Restore everything from the resume file if it exists (called at ``Events.STARTED``)."""
+        self.resumed_from_epoch = None
+        if not self.path.exists():
+            return
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as e:  # truncated file, not a checkpoint, or pickled objects
+            raise RuntimeError(
+                f"cannot read the resume checkpoint {self.path}: {e}. Delete or move it to train from scratch."
+            ) from e
+        missing = [k for k in [*self.save_dict, _TRAINER_KEY] if k not in state]
+        if missing:
+            raise KeyError(f"resume checkpoint {self.path} has no {missing} (it was written by another configuration).")
+        for k, obj in self.save_dict.items():
+            obj.load_state_dict(state[k])
+        max_epochs = engine.state.max_epochs
+        engine.load_state_dict(state[_TRAINER_KEY])
+        if max_epochs is not None:
+            if engine.state.epoch > max_epochs:
+                raise ValueError(
+                    f"resume checkpoint {self.path} is at epoch {engine.state.epoch}, beyond max_epochs={max_epochs}."
+                )
+            engine.state.max_epochs = max_epochs
+        for saver, tracked in zip(self.checkpoint_savers, state.get("checkpoint_savers", [])):
+            if tracked and getattr(saver, "_key_metric_checkpoint", None) is not None:
+                saver.load_state_dict(tracked)
+        if self.evaluator is not None and "evaluator_best" in state:
+            best, best_epoch = state["evaluator_best"]
+            if best == best:  # not NaN
+                self.evaluator.state.best_metric = best
+                self.evaluator.state.best_metric_epoch = int(best_epoch)
+        self.resumed_from_epoch = int(engine.state.epoch)
+        self.logger.info(f"resuming training from {self.path} at epoch {self.resumed_from_epoch}")
+
+
+def _is_rank0() -> bool:
+    """Only rank 0 writes (all ranks hold the same states under DDP); every rank loads."""
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or (
+        torch.distributed.get_rank() == 0
+    )
+
+
+def _plain(obj: Any) -> Any:
+    """Numpy scalars (e.g. a metric value used as a checkpoint priority) -> Python numbers, containers -> dict/list,
+    so that the file loads with ``weights_only=True``."""
+    if isinstance(obj, Mapping):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, torch.Tensor) and getattr(obj, "ndim", 1) == 0:
+        return obj.item()
+    return obj
