@@ -59,7 +59,9 @@ class TrainingResumeHandler:
         filename: name of the resume file in ``save_dir``.
         save_interval: save after every ``save_interval`` completed epochs (and always after the last one).
         remove_on_completion: delete the file when the run completes normally, so that running the same command
-            again trains from scratch; ``False`` keeps it (e.g. to extend the run later).
+            again trains from scratch; ``False`` keeps it (e.g. to extend the run later, or, in a multi-stage
+            workflow, so that a restart after a kill in a later stage reloads this finished stage at its last epoch
+            and trains nothing; call :meth:`remove` at the end of the workflow).
         enabled: ``False`` makes the handler a no-op (a bundle switch).
 
     Raises:
@@ -142,7 +144,13 @@ class TrainingResumeHandler:
             self.save(engine)
 
     def _completed(self, engine: Engine) -> None:
-        if self.remove_on_completion and self.path.exists() and _is_rank0():
+        if self.remove_on_completion:
+            self.remove()
+
+    def remove(self) -> None:
+        """Delete the resume file (rank 0 only). For multi-stage workflows whose earlier stages keep their file
+        (``remove_on_completion=False``) so that a restart skips them: call it when the whole workflow is done."""
+        if self.enabled and self.path.exists() and _is_rank0():
             self.path.unlink()
 
 

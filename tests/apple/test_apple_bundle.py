@@ -76,3 +76,37 @@ def test_apple_bundle_perturb_skips_builds_wrapped_network(bundle_copy):
         net.set_perturbation_enabled(False)
         assert torch.equal(out, net(x))  # zero-initialised perturbers: identical to the deployed model
     assert [tuple(f.shape[1:]) for f in net.latents_in] == [(128, 8, 8), (16, 32, 32), (32, 16, 16), (64, 8, 8)]
+
+
+@pytest.mark.slow
+def test_apple_bundle_killed_in_each_stage_resumes(bundle_copy, tmp_path):
+    root = bundle_copy("apple_segmentation")
+    overrides = dict(TINY, dataset_dir=str(tmp_path / "data"), base_epochs=2, apple_epochs=2)
+    models = root / "models"
+
+    def kill_at(stage):  # a hard kill (no clean-up, exit code 9) when epoch 2 of `stage` starts
+        path = tmp_path / f"kill_{stage}.json"
+        path.write_text(json.dumps({"+imports": ["$import ignite"], "+initialize": [
+            f"$@{stage}#trainer.add_event_handler(ignite.engine.Events.EPOCH_STARTED(once=2), lambda e: os._exit(9))"]}))
+        return str(path)
+
+    # killed in the base stage after one epoch: base_model.pt exists, but the stage resumes instead of being
+    # mistaken for a deployed segmentor
+    with pytest.raises(AssertionError, match=r"failed \(9\)"):
+        run_bundle_cli(root, ["train.json", kill_at("base")], overrides)
+    assert (models / "base_model.pt").is_file() and (models / "resume_base.pt").is_file()
+    # killed again, now in the APPLE stage after its first epoch
+    with pytest.raises(AssertionError, match=r"failed \(9\)") as exc:
+        run_bundle_cli(root, ["train.json", kill_at("apple")], overrides)
+    assert "resume_base.pt at epoch 1" in str(exc.value)
+    assert (models / "resume_apple.pt").is_file()
+    base_before = torch.load(models / "base_model.pt", weights_only=True)
+
+    out = run_bundle_cli(root, ["train.json"], overrides)
+    assert "resume_base.pt at epoch 2" in out  # the finished base stage is reloaded and trains nothing
+    assert "resume_apple.pt at epoch 1" in out, out[-3000:]
+    base_after = torch.load(models / "base_model.pt", weights_only=True)
+    assert all(torch.equal(base_before[k], base_after[k]) for k in base_before)
+    for name in ("model.pt", "perturber.pt"):
+        assert (models / name).is_file(), name
+    assert not (models / "resume_base.pt").exists() and not (models / "resume_apple.pt").exists()
