@@ -57,6 +57,30 @@ def test_fairdi_classification_whole_pipeline_heads_online(bundle_copy, tmp_path
     assert {"heads.0.weight", "heads.1.weight"} <= set(teachers)
 
 
+
+@pytest.mark.slow
+def test_fairdi_classification_killed_student_resumes(bundle_copy, tmp_path):
+    """Killed in the student stage: the restart reloads the finished baseline (no epoch), loads the teachers instead
+    of retraining them, and continues the student from its last epoch; the stage files are removed at the end."""
+    root = bundle_copy("fairdi_classification")
+    overrides = dict(TINY, dataset_dir=str(tmp_path / "data"), student_epochs=2)
+    kill = tmp_path / "kill.json"  # a hard kill (no clean-up, exit code 9) when the student's epoch 2 starts
+    kill.write_text(json.dumps({"+imports": ["$import ignite"], "run": [  # train.json's run list + the kill
+        "$@baseline#trainer.run()", "$@teachers#model",
+        "$@student#trainer.add_event_handler(ignite.engine.Events.EPOCH_STARTED(once=2), lambda e: os._exit(9))",
+        "$@student#trainer.run()", "$@baseline#resume.remove()"]}))
+    with pytest.raises(AssertionError, match=r"failed \(9\)"):
+        run_bundle_cli(root, ["train.json", str(kill)], overrides)
+    models = root / "models"
+    assert (models / "resume_baseline.pt").is_file() and (models / "resume_student.pt").is_file()
+    teachers_before = (models / "teachers.pt").stat().st_mtime_ns
+
+    out = run_bundle_cli(root, ["train.json"], overrides)
+    assert "resume_baseline.pt at epoch 1" in out and "resume_student.pt at epoch 1" in out, out[-3000:]
+    assert (models / "teachers.pt").stat().st_mtime_ns == teachers_before  # loaded, not retrained
+    assert (models / "model.pt").is_file()
+    assert not (models / "resume_baseline.pt").exists() and not (models / "resume_student.pt").exists()
+
 def test_fairdi_classification_verify_net_in_out(bundle_copy):
     root = bundle_copy("fairdi_classification")
     verify_net_in_out(root)
