@@ -38,10 +38,10 @@ import numpy as np
 import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
-from monai_fair.utils.serialization import to_json_safe
 from monai_fair.engines.utils import get_batch_group
 from monai_fair.metrics.nc_accumulator import NeuralCollapseAccumulator
 from monai_fair.metrics.neural_collapse import NC_METRIC_NAMES, classifier_from_linear, two_row_logits
+from monai_fair.utils.serialization import to_builtin, to_json_safe
 
 if TYPE_CHECKING:
     from ignite.engine import Engine, Events
@@ -286,6 +286,17 @@ class NeuralCollapseHandler:
                 for gid, row in cls["groups"].items():
                     out["groups"][self.group_names[int(gid)]][key] = float(row[key])
         return out
+
+    # ----------------------------------------------------------------- resume
+    def state_dict(self) -> dict[str, Any]:
+        """The trajectory so far and the previous class means (for ``nc4_centres="previous"``), so that a resumed
+        run (:class:`monai_fair.handlers.TrainingResumeHandler`) continues the same trajectory file and plots."""
+        previous = {k: [t.cpu() for t in v] for k, v in self._previous.items()}
+        return {"history": to_builtin(self.history), "previous": previous}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.history = list(state.get("history", []))
+        self._previous = {k: tuple(v) for k, v in state.get("previous", {}).items()}
 
     # ------------------------------------------------------------------ output
     def _write(self, entry: dict[str, Any]) -> None:

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
+from monai_fair.utils.serialization import to_builtin
+
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -118,7 +120,7 @@ class TrainingResumeHandler:
         savers = []
         for saver in self.checkpoint_savers:
             tracker = getattr(saver, "_key_metric_checkpoint", None)
-            savers.append(_plain(tracker.state_dict()) if tracker is not None else {})
+            savers.append(to_builtin(tracker.state_dict()) if tracker is not None else {})
         state["checkpoint_savers"] = savers
         if self.evaluator is not None:
             best = getattr(self.evaluator.state, "best_metric", None)
@@ -196,15 +198,3 @@ def _is_rank0() -> bool:
     return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or (
         torch.distributed.get_rank() == 0
     )
-
-
-def _plain(obj: Any) -> Any:
-    """Numpy scalars (e.g. a metric value used as a checkpoint priority) -> Python numbers, containers -> dict/list,
-    so that the file loads with ``weights_only=True``."""
-    if isinstance(obj, Mapping):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, torch.Tensor) and getattr(obj, "ndim", 1) == 0:
-        return obj.item()
-    return obj

@@ -4,6 +4,6 @@
 
 from __future__ import annotations
 
-from .serialization import from_json_safe, to_json_safe
+from .serialization import from_json_safe, to_builtin, to_json_safe
 
-__all__ = ["to_json_safe", "from_json_safe"]
+__all__ = ["to_json_safe", "from_json_safe", "to_builtin"]

@@ -5,12 +5,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["to_json_safe", "from_json_safe"]
+__all__ = ["to_json_safe", "from_json_safe", "to_builtin"]
 
 
 def to_json_safe(x: Any) -> Any:
@@ -41,3 +42,15 @@ def from_json_safe(x: Any) -> Any:
     if isinstance(x, list):
         return [from_json_safe(v) for v in x]
     return float("nan") if x is None else x
+
+
+def to_builtin(x: Any) -> Any:
+    """Numpy scalars -> Python numbers, tuples -> lists, mappings -> dicts (tensors and NaN kept as they are), so that
+    a state saved with ``torch.save`` loads with ``torch.load(..., weights_only=True)``."""
+    if isinstance(x, Mapping):
+        return {k: to_builtin(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [to_builtin(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    return x

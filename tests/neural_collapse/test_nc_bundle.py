@@ -50,6 +50,25 @@ def test_nc_bundle_biased_train_and_evaluate(bundle_copy, tmp_path):
     assert set(report["groups"]) == {"F", "M"}
 
 
+
+@pytest.mark.slow
+def test_nc_bundle_killed_run_resumes_the_trajectory(bundle_copy, tmp_path):
+    root = bundle_copy("neural_collapse_classification")
+    overrides = dict(TINY, dataset_dir=str(tmp_path / "data"), epochs=3, nc_num_evals=3)
+    kill = tmp_path / "kill.json"  # a hard kill (no clean-up, exit code 9) when epoch 3 starts
+    kill.write_text(json.dumps({"+imports": ["$import ignite"], "+initialize": [
+        "$@train#trainer.add_event_handler(ignite.engine.Events.EPOCH_STARTED(once=3), lambda e: os._exit(9))"]}))
+    with pytest.raises(AssertionError, match=r"failed \(9\)"):
+        run_bundle_cli(root, ["train.json", str(kill)], overrides)
+    nc_file = root / "eval" / "neural_collapse" / "nc_trajectory.json"
+    assert [e["epoch"] for e in json.loads(nc_file.read_text())["evaluations"]] == [1, 2]
+
+    out = run_bundle_cli(root, ["train.json"], overrides)
+    assert "resume_checkpoint.pt at epoch 2" in out, out[-3000:]
+    doc = json.loads(nc_file.read_text())
+    assert [e["epoch"] for e in doc["evaluations"]] == [1, 2, 3]  # one trajectory, no epoch twice or missing
+    assert (root / "models" / "model.pt").is_file() and not (root / "models" / "resume_checkpoint.pt").exists()
+
 def test_nc_bundle_verify_net_in_out(bundle_copy):
     root = bundle_copy("neural_collapse_classification")
     verify_net_in_out(root)
