@@ -44,6 +44,8 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         lab = (torch.rand(4, 1, 6, 6, generator=torch.Generator().manual_seed(rank)) > 0.5).float()
         seg(torch.cat([1 - lab, lab], 1), lab, group=torch.tensor([0, 1, 2, rank]))
         torch.save({"res": res, "seg_n": len(seg.get_buffer()[0]), "seg": float(seg.aggregate())}, f"{out}/{rank}.pt")
+        # no rank tears the gloo group down while the other is still in a collective (an abort at exit otherwise)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
