@@ -239,9 +239,10 @@ def main():
     _report(runs, args.seeds, vars(args), args.out)
 
 
-def _report(runs, seeds, args, out):
+def _report(runs, seeds, args, out, methods=("erm", "fairdi_baseline", "fairdi", "cost")):
+    """Mean and spread over ``seeds`` of every number of each ``methods`` entry; printed, and written to ``out``."""
     table = {}
-    for method in ("erm", "fairdi_baseline", "fairdi", "cost"):
+    for method in methods:
         table[method] = {k: _mean_std([runs[s][method][k] for s in seeds]) for k in runs[seeds[0]][method]}
     result = {"args": args, "per_seed": runs, "mean_std": table}
     print(json.dumps(table, indent=1))

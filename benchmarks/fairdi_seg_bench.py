@@ -49,7 +49,7 @@ from monai.transforms import (
 from monai.utils import set_determinism
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fairdi_bench import _epoch_timer, _mean_std  # noqa: E402  (shared helpers of the classification benchmark)
+from fairdi_bench import _epoch_timer, _report  # noqa: E402  (shared helpers of the classification benchmark)
 
 from monai_fair.data import ensure_synthetic_dataset, load_fair_datalist  # noqa: E402
 from monai_fair.engines import (  # noqa: E402
@@ -287,11 +287,7 @@ def main():
     datalist = ensure_synthetic_dataset(data_dir, task="segmentation")  # default parameters
     if args.timing_only:
         runs = {s: timing_only(s, datalist, args, device) for s in args.seeds}
-        table = {w: {k: _mean_std([runs[s][w][k] for s in args.seeds]) for k in runs[args.seeds[0]][w]}
-                 for w in runs[args.seeds[0]]}
-        print(json.dumps(table, indent=1))
-        if args.out:
-            Path(args.out).write_text(json.dumps({"args": vars(args), "per_seed": runs, "mean_std": table}, indent=1))
+        _report(runs, args.seeds, vars(args), args.out, methods=tuple(runs[args.seeds[0]]))
         return
     runs = {}
     for s in args.seeds:
@@ -299,17 +295,6 @@ def main():
         runs[s] = run_seed(s, datalist, args, device)
         print(f"seed {s} done in {time.perf_counter() - t:.0f}s: {json.dumps(runs[s])}", flush=True)
     _report(runs, args.seeds, vars(args), args.out)
-
-
-def _report(runs, seeds, args, out):
-    table = {}
-    for method in ("erm", "fairdi_baseline", "fairdi", "cost"):
-        table[method] = {k: _mean_std([runs[s][method][k] for s in seeds]) for k in runs[seeds[0]][method]}
-    result = {"args": args, "per_seed": runs, "mean_std": table}
-    print(json.dumps(table, indent=1))
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
