@@ -58,6 +58,28 @@ def run_bundle_cli(bundle_root: Path, config_files: list[str], overrides: dict |
     return out
 
 
+
+def kill_overlay(path: Path, trainer: str, epoch: int, bundle_root: Path | None = None) -> str:
+    """Write a config overlay that hard-kills a bundle run (``os._exit(9)``: no clean-up, no ``finally``) when epoch
+    ``epoch`` of the trainer ``trainer`` (a config id, e.g. ``"train#trainer"``) starts; return its path.
+
+    The kill handler is added in ``initialize``. With ``bundle_root`` it is added instead to that bundle's
+    ``train.json`` run list, right before ``@<trainer>.run()``: for trainers that must not be built during
+    ``initialize`` (e.g. a stage whose data depends on an earlier stage's output).
+    """
+    import json
+
+    expr = f"$@{trainer}.add_event_handler(ignite.engine.Events.EPOCH_STARTED(once={epoch}), lambda e: os._exit(9))"
+    cfg: dict = {"+imports": ["$import ignite"]}
+    if bundle_root is None:
+        cfg["+initialize"] = [expr]
+    else:
+        run = json.loads((bundle_root / "configs" / "train.json").read_text())["run"]
+        i = run.index(f"$@{trainer}.run()")
+        cfg["run"] = run[:i] + [expr] + run[i:]
+    path.write_text(json.dumps(cfg))
+    return str(path)
+
 @pytest.fixture
 def bundle_copy(tmp_path):
     """Return a function copying ``bundles/<name>`` (configs, docs, LICENSE; no outputs) into ``tmp_path``."""

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from tests.conftest import run_bundle_cli, verify_net_in_out
+from tests.conftest import kill_overlay, run_bundle_cli, verify_net_in_out
 
 TINY = {"synthetic": {"n_samples": 60, "image_size": 32, "seed": 1}, "image_size": 32, "base_epochs": 1,
         "apple_epochs": 1, "batch_size": 16, "min_group_size": 1}
@@ -85,10 +85,7 @@ def test_apple_bundle_killed_in_each_stage_resumes(bundle_copy, tmp_path):
     models = root / "models"
 
     def kill_at(stage):  # a hard kill (no clean-up, exit code 9) when epoch 2 of `stage` starts
-        path = tmp_path / f"kill_{stage}.json"
-        path.write_text(json.dumps({"+imports": ["$import ignite"], "+initialize": [
-            f"$@{stage}#trainer.add_event_handler(ignite.engine.Events.EPOCH_STARTED(once=2), lambda e: os._exit(9))"]}))
-        return str(path)
+        return kill_overlay(tmp_path / f"kill_{stage}.json", f"{stage}#trainer", epoch=2)
 
     # killed in the base stage after one epoch: base_model.pt exists, but the stage resumes instead of being
     # mistaken for a deployed segmentor

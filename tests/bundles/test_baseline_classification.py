@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.conftest import run_bundle_cli, verify_net_in_out
+from tests.conftest import kill_overlay, run_bundle_cli, verify_net_in_out
 
 TINY = {"synthetic": {"n_samples": 60, "image_size": 32, "seed": 1}, "epochs": 1, "batch_size": 16, "min_group_size": 1}
 
@@ -42,11 +42,9 @@ def test_baseline_bundle_verify_net_in_out(bundle_copy):
 def test_baseline_bundle_killed_run_resumes(bundle_copy, tmp_path):
     root = bundle_copy("baseline_classification")
     overrides = dict(TINY, dataset_dir=str(tmp_path / "data"), epochs=2)
-    kill = tmp_path / "kill.json"  # a hard kill (no clean-up, exit code 9) when epoch 2 starts
-    kill.write_text(json.dumps({"+imports": ["$import ignite"], "+initialize": [
-        "$@train#trainer.add_event_handler(ignite.engine.Events.EPOCH_STARTED(once=2), lambda e: os._exit(9))"]}))
+    kill = kill_overlay(tmp_path / "kill.json", "train#trainer", epoch=2)
     with pytest.raises(AssertionError, match=r"failed \(9\)"):
-        run_bundle_cli(root, ["train.json", str(kill)], overrides)
+        run_bundle_cli(root, ["train.json", kill], overrides)
     resume_file = root / "models" / "resume_checkpoint.pt"
     assert resume_file.is_file()
 

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from tests.conftest import run_bundle_cli, verify_net_in_out
+from tests.conftest import kill_overlay, run_bundle_cli, verify_net_in_out
 
 TINY = {
     "synthetic": {"n_samples": 60, "image_size": 32, "seed": 1},
@@ -64,13 +64,10 @@ def test_fairdi_classification_killed_student_resumes(bundle_copy, tmp_path):
     of retraining them, and continues the student from its last epoch; the stage files are removed at the end."""
     root = bundle_copy("fairdi_classification")
     overrides = dict(TINY, dataset_dir=str(tmp_path / "data"), student_epochs=2)
-    kill = tmp_path / "kill.json"  # a hard kill (no clean-up, exit code 9) when the student's epoch 2 starts
-    kill.write_text(json.dumps({"+imports": ["$import ignite"], "run": [  # train.json's run list + the kill
-        "$@baseline#trainer.run()", "$@teachers#model",
-        "$@student#trainer.add_event_handler(ignite.engine.Events.EPOCH_STARTED(once=2), lambda e: os._exit(9))",
-        "$@student#trainer.run()", "$@baseline#resume.remove()"]}))
+    # a hard kill (no clean-up, exit code 9) when the student's epoch 2 starts, added to train.json's run list
+    kill = kill_overlay(tmp_path / "kill.json", "student#trainer", epoch=2, bundle_root=root)
     with pytest.raises(AssertionError, match=r"failed \(9\)"):
-        run_bundle_cli(root, ["train.json", str(kill)], overrides)
+        run_bundle_cli(root, ["train.json", kill], overrides)
     models = root / "models"
     assert (models / "resume_baseline.pt").is_file() and (models / "resume_student.pt").is_file()
     teachers_before = (models / "teachers.pt").stat().st_mtime_ns

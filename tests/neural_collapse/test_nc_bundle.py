@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from tests.conftest import run_bundle_cli, verify_net_in_out
+from tests.conftest import kill_overlay, run_bundle_cli, verify_net_in_out
 
 TINY = {
     "synthetic": {"n_samples": 60, "image_size": 32, "seed": 1},
@@ -55,11 +55,9 @@ def test_nc_bundle_biased_train_and_evaluate(bundle_copy, tmp_path):
 def test_nc_bundle_killed_run_resumes_the_trajectory(bundle_copy, tmp_path):
     root = bundle_copy("neural_collapse_classification")
     overrides = dict(TINY, dataset_dir=str(tmp_path / "data"), epochs=3, nc_num_evals=3)
-    kill = tmp_path / "kill.json"  # a hard kill (no clean-up, exit code 9) when epoch 3 starts
-    kill.write_text(json.dumps({"+imports": ["$import ignite"], "+initialize": [
-        "$@train#trainer.add_event_handler(ignite.engine.Events.EPOCH_STARTED(once=3), lambda e: os._exit(9))"]}))
+    kill = kill_overlay(tmp_path / "kill.json", "train#trainer", epoch=3)  # hard kill when epoch 3 starts
     with pytest.raises(AssertionError, match=r"failed \(9\)"):
-        run_bundle_cli(root, ["train.json", str(kill)], overrides)
+        run_bundle_cli(root, ["train.json", kill], overrides)
     nc_file = root / "eval" / "neural_collapse" / "nc_trajectory.json"
     assert [e["epoch"] for e in json.loads(nc_file.read_text())["evaluations"]] == [1, 2]
 
