@@ -12,22 +12,23 @@ validation's fairness report and metrics equal a single-process evaluation of ``
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from monai_fair.data import ensure_synthetic_dataset
-from tests.integration.test_multi_gpu_bundles import _floats, _metrics, _point_estimates
-from tests.integration.test_multi_gpu_method_bundles import ENV, TORCHRUN
+from tests.integration.ddp_utils import (
+    assert_ddp_matches_single,
+    bundle_run,
+    copy_bundle,
+    run,
+    write_ddp_outputs,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ddp")]
 
-REPO = Path(__file__).resolve().parents[2]
 
 _INFERENCE_NET = """
 import sys, torch
@@ -42,27 +43,15 @@ print("LOADED", len(net.perturbers))
 """
 
 
-def _run(cmd: list[str], cwd: Path) -> str:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=ENV, cwd=str(cwd))
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
-    return proc.stdout
-
-
 def test_apple_ddp_matches_single_process(tmp_path):
-    name = "apple_segmentation"
-    bundle = tmp_path / name
-    shutil.copytree(REPO / "bundles" / name, bundle, ignore=shutil.ignore_patterns("models", "eval", "data", "runs"))
+    bundle = copy_bundle("apple_segmentation", tmp_path)
     datalist = ensure_synthetic_dataset(tmp_path / "data", task="segmentation", n_samples=48, image_size=32, seed=4)
     cfg = bundle / "configs"
-    metrics = {"_target_": "MetricsSaver", "save_dir": "$@output_dir + '/ddp'", "metrics": "*"}
-    report = {"_target_": "monai_fair.handlers.FairnessReportHandler", "output_dir": "$@output_dir + '/ddp'",
-              "task": "segmentation", "group_names": "@group_names", "min_group_size": 1, "plots": False}
-    (tmp_path / "ddp_outputs.json").write_text(json.dumps({"+apple#evaluator#val_handlers": [report, metrics]}))
+    outputs = write_ddp_outputs(tmp_path / "ddp_outputs.json", "apple#evaluator#val_handlers", "segmentation")
     common = ["--bundle_root", str(bundle), "--datalist", datalist, "--batch_size", "8",
               "--base_epochs", "1", "--apple_epochs", "1",
               "--meta_file", str(cfg / "metadata.json"), "--logging_file", str(cfg / "logging.conf")]
-    files = [str(cfg / "train.json"), str(cfg / "multi_gpu_train.json"), str(tmp_path / "ddp_outputs.json")]
-    _run(TORCHRUN + ["-m", "monai.bundle", "run", "--config_file", json.dumps(files)] + common, bundle)
+    bundle_run([cfg / "train.json", cfg / "multi_gpu_train.json", outputs], common, bundle, distributed=True)
 
     models = bundle / "models"
     base = torch.load(models / "base_model.pt", map_location="cpu", weights_only=True)
@@ -83,7 +72,7 @@ def test_apple_ddp_matches_single_process(tmp_path):
     assert any(v.abs().sum() > 0 for k, v in pert.items() if v.is_floating_point()), "perturber untrained"
 
     # the single-process inference config builds the wrapper and loads the checkpoints strictly
-    out = _run([sys.executable, "-c", _INFERENCE_NET, str(cfg / "inference.json"), str(bundle)], bundle)
+    out = run([sys.executable, "-c", _INFERENCE_NET, str(cfg / "inference.json"), str(bundle)], bundle)
     assert "LOADED 1" in out
 
     # single process: evaluate.json on the validation split, with the training evaluator's metrics
@@ -93,24 +82,8 @@ def test_apple_ddp_matches_single_process(tmp_path):
         "+evaluate#after#val_handlers": [{"_target_": "MetricsSaver", "save_dir": "$@output_dir + '/after'",
                                           "metrics": "*"}],
     }))
-    files = [str(cfg / "train.json"), str(cfg / "evaluate.json"), str(tmp_path / "single_metrics.json")]
-    _run([sys.executable, "-m", "monai.bundle", "run", "--config_file", json.dumps(files)] + common
-         + ["--eval_split", "validation", "--min_group_size", "1", "--output_dir", str(bundle / "eval" / "single")],
-         bundle)
-
-    ddp = json.loads((bundle / "eval" / "ddp" / "report.json").read_text())
-    single = json.loads((bundle / "eval" / "single" / "after" / "report.json").read_text())
+    bundle_run([cfg / "train.json", cfg / "evaluate.json", tmp_path / "single_metrics.json"], common + [
+        "--eval_split", "validation", "--min_group_size", "1", "--output_dir", str(bundle / "eval" / "single")], bundle)
     n_val = len(json.loads(Path(datalist).read_text())["validation"])
-    assert ddp["overall"]["n"] == single["overall"]["n"] == n_val  # both shards gathered, none duplicated
-    a, b = _point_estimates(ddp), _point_estimates(single)
-    assert a.keys() == b.keys()
-    for part in a:
-        va, vb = list(_floats(a[part])), list(_floats(b[part]))
-        assert len(va) == len(vb) > 0, part
-        np.testing.assert_allclose(va, vb, atol=1e-5, equal_nan=True, err_msg=part)
-    m_ddp = _metrics(bundle / "eval" / "ddp" / "metrics.csv")
-    m_single = _metrics(bundle / "eval" / "single" / "after" / "metrics.csv")
-    keys = sorted(set(m_ddp) & set(m_single))
-    assert {"val_apple_key_metric", "val_mean_dice", "val_worst_group_dice"} <= set(keys), (m_ddp, m_single)
-    for key in keys:
-        np.testing.assert_allclose(m_ddp[key], m_single[key], atol=1e-5, err_msg=key)
+    assert_ddp_matches_single(bundle / "eval" / "ddp", bundle / "eval" / "single" / "after", n_val,
+                              {"val_apple_key_metric", "val_mean_dice", "val_worst_group_dice"})
