@@ -3,11 +3,11 @@
 """APPLE benchmark: fairness of a frozen segmentor alone vs with the trained latent perturber, privacy probe, latency.
 
 For each seed: train the base segmentor (plain MONAI-style training, DiceCE), freeze it, train the APPLE perturber
-with :class:`monai_fair.engines.AppleTrainer`, and evaluate on the test split of monai-fair's synthetic biased
+with :class:`monai_fair.methods.apple.AppleTrainer`, and evaluate on the test split of monai-fair's synthetic biased
 segmentation data:
 
 * per-group Dice / IoU, ES-Dice, Dice gap, SER (``monai_fair.metrics.compute_group_segmentation_metrics``);
-* privacy: a *fresh* :class:`monai_fair.networks.AttributeDiscriminator` (probe) is trained on the training-set
+* privacy: a *fresh* :class:`monai_fair.methods.apple.AttributeDiscriminator` (probe) is trained on the training-set
   latents and its group AUC / balanced accuracy measured on the test-set latents, for ``f_o`` (before) and
   ``f_p`` (after);
 * cost: inference latency of base + perturber divided by the base segmentor's, measured in one run
@@ -36,11 +36,11 @@ from monai.utils import set_determinism
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from monai_fair.data import ensure_synthetic_dataset, load_fair_datalist
-from monai_fair.engines import AppleTrainer
-from monai_fair.losses import AdversarialPrivacyLoss
+from monai_fair.methods.apple import AppleTrainer
+from monai_fair.methods.apple import AdversarialPrivacyLoss
 from monai_fair.metrics import compute_group_segmentation_metrics
 from monai_fair.metrics.group_segmentation import compute_per_image_dice_iou
-from monai_fair.networks import AttributeDiscriminator, LatentPerturber, PerturbedSegmentor, SamLikeSegmentor
+from monai_fair.methods.apple import AttributeDiscriminator, LatentPerturber, PerturbedSegmentor, SamLikeSegmentor
 
 VARIANTS = {
     "unet": dict(latent="model.1.submodule.1.submodule.1.submodule", channels=128, hidden=32, lr=1e-3),

@@ -45,13 +45,9 @@ from monai.transforms import (
 from monai.utils import set_determinism
 
 from monai_fair.data import ensure_synthetic_dataset, load_fair_datalist
-from monai_fair.engines import (
-    FairDiStudentTrainer,
-    GroupSupervisedTrainer,
-    cache_teacher_outputs,
-    train_group_teachers,
-)
-from monai_fair.losses import FairDistillationLoss, FairIdentityScalingLoss
+from monai_fair.methods.fairdi import FairDiStudentTrainer, cache_teacher_outputs, train_group_teachers
+from monai_fair.engines import GroupSupervisedTrainer
+from monai_fair.methods.fairdi import FairDistillationLoss, FairIdentityScalingLoss
 from monai_fair.metrics import compute_group_classification_metrics
 
 DET = [

@@ -9,7 +9,7 @@ same transforms, same model selection):
 * **ERM**: the UNet trained with Dice+CE (``monai.losses.DiceCELoss``) for ``--epochs`` epochs;
 * **FairDi**: stage 0 baseline (FIS over per-image Dice+CE, ``--epochs``) -> one teacher per group fine-tuned from
   it on its own group's data (``--teacher-epochs``) -> student with own-group per-voxel distillation + Dice+CE
-  (:class:`monai_fair.losses.FairDistillationSegLoss`, ``--epochs``), teachers' class maps cached once.
+  (:class:`monai_fair.methods.fairdi.FairDistillationSegLoss`, ``--epochs``), teachers' class maps cached once.
 
 Every model keeps the epoch with the best ``--selection`` on the validation split and is scored on the test split
 with :func:`monai_fair.metrics.compute_group_segmentation_metrics` (per-image foreground Dice/IoU). Cost: the
@@ -52,17 +52,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fairdi_bench import _epoch_timer, _report  # noqa: E402  (shared helpers of the classification benchmark)
 
 from monai_fair.data import ensure_synthetic_dataset, load_fair_datalist  # noqa: E402
-from monai_fair.engines import (  # noqa: E402
-    FairDiStudentTrainer,
-    GroupSupervisedTrainer,
-    cache_teacher_outputs,
-    train_group_teachers,
-)
-from monai_fair.engines.fairdi import TEACHER_KEY  # noqa: E402
-from monai_fair.losses import FairDistillationSegLoss, FairIdentityScalingLoss  # noqa: E402
+from monai_fair.methods.fairdi import FairDiStudentTrainer, cache_teacher_outputs, train_group_teachers
+from monai_fair.engines import GroupSupervisedTrainer
+from monai_fair.methods.fairdi.engines import TEACHER_KEY  # noqa: E402
+from monai_fair.methods.fairdi import FairDistillationSegLoss, FairIdentityScalingLoss  # noqa: E402
 from monai_fair.metrics import compute_group_segmentation_metrics  # noqa: E402
 from monai_fair.metrics.group_segmentation import compute_per_image_dice_iou  # noqa: E402
-from monai_fair.networks import GroupTeachers  # noqa: E402
+from monai_fair.methods.fairdi import GroupTeachers  # noqa: E402
 
 KEYS = ["image", "label"]
 DET = [

@@ -58,8 +58,8 @@ def _stream(n: int, dim: int, batch: int, classes: int = 2, groups: int = 2):
 def _worker(method: str, n: int, dim: int, batch: int, threads: int, queue) -> None:
     import torch
 
-    from monai_fair.metrics.nc_accumulator import NeuralCollapseAccumulator
-    from monai_fair.metrics.neural_collapse import compute_neural_collapse_reference
+    from monai_fair.methods.neural_collapse.accumulator import NeuralCollapseAccumulator
+    from monai_fair.methods.neural_collapse.metrics import compute_neural_collapse_reference
 
     torch.set_num_threads(threads)
     try:

@@ -32,11 +32,17 @@ from sklearn.metrics import f1_score
 
 from monai_fair.data import ensure_synthetic_dataset, load_fair_datalist
 from monai_fair.engines import GroupSupervisedEvaluator, GroupSupervisedTrainer
-from monai_fair.handlers import SNNLChannelPruningHandler, macro_f1_eodds
-from monai_fair.losses import snnl_per_anchor
+from monai_fair.methods.snnl import SNNLChannelPruningHandler, macro_f1_eodds
+from monai_fair.methods.snnl import snnl_per_anchor
 from monai_fair.metrics import compute_group_classification_metrics
-from monai_fair.networks import SmallVGGNet, make_pruning_permanent, run_fairprune, snnl_channel_scores, stratified_batch_indices
-from monai_fair.networks.channel_pruning import mask_channels, pruned_channels
+from monai_fair.networks import SmallVGGNet
+from monai_fair.methods.snnl import (
+    make_pruning_permanent,
+    run_fairprune,
+    snnl_channel_scores,
+    stratified_batch_indices,
+)
+from monai_fair.methods.snnl.pruning import mask_channels, pruned_channels
 
 
 class FineTuneOnlyControl(SNNLChannelPruningHandler):

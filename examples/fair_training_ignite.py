@@ -6,7 +6,7 @@ What monai-fair adds to an ordinary MONAI script, step by step:
 
 1. the datalist items carry an integer ``group`` (``monai_fair.data.load_fair_datalist``);
 2. ``GroupSupervisedTrainer(loss_takes_group=True)`` calls a group-aware loss as ``loss(pred, label, group)``,
-   here Fair Identity Scaling (``monai_fair.losses.FairIdentityScalingLoss``);
+   here Fair Identity Scaling (``monai_fair.methods.fairdi.FairIdentityScalingLoss``);
 3. ``GroupSupervisedEvaluator`` puts the batch's ``group`` into the engine output, so
    ``GroupClassificationMetricHandler`` can track the worst-group AUC as key metric (best checkpoint = fairest);
 4. ``FairnessReportHandler`` writes report.json / report.md / PNGs when the evaluation completes;
@@ -43,7 +43,7 @@ from monai.utils import set_determinism
 from monai_fair.data import ensure_synthetic_dataset, load_fair_datalist
 from monai_fair.engines import GroupSupervisedEvaluator, GroupSupervisedTrainer
 from monai_fair.handlers import FairnessReportHandler, GroupClassificationMetricHandler
-from monai_fair.losses import FairIdentityScalingLoss
+from monai_fair.methods.fairdi import FairIdentityScalingLoss
 from monai_fair.metrics import compute_group_classification_metrics
 
 

@@ -20,25 +20,11 @@ from monai_fair.metrics.group_segmentation import (
     compute_per_image_dice_iou,
 )
 from monai_fair.metrics.utils import FairnessMetricWarning, equity_scaled
-from monai_fair.metrics.nc_accumulator import NeuralCollapseAccumulator
-from monai_fair.metrics.neural_collapse import (
-    NC_METRIC_NAMES,
-    classifier_from_linear,
-    compute_neural_collapse,
-    compute_neural_collapse_reference,
-    nc_metrics_from_statistics,
-)
 
 __all__ = [
     "CLASSIFICATION_FAIRNESS_METRICS",
     "CLASSIFICATION_GROUP_METRICS",
     "ES_VARIANTS",
-    "NC_METRIC_NAMES",
-    "NeuralCollapseAccumulator",
-    "classifier_from_linear",
-    "compute_neural_collapse",
-    "compute_neural_collapse_reference",
-    "nc_metrics_from_statistics",
     "FairnessMetricWarning",
     "GroupAUC",
     "GroupClassificationMetric",

@@ -4,7 +4,7 @@
 
 SCP (Kong et al., MICCAI 2024) prunes the last conv of a VGG-11; this is a small, N-D version of that
 architecture built from MONAI's layer factories, so channel pruning (masking and physical removal,
-:mod:`monai_fair.networks.channel_pruning`) applies to every conv. Module names follow torchvision's VGG:
+:mod:`monai_fair.methods.snnl.pruning`) applies to every conv. Module names follow torchvision's VGG:
 ``features.<i>`` for the layers of the feature extractor and ``classifier.<i>`` for the head; the ``j``-th conv
 (0-based) is ``features.<4*j>`` when every block pools (``features.<4j>`` conv, ``<4j+1>`` BN, ``<4j+2>`` ReLU,
 ``<4j+3>`` pool).

@@ -1,0 +1,228 @@
+# Copyright (c) monai-fair contributors
+# Licensed under the Apache License, Version 2.0
+"""APPLE networks: zero-initialised residual perturber, discriminator, hook placement on each network family."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.networks.nets import BasicUNet, UNet
+from torch import nn
+
+from monai_fair.methods.apple import (
+    AttributeDiscriminator,
+    LatentPerturber,
+    PerturbedSegmentor,
+    SamLikeSegmentor,
+    default_latent_module,
+)
+
+torch.manual_seed(0)
+
+
+def _unet():
+    return UNet(2, 1, 2, channels=(8, 16, 32), strides=(2, 2), norm="batch")
+
+
+def _basicunet():
+    return BasicUNet(2, 1, 2, features=(4, 4, 8, 8, 16, 4))
+
+
+def _sam():
+    return SamLikeSegmentor(img_size=32, embed_dim=32, prompt_dim=16, depth=1, num_heads=2)
+
+
+def _unetr():
+    pytest.importorskip("einops")
+    from monai.networks.nets import UNETR
+
+    return UNETR(1, 2, img_size=(32, 32), spatial_dims=2, feature_size=8, hidden_size=48, mlp_dim=96, num_heads=4)
+
+
+def _swin():
+    pytest.importorskip("einops")
+    from monai.networks.nets import SwinUNETR
+
+    return SwinUNETR(in_channels=1, out_channels=2, spatial_dims=2, feature_size=12, depths=(1, 1, 1, 1),
+                     num_heads=(3, 3, 3, 3))
+
+
+# family -> (builder, expected default module, output_index, latent shape for a 2x1x32x32 input (64 for swin), type)
+FAMILIES = {
+    "unet": (_unet, "model.1.submodule.1.submodule", None, (2, 32, 8, 8), "spatial"),
+    "basicunet": (_basicunet, "down_4", None, (2, 16, 2, 2), "spatial"),
+    "sam_like": (_sam, "image_encoder", None, (2, 16, 8, 8), "spatial"),
+    "unetr": (_unetr, "vit", 0, (2, 4, 48), "token"),
+    "swinunetr": (_swin, "encoder10", None, (2, 192, 2, 2), "spatial"),
+}
+
+
+def _make_perturber(shape, kind):
+    if kind == "token":
+        return LatentPerturber(shape[-1], latent_type="token")
+    return LatentPerturber(shape[1], latent_type="spatial", spatial_dims=len(shape) - 2)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_hook_placement(family):
+    build, name, index, shape, kind = FAMILIES[family]
+    net = build().eval()
+    assert default_latent_module(net) == name
+    x = torch.rand(2, 1, 64 if family == "swinunetr" else 32, 64 if family == "swinunetr" else 32)
+    # the module's own output, captured independently of the wrapper
+    captured = {}
+    module = dict(net.named_modules())[name]
+    h = module.register_forward_hook(lambda m, a, o: captured.__setitem__("f", o[index] if index is not None else o))
+    with torch.no_grad():
+        ref = net(x)
+    h.remove()
+    assert tuple(captured["f"].shape) == shape
+
+    pert = _make_perturber(shape, kind)
+    wrapped = PerturbedSegmentor(net, pert, output_index=index)  # default module
+    with torch.no_grad():
+        out = wrapped(x)
+    # zero-initialised last layer: APPLE starts exactly at the deployed model
+    # (bit-exact for conv nets; attention kernels may reorder float sums when the input's memory layout differs)
+    if family in ("unet", "basicunet"):
+        assert torch.equal(out, ref)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(wrapped.latents_in[0], captured["f"], rtol=0, atol=0)
+
+    # a non-zero perturbation reaches the decoder: the output changes, and gradients reach only the perturber
+    last = pert.net[-1]
+    nn.init.normal_(last.weight, std=0.5)
+    out2 = wrapped(x)
+    assert not torch.allclose(out2, ref)
+    out2.float().pow(2).mean().backward()
+    assert last.weight.grad is not None and last.weight.grad.abs().sum() > 0
+    assert all(p.grad is None and not p.requires_grad for p in net.parameters())
+    delta = wrapped.perturbations()[0]
+    torch.testing.assert_close(delta, pert.perturbation(wrapped.latents_in[0]))
+
+
+def test_perturber_zero_init_and_shapes():
+    f = torch.randn(3, 8, 5, 5)
+    p = LatentPerturber(8, spatial_dims=2)
+    assert torch.equal(p(f), f) and torch.equal(p.perturbation(f), torch.zeros_like(f))
+    t = torch.randn(3, 7, 12)
+    pt = LatentPerturber(12, latent_type="token")
+    assert torch.equal(pt(t), t)
+    p3 = LatentPerturber(4, spatial_dims=3, num_blocks=3)
+    v = torch.randn(2, 4, 3, 3, 3)
+    assert p3(v).shape == v.shape
+    # a 1x1 bottleneck with batch 1 works (group norm, not instance/batch norm)
+    nn.init.normal_(p.net[-1].weight)
+    assert p(torch.randn(1, 8, 1, 1)).shape == (1, 8, 1, 1)
+    with pytest.raises(ValueError, match="channels=8"):
+        p(torch.randn(2, 9, 4, 4))
+    with pytest.raises(ValueError, match="token"):
+        pt(torch.randn(2, 12, 4, 4))
+    with pytest.raises(ValueError, match="latent_type"):
+        LatentPerturber(4, latent_type="graph")
+
+
+def test_discriminator_pooling_matches_hand_computation():
+    d = AttributeDiscriminator([3, 5], num_groups=2, latent_types=["spatial", "token"], hidden_channels=())
+    a, b = torch.randn(4, 3, 6, 6), torch.randn(4, 9, 5)
+    feats = torch.cat([a.mean((2, 3)), a.amax((2, 3)), b.mean(1), b.amax(1)], dim=1)
+    lin = d.mlp[-1]
+    torch.testing.assert_close(d([a, b]), feats @ lin.weight.T + lin.bias)
+    with pytest.raises(ValueError, match="expected 2 latents"):
+        d(a)
+    with pytest.raises(ValueError, match="spatial latent"):
+        d([torch.randn(4, 4, 6, 6), b])
+    with pytest.raises(ValueError, match="num_groups"):
+        AttributeDiscriminator(3, num_groups=1)
+
+
+class _TupleTokenNet(nn.Module):
+    """A toy encoder returning ``(tokens, [hidden])`` like MONAI's ViT, and a decoder reading the tokens."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = _TupleEncoder()
+        self.head = nn.Linear(6, 2)
+
+    def forward(self, x):
+        tokens, hidden = self.encoder(x)
+        return self.head(tokens).mean(1) + 0 * hidden[0].sum()
+
+
+class _TupleEncoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(4, 6)
+
+    def forward(self, x):
+        t = self.proj(x)
+        return t, [t * 2]
+
+
+def test_tuple_token_latent_and_errors():
+    net = _TupleTokenNet()
+    pert = LatentPerturber(6, latent_type="token")
+    nn.init.constant_(pert.net[-1].bias, 1.0)
+    w = PerturbedSegmentor(net, pert, latent_module="encoder", output_index=0)
+    x = torch.randn(2, 5, 4)
+    out = w(x)
+    t = net.encoder.proj(x)
+    expected = net.head(t + pert.perturbation(t)).mean(1)
+    torch.testing.assert_close(out, expected)
+    with pytest.raises(ValueError, match="not found"):
+        PerturbedSegmentor(_TupleTokenNet(), LatentPerturber(6, latent_type="token"), latent_module="decoder")
+    with pytest.raises(ValueError, match="no default latent module"):
+        default_latent_module(_TupleTokenNet())
+    # disabled perturbation = deployed model alone
+    w.set_perturbation_enabled(False)
+    torch.testing.assert_close(w(x), net.head(t).mean(1))
+
+
+def test_skip_connections_and_state_dict_roundtrip(tmp_path):
+    """Perturb the first encoder stage (a skip) and the bottleneck of BasicUNet; reload from checkpoints."""
+    net = _basicunet()
+    perts = [LatentPerturber(4), LatentPerturber(16)]
+    for p in perts:
+        nn.init.normal_(p.net[-1].weight, std=0.1)
+    w = PerturbedSegmentor(net, perts, latent_module=["conv_0", "down_4"])
+    x = torch.rand(2, 1, 32, 32)
+    out = w(x)
+    assert [tuple(f.shape) for f in w.latents_out] == [(2, 4, 32, 32), (2, 16, 2, 2)]
+    d = AttributeDiscriminator([4, 16], num_groups=3)
+    assert d(w.latents_out).shape == (2, 3)
+    torch.save(net.state_dict(), tmp_path / "base.pt")
+    torch.save(w.perturbers.state_dict(), tmp_path / "pert.pt")
+    torch.save(w.state_dict(), tmp_path / "model.pt")
+    w2 = PerturbedSegmentor(_basicunet(), [LatentPerturber(4), LatentPerturber(16)], ["conv_0", "down_4"],
+                            base_weights=tmp_path / "base.pt", perturber_weights=tmp_path / "pert.pt")
+    torch.testing.assert_close(w2(x), out)
+    w3 = PerturbedSegmentor(_basicunet(), [LatentPerturber(4), LatentPerturber(16)], ["conv_0", "down_4"])
+    w3.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
+    torch.testing.assert_close(w3(x), out)
+
+
+def test_frozen_network_stays_in_eval_mode():
+    net = _unet()
+    w = PerturbedSegmentor(net, LatentPerturber(32))
+    w.train()
+    assert w.training and w.perturbers.training and not net.training
+    assert not any(m.training for m in net.modules())
+
+
+def test_sam_like_prompts_and_optional_segment_anything():
+    from monai.utils import OptionalImportError, optional_import
+
+    net = _sam().eval()
+    x = torch.rand(2, 1, 32, 32)
+    out = net(x)
+    assert out.shape == (2, 2, 32, 32) and torch.equal(out[:, 0], torch.zeros_like(out[:, 0]))
+    boxed = net(x, boxes=torch.tensor([[2.0, 2.0, 20.0, 20.0], [0.0, 0.0, 31.0, 31.0]]))
+    assert boxed.shape == out.shape and not torch.allclose(boxed, out)
+    with pytest.raises(ValueError, match="img_size=32"):
+        net(torch.rand(1, 1, 64, 64))
+    # the wrapper of a real segment_anything model keeps the sub-module names, so state-dict keys match
+    wrapped = SamLikeSegmentor.from_sam(net)
+    assert set(wrapped.state_dict()) == set(net.state_dict())
+    if not optional_import("segment_anything")[1]:
+        with pytest.raises(OptionalImportError):
+            SamLikeSegmentor.from_sam_checkpoint("vit_b", "missing.pth")
