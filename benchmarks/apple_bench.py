@@ -36,11 +36,16 @@ from monai.utils import set_determinism
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from monai_fair.data import ensure_synthetic_dataset, load_fair_datalist
-from monai_fair.methods.apple import AppleTrainer
-from monai_fair.methods.apple import AdversarialPrivacyLoss
+from monai_fair.methods.apple import (
+    AdversarialPrivacyLoss,
+    AppleTrainer,
+    AttributeDiscriminator,
+    LatentPerturber,
+    PerturbedSegmentor,
+    SamLikeSegmentor,
+)
 from monai_fair.metrics import compute_group_segmentation_metrics
 from monai_fair.metrics.group_segmentation import compute_per_image_dice_iou
-from monai_fair.methods.apple import AttributeDiscriminator, LatentPerturber, PerturbedSegmentor, SamLikeSegmentor
 
 VARIANTS = {
     "unet": dict(latent="model.1.submodule.1.submodule.1.submodule", channels=128, hidden=32, lr=1e-3),
@@ -56,13 +61,20 @@ def build(model: str, size: int) -> torch.nn.Module:
         return UNet(2, 1, 2, channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=1, norm="batch")
     if model == "basicunet":
         return BasicUNet(spatial_dims=2, in_channels=1, out_channels=2)
-    return SamLikeSegmentor(in_channels=1, img_size=size, patch_size=4, embed_dim=64, depth=2, num_heads=4, prompt_dim=32)
+    return SamLikeSegmentor(
+        in_channels=1, img_size=size, patch_size=4, embed_dim=64, depth=2, num_heads=4, prompt_dim=32
+    )
 
 
 def load_split(datalist: str, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     items, _ = load_fair_datalist(datalist, split=split)
-    tf = Compose([LoadImaged(["image", "label"], image_only=True), EnsureChannelFirstd(["image", "label"]),
-                  ScaleIntensityRanged("image", 0, 255, 0.0, 1.0, clip=True)])
+    tf = Compose(
+        [
+            LoadImaged(["image", "label"], image_only=True),
+            EnsureChannelFirstd(["image", "label"]),
+            ScaleIntensityRanged("image", 0, 255, 0.0, 1.0, clip=True),
+        ]
+    )
     data = [tf(dict(d)) for d in items]
     x = torch.stack([torch.as_tensor(d["image"]).float() for d in data])
     y = torch.stack([torch.as_tensor(d["label"]).float() for d in data])
@@ -72,7 +84,7 @@ def load_split(datalist: str, split: str) -> tuple[torch.Tensor, torch.Tensor, t
 
 def batches(x, y, g, bs, rng, shuffle=True):
     idx = rng.permutation(len(x)) if shuffle else np.arange(len(x))
-    return [{"image": x[i], "label": y[i], "group": g[i]} for i in (idx[k: k + bs] for k in range(0, len(x), bs))]
+    return [{"image": x[i], "label": y[i], "group": g[i]} for i in (idx[k : k + bs] for k in range(0, len(x), bs))]
 
 
 def train_base(net, x, y, g, epochs, lr, rng):
@@ -91,7 +103,7 @@ def train_base(net, x, y, g, epochs, lr, rng):
 def predict(net, x, bs=32):
     preds, lat = [], []
     for k in range(0, len(x), bs):
-        out = net(x[k: k + bs])
+        out = net(x[k : k + bs])
         preds.append(out.argmax(1, keepdim=True))
         if isinstance(net, PerturbedSegmentor):
             lat.append(net.latents_out[0])
@@ -124,8 +136,10 @@ def probe(f_train, g_train, f_test, g_test, seed, steps=300):
         opt.step()
     with torch.no_grad():
         p = torch.softmax(d(f_test), 1)[:, 1].numpy()
-    return {"auc": float(roc_auc_score(g_test.numpy(), p)),
-            "bal_acc": float(balanced_accuracy_score(g_test.numpy(), (p > 0.5).astype(int)))}
+    return {
+        "auc": float(roc_auc_score(g_test.numpy(), p)),
+        "bal_acc": float(balanced_accuracy_score(g_test.numpy(), (p > 0.5).astype(int))),
+    }
 
 
 def latency(base, wrapped, size, reps=30, bs=8):
@@ -167,13 +181,17 @@ def run_one(model, seed, data, args):
     wrapped.set_perturbation_enabled(True)
     disc = AttributeDiscriminator(v["channels"], 2)
     trainer = AppleTrainer(
-        device=torch.device("cpu"), max_epochs=args.apple_epochs,
-        train_data_loader=batches(xtr, ytr, gtr, 16, rng), network=wrapped,
+        device=torch.device("cpu"),
+        max_epochs=args.apple_epochs,
+        train_data_loader=batches(xtr, ytr, gtr, 16, rng),
+        network=wrapped,
         optimizer=torch.optim.Adam(wrapped.perturbers.parameters(), args.apple_lr),
         loss_function=AdversarialPrivacyLoss(2, beta=args.beta, alpha=args.alpha, gamma=args.gamma),
-        discriminator=disc, discriminator_optimizer=torch.optim.Adam(disc.parameters(), args.apple_lr * 0.2,
-                                                                     weight_decay=1e-4),
-        n_discriminator_steps=args.n_d, one_group_batch="warn", decollate=False,
+        discriminator=disc,
+        discriminator_optimizer=torch.optim.Adam(disc.parameters(), args.apple_lr * 0.2, weight_decay=1e-4),
+        n_discriminator_steps=args.n_d,
+        one_group_batch="warn",
+        decollate=False,
     )
     t0 = time.perf_counter()
     trainer.run()
@@ -185,10 +203,19 @@ def run_one(model, seed, data, args):
     probe1 = probe(lat_tr1, gtr, lat_te1, gte, seed)
     ratio, base_ms = latency(base, wrapped, size)
     ratio_big, base_ms_big = latency(base, wrapped, args.big_size, reps=10, bs=2) if model == "unet" else (None, None)
-    return {"before": before, "after": after, "probe_before": probe0, "probe_after": probe1,
-            "latency_ratio": ratio, "base_latency_ms": base_ms, "latency_ratio_big": ratio_big,
-            "base_latency_ms_big": base_ms_big, "train_s_base": t_base, "train_s_apple": t_apple,
-            "apple_over_base_train_epoch": (t_apple / args.apple_epochs) / (t_base / args.base_epochs)}
+    return {
+        "before": before,
+        "after": after,
+        "probe_before": probe0,
+        "probe_after": probe1,
+        "latency_ratio": ratio,
+        "base_latency_ms": base_ms,
+        "latency_ratio_big": ratio_big,
+        "base_latency_ms_big": base_ms_big,
+        "train_s_base": t_base,
+        "train_s_apple": t_apple,
+        "apple_over_base_train_epoch": (t_apple / args.apple_epochs) / (t_base / args.base_epochs),
+    }
 
 
 def mean_std(vals):
@@ -214,15 +241,23 @@ def latency_only(args):
                     base = build(model, size).eval()
                     pert = LatentPerturber(v["channels"], hidden_channels=hidden or v["hidden"], num_blocks=blocks)
                     wrapped = PerturbedSegmentor(base, pert, v["latent"]).eval()
-                    r, ms = latency(base, wrapped, size, reps=args.reps if size == args.image_size else args.reps // 4,
-                                    bs=bs)
+                    r, ms = latency(
+                        base, wrapped, size, reps=args.reps if size == args.image_size else args.reps // 4, bs=bs
+                    )
                     ratios.append(r)
                     base_ms.append(ms)
                 key = f"{model}_{size}px_{name}"
-                out[key] = {"ratio": mean_std(ratios), "base_ms": mean_std(base_ms), "per_seed": ratios,
-                            "perturber_params": sum(p.numel() for p in pert.parameters())}
-                print(f"| {model} | {size} px, batch {bs} | {name} ({out[key]['perturber_params']} params) | "
-                      f"{out[key]['ratio']} | {out[key]['base_ms']} ms |", flush=True)
+                out[key] = {
+                    "ratio": mean_std(ratios),
+                    "base_ms": mean_std(base_ms),
+                    "per_seed": ratios,
+                    "perturber_params": sum(p.numel() for p in pert.parameters()),
+                }
+                print(
+                    f"| {model} | {size} px, batch {bs} | {name} ({out[key]['perturber_params']} params) | "
+                    f"{out[key]['ratio']} | {out[key]['base_ms']} ms |",
+                    flush=True,
+                )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"args": vars(args), "latency": out}, indent=1))
@@ -249,19 +284,30 @@ def main():
     ap.add_argument("--num_blocks", type=int, default=2, help="perturber conv blocks")
     ap.add_argument("--latency_only", action="store_true", help="only the latency ratios (no training)")
     ap.add_argument("--reps", type=int, default=200, help="interleaved latency repeats of --latency_only")
-    ap.add_argument("--light", type=int, nargs=2, action="append", default=[[16, 1]], metavar=("HIDDEN", "BLOCKS"),
-                    help="extra perturber settings timed by --latency_only")
+    ap.add_argument(
+        "--light",
+        type=int,
+        nargs=2,
+        action="append",
+        default=[[16, 1]],
+        metavar=("HIDDEN", "BLOCKS"),
+        help="extra perturber settings timed by --latency_only",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.latency_only:
         latency_only(args)
         return
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="apple_bench_")
-    dl = ensure_synthetic_dataset(data_dir, task="segmentation", n_samples=args.n_samples,
-                                  image_size=args.image_size, seed=0)
+    dl = ensure_synthetic_dataset(
+        data_dir, task="segmentation", n_samples=args.n_samples, image_size=args.image_size, seed=0
+    )
     data = (load_split(dl, "training"), load_split(dl, "test"))
-    print(f"train {len(data[0][0])} images (F={int((data[0][2] == 0).sum())}), test {len(data[1][0])} "
-          f"(F={int((data[1][2] == 0).sum())})", flush=True)
+    print(
+        f"train {len(data[0][0])} images (F={int((data[0][2] == 0).sum())}), test {len(data[1][0])} "
+        f"(F={int((data[1][2] == 0).sum())})",
+        flush=True,
+    )
     results = {}
     t_all = time.perf_counter()
     for model in args.models:
@@ -269,8 +315,24 @@ def main():
         for seed in args.seeds:
             r = run_one(model, seed, data, args)
             results[model].append(r)
-            print(model, seed, json.dumps({k: r[k] for k in ("before", "after", "probe_before", "probe_after",
-                                                             "latency_ratio", "latency_ratio_big")}), flush=True)
+            print(
+                model,
+                seed,
+                json.dumps(
+                    {
+                        k: r[k]
+                        for k in (
+                            "before",
+                            "after",
+                            "probe_before",
+                            "probe_after",
+                            "latency_ratio",
+                            "latency_ratio_big",
+                        )
+                    }
+                ),
+                flush=True,
+            )
     print(f"total {time.perf_counter() - t_all:.0f} s")
     rows = ["dice", "iou", "dice_F", "dice_M", "iou_F", "iou_M", "es_dice", "dice_gap", "ser", "worst_group_dice"]
     for model, rs in results.items():
@@ -279,13 +341,19 @@ def main():
         for k in rows:
             print(f"| {k} | {mean_std([r['before'][k] for r in rs])} | {mean_std([r['after'][k] for r in rs])} |")
         for k in ("auc", "bal_acc"):
-            print(f"| probe group {k} (latent) | {mean_std([r['probe_before'][k] for r in rs])} | "
-                  f"{mean_std([r['probe_after'][k] for r in rs])} |")
-        print(f"\nlatency ratio (with perturber / base), {args.image_size}px batch 8: "
-              f"{mean_std([r['latency_ratio'] for r in rs])}; base {mean_std([r['base_latency_ms'] for r in rs])} ms")
+            print(
+                f"| probe group {k} (latent) | {mean_std([r['probe_before'][k] for r in rs])} | "
+                f"{mean_std([r['probe_after'][k] for r in rs])} |"
+            )
+        print(
+            f"\nlatency ratio (with perturber / base), {args.image_size}px batch 8: "
+            f"{mean_std([r['latency_ratio'] for r in rs])}; base {mean_std([r['base_latency_ms'] for r in rs])} ms"
+        )
         if rs[0]["latency_ratio_big"] is not None:
-            print(f"latency ratio at {args.big_size}px batch 2: {mean_std([r['latency_ratio_big'] for r in rs])}; "
-                  f"base {mean_std([r['base_latency_ms_big'] for r in rs])} ms")
+            print(
+                f"latency ratio at {args.big_size}px batch 2: {mean_std([r['latency_ratio_big'] for r in rs])}; "
+                f"base {mean_std([r['base_latency_ms_big'] for r in rs])} ms"
+            )
         print(f"APPLE epoch / base epoch training time: {mean_std([r['apple_over_base_train_epoch'] for r in rs])}")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

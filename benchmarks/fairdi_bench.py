@@ -45,9 +45,14 @@ from monai.transforms import (
 from monai.utils import set_determinism
 
 from monai_fair.data import ensure_synthetic_dataset, load_fair_datalist
-from monai_fair.methods.fairdi import FairDiStudentTrainer, cache_teacher_outputs, train_group_teachers
 from monai_fair.engines import GroupSupervisedTrainer
-from monai_fair.methods.fairdi import FairDistillationLoss, FairIdentityScalingLoss
+from monai_fair.methods.fairdi import (
+    FairDistillationLoss,
+    FairDiStudentTrainer,
+    FairIdentityScalingLoss,
+    cache_teacher_outputs,
+    train_group_teachers,
+)
 from monai_fair.metrics import compute_group_classification_metrics
 
 DET = [
@@ -69,8 +74,9 @@ def _net(device):
     """The network of both arms: MONAI ``resnet10`` (the bundle's) or a small MONAI ``Classifier`` CNN."""
     if NETWORK == "resnet10":
         return resnet10(spatial_dims=2, n_input_channels=3, num_classes=2).to(device)
-    return Classifier(in_shape=(3, IMAGE_SIZE, IMAGE_SIZE), classes=2, channels=(8, 16, 32, 64), strides=(2, 2, 2, 2),
-                      num_res_units=1).to(device)
+    return Classifier(
+        in_shape=(3, IMAGE_SIZE, IMAGE_SIZE), classes=2, channels=(8, 16, 32, 64), strides=(2, 2, 2, 2), num_res_units=1
+    ).to(device)
 
 
 def _epoch_timer(trainer):
@@ -90,8 +96,15 @@ def _train(trainer_cls, net, loader, val_loader, loss, lr, epochs, selection, de
     """Train; after every epoch score the validation split and keep the state with the best ``selection``."""
     from ignite.engine import Events
 
-    trainer = trainer_cls(device=device, max_epochs=epochs, train_data_loader=loader, network=net,
-                          optimizer=torch.optim.Adam(net.parameters(), lr=lr), loss_function=loss, **kw)
+    trainer = trainer_cls(
+        device=device,
+        max_epochs=epochs,
+        train_data_loader=loader,
+        network=net,
+        optimizer=torch.optim.Adam(net.parameters(), lr=lr),
+        loss_function=loss,
+        **kw,
+    )
     times = _epoch_timer(trainer)  # registered first: reads the epoch time before validation runs
     keep = {"state": copy.deepcopy(net.state_dict()), "best": -np.inf}
 
@@ -114,15 +127,23 @@ def _test(net, test_loader, device):
             scores.append(torch.softmax(net(b["image"].to(device)), 1)[:, 1].cpu())
             ys.append(b["label"].reshape(-1))
             gs.append(b["group"].reshape(-1))
-    return compute_group_classification_metrics(torch.cat(scores).numpy(), torch.cat(ys).numpy(),
-                                                torch.cat(gs).numpy(), num_groups=2)
+    return compute_group_classification_metrics(
+        torch.cat(scores).numpy(), torch.cat(ys).numpy(), torch.cat(gs).numpy(), num_groups=2
+    )
 
 
 def _summary(res):
     f, o, g = res["fairness"], res["overall"], res["groups"]
-    out = {"accuracy": o["accuracy"], "auc": o["auc"], "auc_gap": f["auc_gap"], "accuracy_gap": f["accuracy_gap"],
-           "worst_group_auc": f["worst_group_auc"], "worst_group_accuracy": f["worst_group_accuracy"],
-           "es_auc": f["es_auc"], "eodds": f["eodds"]}
+    out = {
+        "accuracy": o["accuracy"],
+        "auc": o["auc"],
+        "auc_gap": f["auc_gap"],
+        "accuracy_gap": f["accuracy_gap"],
+        "worst_group_auc": f["worst_group_auc"],
+        "worst_group_accuracy": f["worst_group_accuracy"],
+        "es_auc": f["es_auc"],
+        "eodds": f["eodds"],
+    }
     for k, v in g.items():
         out[f"auc_g{k}"] = v["auc"]
         out[f"accuracy_g{k}"] = v["accuracy"]
@@ -143,8 +164,17 @@ def run_seed(seed, datalist, args, device):
     set_determinism(seed)
     t0 = time.perf_counter()
     erm = _net(device)
-    erm_times = _train(GroupSupervisedTrainer, erm, DataLoader(train_ds, batch_size=args.batch_size, shuffle=True),
-                       val_loader, torch.nn.CrossEntropyLoss(), args.lr, args.epochs, args.selection, device)
+    erm_times = _train(
+        GroupSupervisedTrainer,
+        erm,
+        DataLoader(train_ds, batch_size=args.batch_size, shuffle=True),
+        val_loader,
+        torch.nn.CrossEntropyLoss(),
+        args.lr,
+        args.epochs,
+        args.selection,
+        device,
+    )
     erm_total = time.perf_counter() - t0
     out["erm"] = _summary(_test(erm, test_loader, device))
 
@@ -152,16 +182,36 @@ def run_seed(seed, datalist, args, device):
     set_determinism(seed)
     t0 = time.perf_counter()
     base = _net(device)
-    _train(GroupSupervisedTrainer, base, DataLoader(train_ds, batch_size=args.batch_size, shuffle=True), val_loader,
-           FairIdentityScalingLoss(c=0.5), args.lr, args.epochs, args.selection, device, loss_takes_group=True)
+    _train(
+        GroupSupervisedTrainer,
+        base,
+        DataLoader(train_ds, batch_size=args.batch_size, shuffle=True),
+        val_loader,
+        FairIdentityScalingLoss(c=0.5),
+        args.lr,
+        args.epochs,
+        args.selection,
+        device,
+        loss_takes_group=True,
+    )
     out["fairdi_baseline"] = _summary(_test(base, test_loader, device))
     with tempfile.TemporaryDirectory() as tmp:
         torch.save(base.state_dict(), f"{tmp}/baseline.pt")
         t_teach = time.perf_counter()
-        teachers = train_group_teachers(lambda: _net(device), train_items, val_items, 2, train_transform=aug,
-                                        val_transform=det, init_path=f"{tmp}/baseline.pt", epochs=args.teacher_epochs,
-                                        batch_size=args.batch_size, learning_rate=args.teacher_lr,
-                                        min_group_size=20, device=device)
+        teachers = train_group_teachers(
+            lambda: _net(device),
+            train_items,
+            val_items,
+            2,
+            train_transform=aug,
+            val_transform=det,
+            init_path=f"{tmp}/baseline.pt",
+            epochs=args.teacher_epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.teacher_lr,
+            min_group_size=20,
+            device=device,
+        )
         t_teach = time.perf_counter() - t_teach
     t_cache = time.perf_counter()
     cached = cache_teacher_outputs(teachers, train_items, det, device=device, batch_size=64)
@@ -170,9 +220,17 @@ def run_seed(seed, datalist, args, device):
     set_determinism(seed)
     student = _net(device)
     loss = FairDistillationLoss(temperature=args.temperature, lambda_kd=args.lambda_kd, supervised="fis")
-    stu_times = _train(FairDiStudentTrainer, student,
-                       DataLoader(student_ds, batch_size=args.batch_size, shuffle=True), val_loader, loss, args.lr,
-                       args.epochs, args.selection, device)
+    stu_times = _train(
+        FairDiStudentTrainer,
+        student,
+        DataLoader(student_ds, batch_size=args.batch_size, shuffle=True),
+        val_loader,
+        loss,
+        args.lr,
+        args.epochs,
+        args.selection,
+        device,
+    )
     fairdi_total = time.perf_counter() - t0
     out["fairdi"] = _summary(_test(student, test_loader, device))
     out["teachers_per_group_test"] = {}
@@ -180,9 +238,13 @@ def run_seed(seed, datalist, args, device):
         res = _test(teachers.teachers[k], test_loader, device)
         out["teachers_per_group_test"][f"teacher{k}_auc_on_own_group"] = float(res["groups"][k]["auc"])
     out["cost"] = {
-        "erm_epoch_s": statistics.median(erm_times), "student_epoch_s": statistics.median(stu_times),
+        "erm_epoch_s": statistics.median(erm_times),
+        "student_epoch_s": statistics.median(stu_times),
         "student_over_plain_epoch": statistics.median(stu_times) / statistics.median(erm_times),
-        "erm_total_s": erm_total, "fairdi_total_s": fairdi_total, "teachers_s": t_teach, "cache_s": t_cache,
+        "erm_total_s": erm_total,
+        "fairdi_total_s": fairdi_total,
+        "teachers_s": t_teach,
+        "cache_s": t_cache,
         "pipeline_over_erm": fairdi_total / erm_total,
     }
     return out
@@ -225,8 +287,9 @@ def main():
     NETWORK, IMAGE_SIZE = args.network, args.image_size
     device = torch.device("cpu")
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="fairdi_bench_")
-    datalist = ensure_synthetic_dataset(data_dir, task="classification", n_samples=args.n_samples,
-                                        image_size=args.image_size, seed=0)
+    datalist = ensure_synthetic_dataset(
+        data_dir, task="classification", n_samples=args.n_samples, image_size=args.image_size, seed=0
+    )
     runs = {}
     for s in args.seeds:
         t = time.perf_counter()

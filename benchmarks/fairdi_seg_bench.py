@@ -52,13 +52,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fairdi_bench import _epoch_timer, _report  # noqa: E402  (shared helpers of the classification benchmark)
 
 from monai_fair.data import ensure_synthetic_dataset, load_fair_datalist  # noqa: E402
-from monai_fair.methods.fairdi import FairDiStudentTrainer, cache_teacher_outputs, train_group_teachers
 from monai_fair.engines import GroupSupervisedTrainer
+from monai_fair.methods.fairdi import (  # noqa: E402
+    FairDistillationSegLoss,
+    FairDiStudentTrainer,
+    FairIdentityScalingLoss,
+    GroupTeachers,  # noqa: E402
+    cache_teacher_outputs,
+    train_group_teachers,
+)
 from monai_fair.methods.fairdi.engines import TEACHER_KEY  # noqa: E402
-from monai_fair.methods.fairdi import FairDistillationSegLoss, FairIdentityScalingLoss  # noqa: E402
 from monai_fair.metrics import compute_group_segmentation_metrics  # noqa: E402
 from monai_fair.metrics.group_segmentation import compute_per_image_dice_iou  # noqa: E402
-from monai_fair.methods.fairdi import GroupTeachers  # noqa: E402
 
 KEYS = ["image", "label"]
 DET = [
@@ -68,8 +73,10 @@ DET = [
     EnsureTyped(["image", "label", "group"], track_meta=False),
 ]
 # the cached teacher class maps follow the image's spatial augmentation (as in the bundle)
-RAND = [RandFlipd(KEYS + [TEACHER_KEY], prob=0.5, spatial_axis=1, allow_missing_keys=True),
-        RandRotate90d(KEYS + [TEACHER_KEY], prob=0.5, allow_missing_keys=True)]
+RAND = [
+    RandFlipd(KEYS + [TEACHER_KEY], prob=0.5, spatial_axis=1, allow_missing_keys=True),
+    RandRotate90d(KEYS + [TEACHER_KEY], prob=0.5, allow_missing_keys=True),
+]
 FAIRNESS = ("worst_group_dice", "es_dice", "worst_group_iou", "es_iou")
 
 
@@ -78,8 +85,14 @@ NET_CHANNELS = (16, 32, 64)  # the bundle's UNet; --channels changes it (e.g. fo
 
 def _net(device):
     """The network of both arms: by default the ``fairdi_segmentation`` bundle's 2D UNet (16-32-64, 1 residual unit)."""
-    return UNet(spatial_dims=2, in_channels=1, out_channels=2, channels=NET_CHANNELS,
-                strides=(2,) * (len(NET_CHANNELS) - 1), num_res_units=1).to(device)
+    return UNet(
+        spatial_dims=2,
+        in_channels=1,
+        out_channels=2,
+        channels=NET_CHANNELS,
+        strides=(2,) * (len(NET_CHANNELS) - 1),
+        num_res_units=1,
+    ).to(device)
 
 
 def _test(net, loader, device):
@@ -93,16 +106,24 @@ def _test(net, loader, device):
             iou.append(i)
             gs.append(b["group"].reshape(-1))
     net.train()
-    return compute_group_segmentation_metrics(torch.cat(dice).numpy(), torch.cat(iou).numpy(), torch.cat(gs).numpy(),
-                                              num_groups=2)
+    return compute_group_segmentation_metrics(
+        torch.cat(dice).numpy(), torch.cat(iou).numpy(), torch.cat(gs).numpy(), num_groups=2
+    )
 
 
 def _train(trainer_cls, net, loader, val_loader, loss, lr, epochs, selection, device, **kw):
     """Train; after every epoch score the validation split and keep the state with the best ``selection``."""
     from ignite.engine import Events
 
-    trainer = trainer_cls(device=device, max_epochs=epochs, train_data_loader=loader, network=net,
-                          optimizer=torch.optim.Adam(net.parameters(), lr=lr), loss_function=loss, **kw)
+    trainer = trainer_cls(
+        device=device,
+        max_epochs=epochs,
+        train_data_loader=loader,
+        network=net,
+        optimizer=torch.optim.Adam(net.parameters(), lr=lr),
+        loss_function=loss,
+        **kw,
+    )
     times = _epoch_timer(trainer)  # registered first: reads the epoch time before validation runs
     keep = {"state": copy.deepcopy(net.state_dict()), "best": -np.inf}
 
@@ -119,9 +140,16 @@ def _train(trainer_cls, net, loader, val_loader, loss, lr, epochs, selection, de
 
 def _summary(res):
     f, o, g = res["fairness"], res["overall"], res["groups"]
-    out = {"dice": o["dice"], "iou": o["iou"], "dice_gap": f["dice_gap"], "iou_gap": f["iou_gap"],
-           "worst_group_dice": f["worst_group_dice"], "worst_group_iou": f["worst_group_iou"],
-           "es_dice": f["es_dice"], "ser": f["ser"]}
+    out = {
+        "dice": o["dice"],
+        "iou": o["iou"],
+        "dice_gap": f["dice_gap"],
+        "iou_gap": f["iou_gap"],
+        "worst_group_dice": f["worst_group_dice"],
+        "worst_group_iou": f["worst_group_iou"],
+        "es_dice": f["es_dice"],
+        "ser": f["ser"],
+    }
     for k, v in g.items():
         out[f"dice_g{k}"] = v["dice"]
         out[f"iou_g{k}"] = v["iou"]
@@ -141,17 +169,28 @@ def _interleaved_epoch_times(train_ds, student_ds, args, device, num_workers=0):
     order = [k for r in range(args.timing_rounds) for k in pairs[r % 2]]
     for kind in order:
         net = _net(device)
-        common = {"device": device, "max_epochs": 1, "network": net,
-                  "optimizer": torch.optim.Adam(net.parameters(), lr=args.lr)}
+        common = {
+            "device": device,
+            "max_epochs": 1,
+            "network": net,
+            "optimizer": torch.optim.Adam(net.parameters(), lr=args.lr),
+        }
         if kind == "plain":
-            trainer = GroupSupervisedTrainer(train_data_loader=DataLoader(train_ds, batch_size=args.batch_size,
-                                                                          shuffle=True, num_workers=num_workers),
-                                             loss_function=DiceCELoss(to_onehot_y=True, softmax=True), **common)
+            trainer = GroupSupervisedTrainer(
+                train_data_loader=DataLoader(
+                    train_ds, batch_size=args.batch_size, shuffle=True, num_workers=num_workers
+                ),
+                loss_function=DiceCELoss(to_onehot_y=True, softmax=True),
+                **common,
+            )
         else:
-            trainer = FairDiStudentTrainer(train_data_loader=DataLoader(student_ds, batch_size=args.batch_size,
-                                                                        shuffle=True, num_workers=num_workers),
-                                           loss_function=FairDistillationSegLoss(temperature=args.temperature,
-                                                                                 lambda_kd=args.lambda_kd), **common)
+            trainer = FairDiStudentTrainer(
+                train_data_loader=DataLoader(
+                    student_ds, batch_size=args.batch_size, shuffle=True, num_workers=num_workers
+                ),
+                loss_function=FairDistillationSegLoss(temperature=args.temperature, lambda_kd=args.lambda_kd),
+                **common,
+            )
         epoch_times = _epoch_timer(trainer)
         trainer.run()
         times[kind].extend(epoch_times)
@@ -172,9 +211,17 @@ def run_seed(seed, datalist, args, device):
     set_determinism(seed)
     t0 = time.perf_counter()
     erm = _net(device)
-    erm_times = _train(GroupSupervisedTrainer, erm, DataLoader(train_ds, batch_size=args.batch_size, shuffle=True),
-                       val_loader, DiceCELoss(to_onehot_y=True, softmax=True), args.lr, args.epochs, args.selection,
-                       device)
+    erm_times = _train(
+        GroupSupervisedTrainer,
+        erm,
+        DataLoader(train_ds, batch_size=args.batch_size, shuffle=True),
+        val_loader,
+        DiceCELoss(to_onehot_y=True, softmax=True),
+        args.lr,
+        args.epochs,
+        args.selection,
+        device,
+    )
     erm_total = time.perf_counter() - t0
     out["erm"] = _summary(_test(erm, test_loader, device))
 
@@ -182,17 +229,37 @@ def run_seed(seed, datalist, args, device):
     set_determinism(seed)
     t0 = time.perf_counter()
     base = _net(device)
-    _train(GroupSupervisedTrainer, base, DataLoader(train_ds, batch_size=args.batch_size, shuffle=True), val_loader,
-           FairIdentityScalingLoss(base_loss="dice_ce", c=0.5), args.lr, args.epochs, args.selection, device,
-           loss_takes_group=True)
+    _train(
+        GroupSupervisedTrainer,
+        base,
+        DataLoader(train_ds, batch_size=args.batch_size, shuffle=True),
+        val_loader,
+        FairIdentityScalingLoss(base_loss="dice_ce", c=0.5),
+        args.lr,
+        args.epochs,
+        args.selection,
+        device,
+        loss_takes_group=True,
+    )
     out["fairdi_baseline"] = _summary(_test(base, test_loader, device))
     with tempfile.TemporaryDirectory() as tmp:
         torch.save(base.state_dict(), f"{tmp}/baseline.pt")
         t_teach = time.perf_counter()
-        teachers = train_group_teachers(lambda: _net(device), train_items, val_items, 2, train_transform=aug,
-                                        val_transform=det, task="segmentation", init_path=f"{tmp}/baseline.pt",
-                                        epochs=args.teacher_epochs, batch_size=args.batch_size,
-                                        learning_rate=args.teacher_lr, min_group_size=10, device=device)
+        teachers = train_group_teachers(
+            lambda: _net(device),
+            train_items,
+            val_items,
+            2,
+            train_transform=aug,
+            val_transform=det,
+            task="segmentation",
+            init_path=f"{tmp}/baseline.pt",
+            epochs=args.teacher_epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.teacher_lr,
+            min_group_size=10,
+            device=device,
+        )
         t_teach = time.perf_counter() - t_teach
     t_cache = time.perf_counter()
     cached = cache_teacher_outputs(teachers, train_items, det, device=device, batch_size=64)
@@ -201,9 +268,17 @@ def run_seed(seed, datalist, args, device):
     set_determinism(seed)
     student = _net(device)
     loss = FairDistillationSegLoss(temperature=args.temperature, lambda_kd=args.lambda_kd, supervised="dice_ce")
-    stu_times = _train(FairDiStudentTrainer, student,
-                       DataLoader(student_ds, batch_size=args.batch_size, shuffle=True), val_loader, loss, args.lr,
-                       args.epochs, args.selection, device)
+    stu_times = _train(
+        FairDiStudentTrainer,
+        student,
+        DataLoader(student_ds, batch_size=args.batch_size, shuffle=True),
+        val_loader,
+        loss,
+        args.lr,
+        args.epochs,
+        args.selection,
+        device,
+    )
     fairdi_total = time.perf_counter() - t0
     out["fairdi"] = _summary(_test(student, test_loader, device))
     out["teachers_per_group_test"] = {}
@@ -213,9 +288,13 @@ def run_seed(seed, datalist, args, device):
     inter = _interleaved_epoch_times(train_ds, student_ds, args, device)
     out["cost"] = {
         "student_over_plain_epoch_interleaved": statistics.median(inter["student"]) / statistics.median(inter["plain"]),
-        "erm_epoch_s": statistics.median(erm_times), "student_epoch_s": statistics.median(stu_times),
+        "erm_epoch_s": statistics.median(erm_times),
+        "student_epoch_s": statistics.median(stu_times),
         "student_over_plain_epoch": statistics.median(stu_times) / statistics.median(erm_times),
-        "erm_total_s": erm_total, "fairdi_total_s": fairdi_total, "teachers_s": t_teach, "cache_s": t_cache,
+        "erm_total_s": erm_total,
+        "fairdi_total_s": fairdi_total,
+        "teachers_s": t_teach,
+        "cache_s": t_cache,
         "pipeline_over_erm": fairdi_total / erm_total,
     }
     return out
@@ -232,15 +311,18 @@ def timing_only(seed, datalist, args, device):
     det, aug = Compose(DET), Compose(DET + RAND)
     train_ds = CacheDataset(train_items, aug, progress=False)
     teachers = GroupTeachers([_net(device), _net(device)]).eval()
-    student_ds = CacheDataset(cache_teacher_outputs(teachers, train_items, det, device=device, batch_size=64), aug,
-                              progress=False)
+    student_ds = CacheDataset(
+        cache_teacher_outputs(teachers, train_items, det, device=device, batch_size=64), aug, progress=False
+    )
     out = {}
     for workers in sorted({0, args.num_workers}):
         inter = _interleaved_epoch_times(train_ds, student_ds, args, device, num_workers=workers)
         out[f"workers{workers}"] = {
-            "plain_epoch_s": statistics.median(inter["plain"]), "student_epoch_s": statistics.median(inter["student"]),
+            "plain_epoch_s": statistics.median(inter["plain"]),
+            "student_epoch_s": statistics.median(inter["student"]),
             "student_over_plain_epoch_interleaved": statistics.median(inter["student"])
-            / statistics.median(inter["plain"])}
+            / statistics.median(inter["plain"]),
+        }
     return out
 
 
@@ -259,12 +341,24 @@ def main():
     ap.add_argument("--selection", default="worst_group_dice")
     ap.add_argument("--timing-rounds", type=int, default=4, help="alternated plain/student epochs for the cost")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--num-workers", type=int, default=1,
-                    help="DataLoader workers of the second cost measurement of --timing-only (the first uses 0)")
-    ap.add_argument("--channels", type=int, nargs="+", default=list(NET_CHANNELS),
-                    help="UNet channels of both arms (default: the bundle's 16 32 64)")
-    ap.add_argument("--timing-only", action="store_true",
-                    help="only the interleaved epoch cost (untrained teachers), in-process and with --num-workers")
+    ap.add_argument(
+        "--num-workers",
+        type=int,
+        default=1,
+        help="DataLoader workers of the second cost measurement of --timing-only (the first uses 0)",
+    )
+    ap.add_argument(
+        "--channels",
+        type=int,
+        nargs="+",
+        default=list(NET_CHANNELS),
+        help="UNet channels of both arms (default: the bundle's 16 32 64)",
+    )
+    ap.add_argument(
+        "--timing-only",
+        action="store_true",
+        help="only the interleaved epoch cost (untrained teachers), in-process and with --num-workers",
+    )
     ap.add_argument("--out", default=None)
     ap.add_argument("--merge", nargs="+", default=None, help="combine the --out files of single-seed runs")
     args = ap.parse_args()

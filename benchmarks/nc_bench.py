@@ -76,23 +76,29 @@ def _worker(method: str, n: int, dim: int, batch: int, threads: int, queue) -> N
             pass
     elif method == "streaming":
         acc = NeuralCollapseAccumulator(num_classes=2, num_groups=2)
-        for h, _, y, g, w, _ in _stream(n, dim, batch):
+        for h, _, y, g, _, _ in _stream(n, dim, batch):
             acc.update(h, y, g)
-        for h, logits, _, g, _, _ in _stream(n, dim, batch):
+        for h, logits, _, g, w, _ in _stream(n, dim, batch):  # noqa: B007 (w of the last batch is used below)
             acc.update_nc4(h, logits, g)
         result = acc.compute(w)
     else:
         hs, ys, gs = [], [], []
-        for h, _, y, g, w, b in _stream(n, dim, batch):
+        for h, _, y, g, w, b in _stream(n, dim, batch):  # noqa: B007 (w, b of the last batch are used below)
             hs.append(h), ys.append(y), gs.append(g)
-        result = compute_neural_collapse_reference(torch.cat(hs), torch.cat(ys), w, b, torch.cat(gs), num_classes=2,
-                                                   num_groups=2)
+        result = compute_neural_collapse_reference(
+            torch.cat(hs), torch.cat(ys), w, b, torch.cat(gs), num_classes=2, num_groups=2
+        )
     elapsed = time.perf_counter() - t0
     _, py_peak = tracemalloc.get_traced_memory()
-    queue.put({
-        "method": method, "seconds": elapsed, "peak_rss_mb": (_rss_kb("VmHWM:") - base) / 1024,
-        "tracemalloc_peak_mb": py_peak / 2**20, "result": result,
-    })
+    queue.put(
+        {
+            "method": method,
+            "seconds": elapsed,
+            "peak_rss_mb": (_rss_kb("VmHWM:") - base) / 1024,
+            "tracemalloc_peak_mb": py_peak / 2**20,
+            "result": result,
+        }
+    )
 
 
 def _run(method: str, args: argparse.Namespace) -> dict:
@@ -131,18 +137,42 @@ def _bundle_runs(args: argparse.Namespace) -> None:
             root = work / f"bias{fraction}_seed{seed}"
             shutil.rmtree(root, ignore_errors=True)
             shutil.copytree(src, root, ignore=shutil.ignore_patterns("models", "eval", "data", "runs"))
-            cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(root / "configs" / "train.json"),
-                   "--bundle_root", str(root), "--meta_file", str(root / "configs" / "metadata.json"),
-                   "--logging_file", str(root / "configs" / "logging.conf"), "--dataset_dir", str(data_dir),
-                   "--seed", str(seed), "--epochs", str(args.epochs), "--label_bias_fraction", str(fraction)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "monai.bundle",
+                "run",
+                "--config_file",
+                str(root / "configs" / "train.json"),
+                "--bundle_root",
+                str(root),
+                "--meta_file",
+                str(root / "configs" / "metadata.json"),
+                "--logging_file",
+                str(root / "configs" / "logging.conf"),
+                "--dataset_dir",
+                str(data_dir),
+                "--seed",
+                str(seed),
+                "--epochs",
+                str(args.epochs),
+                "--label_bias_fraction",
+                str(fraction),
+            ]
             t0 = time.perf_counter()
             env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode:
                 raise RuntimeError(proc.stdout[-3000:] + proc.stderr[-3000:])
             doc = json.loads((root / "eval" / "neural_collapse" / "nc_trajectory.json").read_text())
-            rows.append({"fraction": fraction, "seed": seed, "seconds": time.perf_counter() - t0,
-                         "trajectory": from_json_safe(doc["evaluations"])})
+            rows.append(
+                {
+                    "fraction": fraction,
+                    "seed": seed,
+                    "seconds": time.perf_counter() - t0,
+                    "trajectory": from_json_safe(doc["evaluations"]),
+                }
+            )
             print(f"bias={fraction} seed={seed}: {rows[-1]['seconds']:.0f} s", flush=True)
     with open(work / "bundle_runs.json", "w") as f:
         json.dump(rows, f)
@@ -164,9 +194,17 @@ def _summarise(rows: list[dict]) -> None:
                 for m in metrics:
                     parts = []
                     for key in ("F", "M", "overall"):
-                        vals = np.array([(r["trajectory"][i][split]["overall"] if key == "overall"
-                                          else r["trajectory"][i][split]["groups"][key]).get(m, np.nan)
-                                         for r in runs], dtype=float)
+                        vals = np.array(
+                            [
+                                (
+                                    r["trajectory"][i][split]["overall"]
+                                    if key == "overall"
+                                    else r["trajectory"][i][split]["groups"][key]
+                                ).get(m, np.nan)
+                                for r in runs
+                            ],
+                            dtype=float,
+                        )
                         parts.append(f"{np.nanmean(vals):.3g}+-{np.nanstd(vals):.2g}")
                     cells.append(" / ".join(parts))
                 print(f"| {fraction} | {epoch} | " + " | ".join(cells) + " |")
@@ -211,9 +249,16 @@ def main() -> None:
     print(f"overall nc1 streaming {s['overall']['nc1']:.6e} reference {r['overall']['nc1']:.6e}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "runs": {m: {k: v for k, v in o.items() if k != "result"}
-                                                    for m, o in runs.items()},
-                       "max_abs_diff": max_abs, "max_rel_diff": max_rel}, f, indent=1)
+            json.dump(
+                {
+                    "args": vars(args),
+                    "runs": {m: {k: v for k, v in o.items() if k != "result"} for m, o in runs.items()},
+                    "max_abs_diff": max_abs,
+                    "max_rel_diff": max_rel,
+                },
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

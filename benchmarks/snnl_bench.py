@@ -32,17 +32,18 @@ from sklearn.metrics import f1_score
 
 from monai_fair.data import ensure_synthetic_dataset, load_fair_datalist
 from monai_fair.engines import GroupSupervisedEvaluator, GroupSupervisedTrainer
-from monai_fair.methods.snnl import SNNLChannelPruningHandler, macro_f1_eodds
-from monai_fair.methods.snnl import snnl_per_anchor
-from monai_fair.metrics import compute_group_classification_metrics
-from monai_fair.networks import SmallVGGNet
 from monai_fair.methods.snnl import (
+    SNNLChannelPruningHandler,
+    macro_f1_eodds,
     make_pruning_permanent,
     run_fairprune,
     snnl_channel_scores,
+    snnl_per_anchor,
     stratified_batch_indices,
 )
 from monai_fair.methods.snnl.pruning import mask_channels, pruned_channels
+from monai_fair.metrics import compute_group_classification_metrics
+from monai_fair.networks import SmallVGGNet
 
 
 class FineTuneOnlyControl(SNNLChannelPruningHandler):
@@ -103,8 +104,13 @@ def speed(repeats: int = 3) -> dict:
     terms, valid = snnl_per_anchor(feats, groups)
     ref = terms.detach()[:, valid].double().sum(-1)
     diff_ref = float(((ref - res["vectorised"][1]) / n_valid).abs().max())
-    return {"loop_s": res["loop"][0], "vec_s": res["vectorised"][0], "speedup": res["loop"][0] / res["vectorised"][0],
-            "max_abs_diff_mean_score": diff, "max_abs_diff_vs_logsumexp_path": diff_ref}
+    return {
+        "loop_s": res["loop"][0],
+        "vec_s": res["vectorised"][0],
+        "speedup": res["loop"][0] / res["vectorised"][0],
+        "max_abs_diff_mean_score": diff,
+        "max_abs_diff_vs_logsumexp_path": diff_ref,
+    }
 
 
 def load_split(datalist: str, split: str) -> list[dict]:
@@ -134,8 +140,13 @@ def test_metrics(net, data, num_groups):
     pred = probs.argmax(1)
     m = compute_group_classification_metrics(probs[:, 1], y, g, num_groups=num_groups)
     f1, eo = macro_f1_eodds(probs, y, g, num_groups)
-    out = {"accuracy": float((pred == y).float().mean()), "macro_f1": f1, "eopp0": float(m["fairness"]["eopp0"]),
-           "eopp1": float(m["fairness"]["eopp1"]), "eodds": eo}
+    out = {
+        "accuracy": float((pred == y).float().mean()),
+        "macro_f1": f1,
+        "eopp0": float(m["fairness"]["eopp0"]),
+        "eopp1": float(m["fairness"]["eopp1"]),
+        "eodds": eo,
+    }
     for k in range(num_groups):  # per-group macro-F1 (SCP reports per-group F1)
         sel = g == k
         out[f"f1_group{k}"] = float(f1_score(y[sel], pred[sel], average="macro"))
@@ -151,9 +162,15 @@ def run_seed(seed, train, val, test, args, num_groups):
     np.random.seed(seed)
     net = SmallVGGNet(channels=(16, 32, 64, 64))
     loader = DataLoader(train, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(seed))
-    trainer = GroupSupervisedTrainer(device="cpu", max_epochs=args.epochs, train_data_loader=loader, network=net,
-                                     optimizer=torch.optim.Adam(net.parameters(), 1e-3),
-                                     loss_function=torch.nn.CrossEntropyLoss(), postprocessing=post())
+    trainer = GroupSupervisedTrainer(
+        device="cpu",
+        max_epochs=args.epochs,
+        train_data_loader=loader,
+        network=net,
+        optimizer=torch.optim.Adam(net.parameters(), 1e-3),
+        loss_function=torch.nn.CrossEntropyLoss(),
+        postprocessing=post(),
+    )
     t0 = time.perf_counter()
     trainer.run()
     t_base = time.perf_counter() - t0
@@ -166,18 +183,35 @@ def run_seed(seed, train, val, test, args, num_groups):
         m = SmallVGGNet(channels=(16, 32, 64, 64))
         m.load_state_dict(base_state)
         arm_loader = DataLoader(train, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(seed + 1))
-        evaluator = GroupSupervisedEvaluator(device="cpu", val_data_loader=DataLoader(val, batch_size=128), network=m,
-                                             postprocessing=post())
-        score_loader = DataLoader(train, batch_sampler=stratified_batch_indices([int(d["group"]) for d in train], 64,
-                                                                                seed=seed))
-        ft = GroupSupervisedTrainer(device="cpu", max_epochs=1, train_data_loader=arm_loader, network=m,
-                                    optimizer=torch.optim.SGD(m.parameters(), 0.01, momentum=0.9, nesterov=True,
-                                                              weight_decay=1e-5),
-                                    loss_function=torch.nn.CrossEntropyLoss(), postprocessing=post())
+        evaluator = GroupSupervisedEvaluator(
+            device="cpu", val_data_loader=DataLoader(val, batch_size=128), network=m, postprocessing=post()
+        )
+        score_loader = DataLoader(
+            train, batch_sampler=stratified_batch_indices([int(d["group"]) for d in train], 64, seed=seed)
+        )
+        ft = GroupSupervisedTrainer(
+            device="cpu",
+            max_epochs=1,
+            train_data_loader=arm_loader,
+            network=m,
+            optimizer=torch.optim.SGD(m.parameters(), 0.01, momentum=0.9, nesterov=True, weight_decay=1e-5),
+            loss_function=torch.nn.CrossEntropyLoss(),
+            postprocessing=post(),
+        )
         torch.manual_seed(seed + 1)
-        pruner = handler_cls(m, "features.12", score_loader, evaluator, n_per_round=args.n_per_round,
-                             max_rounds=args.max_rounds, finetune_epochs=args.finetune_epochs,
-                             patience=args.max_rounds, keep_unpruned_if_best=False, num_groups=num_groups, **kw)
+        pruner = handler_cls(
+            m,
+            "features.12",
+            score_loader,
+            evaluator,
+            n_per_round=args.n_per_round,
+            max_rounds=args.max_rounds,
+            finetune_epochs=args.finetune_epochs,
+            patience=args.max_rounds,
+            keep_unpruned_if_best=False,
+            num_groups=num_groups,
+            **kw,
+        )
         pruner.attach(ft)
         t0 = time.perf_counter()
         ft.run()
@@ -205,8 +239,18 @@ def run_seed(seed, train, val, test, args, num_groups):
         return macro_f1_eodds(*predict(m, val), num_groups)[1]
 
     t0 = time.perf_counter()
-    hist = run_fairprune(net2, fp_batches, val_eodds, num_groups, unpriv, priv, beta=0.2, prune_ratio=0.05,
-                         patience=5, max_iterations=args.fp_iterations)
+    hist = run_fairprune(
+        net2,
+        fp_batches,
+        val_eodds,
+        num_groups,
+        unpriv,
+        priv,
+        beta=0.2,
+        prune_ratio=0.05,
+        patience=5,
+        max_iterations=args.fp_iterations,
+    )
     t_fp = time.perf_counter() - t0
     make_pruning_permanent(net2)
     res["fairprune"] = test_metrics(net2, test, num_groups)
@@ -255,8 +299,12 @@ def main():
         results.append(r)
 
     keys = ["accuracy", "macro_f1", "eopp0", "eopp1", "eodds"] + [f"f1_group{k}" for k in range(num_groups)]
-    lines = ["| model | " + " | ".join(k if not k.startswith("f1_group") else f"F1 ({group_names[int(k[8:])]})" for k in keys) + " |",
-             "|---" * (len(keys) + 1) + "|"]
+    lines = [
+        "| model | "
+        + " | ".join(k if not k.startswith("f1_group") else f"F1 ({group_names[int(k[8:])]})" for k in keys)
+        + " |",
+        "|---" * (len(keys) + 1) + "|",
+    ]
     for m in ("baseline", "snnl", "finetune_only", "random_pruning", "fairprune"):
         lines.append(f"| {m} | " + " | ".join(fmt([r[m][k] for r in results]) for k in keys) + " |")
     table = "\n".join(lines)

@@ -77,8 +77,9 @@ def main(argv: list[str] | None = None) -> dict:
         ScaleIntensityd(keys="image"),
         EnsureTyped(keys=["image", "label", "group"], track_meta=False),  # "group" rides along untouched
     ]
-    train_ds = CacheDataset(train_items, Compose(base + [RandFlipd(keys="image", prob=0.5, spatial_axis=1)]),
-                            progress=False)
+    train_ds = CacheDataset(
+        train_items, Compose(base + [RandFlipd(keys="image", prob=0.5, spatial_axis=1)]), progress=False
+    )
     val_ds = CacheDataset(val_items, Compose(base), progress=False)
     train_loader = DataLoader(train_ds, batch_size=args.batch_size, shuffle=True, num_workers=0)
     val_loader = DataLoader(val_ds, batch_size=args.batch_size, shuffle=False, num_workers=0)
@@ -96,10 +97,19 @@ def main(argv: list[str] | None = None) -> dict:
         additional_metrics={"val_auc_gap": GroupClassificationMetricHandler(reduction="auc_gap")},
         val_handlers=[
             StatsHandler(iteration_log=False),
-            CheckpointSaver(save_dir=str(out / "models"), save_dict={"model": net}, save_key_metric=True,
-                            key_metric_filename="model.pt"),
-            FairnessReportHandler(output_dir=out / "eval", task="classification", group_names=group_names,
-                                  min_group_size=args.min_group_size, n_bootstrap=50),
+            CheckpointSaver(
+                save_dir=str(out / "models"),
+                save_dict={"model": net},
+                save_key_metric=True,
+                key_metric_filename="model.pt",
+            ),
+            FairnessReportHandler(
+                output_dir=out / "eval",
+                task="classification",
+                group_names=group_names,
+                min_group_size=args.min_group_size,
+                n_bootstrap=50,
+            ),
         ],
     )
     # 2. a group-aware loss: the trainer passes batch["group"] as third argument
@@ -127,8 +137,9 @@ def main(argv: list[str] | None = None) -> dict:
             scores.append(torch.softmax(net(batch["image"].to(device)), 1)[:, 1].cpu())
             labels.append(batch["label"].reshape(-1))
             groups.append(batch["group"].reshape(-1))
-    metrics = compute_group_classification_metrics(torch.cat(scores), torch.cat(labels), torch.cat(groups),
-                                                   num_groups=len(group_names))
+    metrics = compute_group_classification_metrics(
+        torch.cat(scores), torch.cat(labels), torch.cat(groups), num_groups=len(group_names)
+    )
     summary = {
         "worst_group_auc": metrics["fairness"]["worst_group_auc"],
         "auc_gap": metrics["fairness"]["auc_gap"],

@@ -29,8 +29,14 @@ def bundles_dir() -> Path:
     return BUNDLES_DIR
 
 
-def run_bundle_cli(bundle_root: Path, config_files: list[str], overrides: dict | None = None, command: str = "run",
-                   timeout: int = 600, extra_args: list[str] | None = None) -> str:
+def run_bundle_cli(
+    bundle_root: Path,
+    config_files: list[str],
+    overrides: dict | None = None,
+    command: str = "run",
+    timeout: int = 600,
+    extra_args: list[str] | None = None,
+) -> str:
     """Run ``python -m monai.bundle <command>`` on a bundle in a subprocess; return its combined output.
 
     ``config_files`` are relative to ``bundle_root/configs``; ``overrides`` become ``--key value`` pairs
@@ -58,7 +64,6 @@ def run_bundle_cli(bundle_root: Path, config_files: list[str], overrides: dict |
     return out
 
 
-
 def kill_overlay(path: Path, trainer: str, epoch: int, bundle_root: Path | None = None) -> str:
     """Write a config overlay that hard-kills a bundle run (``os._exit(9)``: no clean-up, no ``finally``) when epoch
     ``epoch`` of the trainer ``trainer`` (a config id, e.g. ``"train#trainer"``) starts; return its path.
@@ -80,6 +85,7 @@ def kill_overlay(path: Path, trainer: str, epoch: int, bundle_root: Path | None 
     path.write_text(json.dumps(cfg))
     return str(path)
 
+
 @pytest.fixture
 def bundle_copy(tmp_path):
     """Return a function copying ``bundles/<name>`` (configs, docs, LICENSE; no outputs) into ``tmp_path``."""
@@ -93,12 +99,18 @@ def bundle_copy(tmp_path):
     return _copy
 
 
-def verify_net_in_out(bundle_root: Path, config_file: str = "inference.json", extra_args: list[str] | None = None) -> str:
+def verify_net_in_out(
+    bundle_root: Path, config_file: str = "inference.json", extra_args: list[str] | None = None
+) -> str:
     """Run ``python -m monai.bundle verify_net_in_out`` for ``network_def`` of a bundle's inference config."""
     args = [
-        "--net_id", "network_def",
-        "--meta_file", str(bundle_root / "configs" / "metadata.json"),
-        "--config_file", str(bundle_root / "configs" / config_file),
-        "--bundle_root", str(bundle_root),
+        "--net_id",
+        "network_def",
+        "--meta_file",
+        str(bundle_root / "configs" / "metadata.json"),
+        "--config_file",
+        str(bundle_root / "configs" / config_file),
+        "--bundle_root",
+        str(bundle_root),
     ]
     return run_bundle_cli(bundle_root, [], command="verify_net_in_out", extra_args=args + list(extra_args or []))

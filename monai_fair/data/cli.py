@@ -22,12 +22,27 @@ def _floats(text: str) -> list[float]:
 
 
 def _run_synth(args: argparse.Namespace) -> int:
-    from monai_fair.data.synthetic import ensure_synthetic_dataset, generate_classification_dataset
-    from monai_fair.data.synthetic import generate_segmentation_dataset
+    from monai_fair.data.synthetic import (
+        ensure_synthetic_dataset,
+        generate_classification_dataset,
+        generate_segmentation_dataset,
+    )
 
     params: dict[str, Any] = {}
-    for name in ("n_samples", "image_size", "modality", "file_format", "seed", "group_proportions",
-                 "group_contrast", "group_noise", "group_shift", "group_difficulty", "group_label_noise", "splits"):
+    for name in (
+        "n_samples",
+        "image_size",
+        "modality",
+        "file_format",
+        "seed",
+        "group_proportions",
+        "group_contrast",
+        "group_noise",
+        "group_shift",
+        "group_difficulty",
+        "group_label_noise",
+        "splits",
+    ):
         value = getattr(args, name, None)
         if value is not None:
             params[name] = value
@@ -57,8 +72,14 @@ def add_synth_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--modality", help="dermoscopy|xray (classification), ultrasound|fundus (segmentation)")
     p.add_argument("--file-format", dest="file_format", choices=["dicom", "nifti"])
     p.add_argument("--seed", type=int)
-    for name in ("group_proportions", "group_contrast", "group_noise", "group_shift", "group_difficulty",
-                 "group_label_noise"):
+    for name in (
+        "group_proportions",
+        "group_contrast",
+        "group_noise",
+        "group_shift",
+        "group_difficulty",
+        "group_label_noise",
+    ):
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=_floats, help="per group F,M")
     p.add_argument("--splits", type=_floats, help="training,validation,test fractions (default 0.7,0.15,0.15)")
     p.add_argument("--force", action="store_true", help="regenerate even if an identical dataset exists")
@@ -79,7 +100,8 @@ def _run_adapt(args: argparse.Namespace) -> int:
 def add_adapt_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``adapt <dataset>``: turn a public dataset's own metadata into a monai-fair datalist."""
     p = subparsers.add_parser(
-        "adapt", help="build a datalist.json from a public dataset's metadata files",
+        "adapt",
+        help="build a datalist.json from a public dataset's metadata files",
         description="Build a monai-fair datalist from a public dataset's own metadata files.",
     )
     sub = p.add_subparsers(dest="dataset", required=True)
@@ -100,8 +122,7 @@ def add_adapt_parser(subparsers: Any) -> argparse.ArgumentParser:
     a.add_argument("--images", required=True, help="folder with <md5hash>.jpg")
     a.add_argument("--grouping", choices=["binary", "six"])
     a.add_argument("--scale-col", dest="scale_col", choices=["fitzpatrick_scale", "fitzpatrick_centaur"])
-    a.add_argument("--label-col", dest="label_col",
-                   choices=["label", "nine_partition_label", "three_partition_label"])
+    a.add_argument("--label-col", dest="label_col", choices=["label", "nine_partition_label", "three_partition_label"])
 
     a = sub.add_parser("isic2019", parents=[common], help="ISIC_2019_Training_Metadata.csv + GroundTruth.csv")
     a.add_argument("--metadata", required=True)
@@ -115,8 +136,13 @@ def add_adapt_parser(subparsers: Any) -> argparse.ArgumentParser:
     a.add_argument("--root", required=True, help="folder the 'Path' column is relative to")
     a.add_argument("--finding", help="one of the 14 findings (binary task); default: multi-label")
     a.add_argument("--uncertain", choices=["ones", "zeros", "ignore"])
-    a.add_argument("--all-views", dest="frontal_only", action="store_false", default=None,
-                   help="keep lateral views too (default: frontal only)")
+    a.add_argument(
+        "--all-views",
+        dest="frontal_only",
+        action="store_false",
+        default=None,
+        help="keep lateral views too (default: frontal only)",
+    )
     a.add_argument("--attribute", choices=["sex", "age", "sex_age"])
 
     a = sub.add_parser("papila", parents=[common], help="PAPILA ClinicalData (xlsx or CSV exports)")

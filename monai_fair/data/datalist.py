@@ -41,9 +41,17 @@ __all__ = [
 
 SPLIT_KEYS = ("training", "validation", "test")
 _SPLIT_ALIASES = {
-    "train": "training", "training": "training", "tr": "training",
-    "val": "validation", "valid": "validation", "validation": "validation", "va": "validation", "dev": "validation",
-    "test": "test", "testing": "test", "te": "test",
+    "train": "training",
+    "training": "training",
+    "tr": "training",
+    "val": "validation",
+    "valid": "validation",
+    "validation": "validation",
+    "va": "validation",
+    "dev": "validation",
+    "test": "test",
+    "testing": "test",
+    "te": "test",
 }
 _DEFAULT_PATH_KEYS = ("image", "label")
 
@@ -187,9 +195,7 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"cannot write {type(o).__name__} {o!r} to a datalist.")
 
 
-def stratified_split(
-    strata: np.ndarray, fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 0
-) -> np.ndarray:
+def stratified_split(strata: np.ndarray, fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 0) -> np.ndarray:
     """Split index 0/1/2 (training/validation/test) per sample, each stratum split by ``fractions``.
 
     Within a stratum of size ``n`` the first ``round(f_0 n)`` shuffled samples go to training, the next
@@ -327,9 +333,7 @@ def build_fair_datalist(
     n_dropped = int((ids < 0).sum())
     if n_dropped:
         ex["dropped_unknown_attribute"] = n_dropped
-    return write_fair_datalist(
-        out_path, splits, group_spec.group_names, group_spec, label_names=label_names, extra=ex
-    )
+    return write_fair_datalist(out_path, splits, group_spec.group_names, group_spec, label_names=label_names, extra=ex)
 
 
 def _abs_path(value: str, base: Path, suffix: str = "") -> str:
@@ -460,7 +464,10 @@ def datalist_from_json(
             records.append(rec)
             split.append(part)
     labels, names = _encode_labels(
-        [r.get(label_key) for r in records], None if label_is_path else label_map, 0, str(json_path),
+        [r.get(label_key) for r in records],
+        None if label_is_path else label_map,
+        0,
+        str(json_path),
         infer=not label_is_path,
     )
     for r, lab in zip(records, labels):

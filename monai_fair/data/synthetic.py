@@ -209,8 +209,17 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     return np.meshgrid(c, c, indexing="ij")  # (row, col) in [-1, 1]
 
 
-def _blob(yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, ry: float, rx: float, rot: float,
-          harmonics: np.ndarray, softness: float) -> np.ndarray:
+def _blob(
+    yy: np.ndarray,
+    xx: np.ndarray,
+    cy: float,
+    cx: float,
+    ry: float,
+    rx: float,
+    rot: float,
+    harmonics: np.ndarray,
+    softness: float,
+) -> np.ndarray:
     """Soft mask (0..1) of an ellipse whose radius is modulated by Fourier ``harmonics`` (irregular border)."""
     dy, dx = yy - cy, xx - cx
     c, s = np.cos(rot), np.sin(rot)
@@ -259,9 +268,7 @@ def render_classification_image(
         return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
     if modality == "xray":
         body = _blob(yy, xx, 0.1, 0.0, 0.95, 0.8, 0.0, np.zeros((1, 2)), 0.05)
-        lungs = sum(
-            _blob(yy, xx, -0.05, sgn * 0.38, 0.6, 0.27, 0.0, np.zeros((1, 2)), 0.06) for sgn in (-1.0, 1.0)
-        )
+        lungs = sum(_blob(yy, xx, -0.05, sgn * 0.38, 0.6, 0.27, 0.0, np.zeros((1, 2)), 0.06) for sgn in (-1.0, 1.0))
         ribs = 0.06 * np.clip(np.sin(14 * yy + 3 * np.abs(xx)), 0, 1) * lungs
         img = 0.12 + 0.55 * body - 0.35 * lungs + ribs
         # appearance shift: soft-tissue (breast) shadows over the lower lungs and a lower exposure
@@ -270,8 +277,17 @@ def render_classification_image(
         # finding: an opacity inside one lung; its strength grows with the evidence
         side = rng.choice([-1.0, 1.0])
         amp = 0.3 * max(s + 0.35, 0.0)
-        op = _blob(yy, xx, rng.uniform(-0.35, 0.3), side * 0.38 + rng.normal(0, 0.05), 0.22, 0.16,
-                   rng.uniform(0, np.pi), np.stack([rng.normal(0, 0.1, 3), rng.uniform(0, 6, 3)], 1), 0.2)
+        op = _blob(
+            yy,
+            xx,
+            rng.uniform(-0.35, 0.3),
+            side * 0.38 + rng.normal(0, 0.05),
+            0.22,
+            0.16,
+            rng.uniform(0, np.pi),
+            np.stack([rng.normal(0, 0.1, 3), rng.uniform(0, 6, 3)], 1),
+            0.2,
+        )
         img = img + amp * op * lungs
         img = img * (1.0 - 0.25 * shift) + rng.normal(0, noise, img.shape)
         img = ndimage.gaussian_filter(img, 0.7)
@@ -374,7 +390,7 @@ def generate_classification_dataset(out_dir: str | os.PathLike, **params: Any) -
     """
     p = _normalise_params(CLASSIFICATION_DEFAULTS, params)
     plan = _classification_plan(p)
-    n, group, demo = plan["n"], plan["group"], plan["demo"]
+    group, demo = plan["group"], plan["demo"]
     out = Path(out_dir)
     _prepare_out(out)
     ext = ".dcm" if p["file_format"] == "dicom" else ".nii.gz"
@@ -391,16 +407,24 @@ def generate_classification_dataset(out_dir: str | os.PathLike, **params: Any) -
         else:
             write_nifti(out / rel, img)
         item: dict[str, Any] = {
-            "id": f"case_{i:05d}", "image": rel, "label": int(plan["stored"][i]), "group": g,
-            "sex": GROUP_NAMES[g], "age": int(demo["age"][i]),
+            "id": f"case_{i:05d}",
+            "image": rel,
+            "label": int(plan["stored"][i]),
+            "group": g,
+            "sex": GROUP_NAMES[g],
+            "age": int(demo["age"][i]),
         }
         if plan["flip"][i]:
             item["label_clean"] = int(plan["y"][i])
         items.append(item)
     extra = {
         "label_names": LABEL_NAMES[p["modality"]],
-        "synthetic": {"task": "classification", "version": FORMAT_VERSION, "params": p,
-                      "label_noise_flipped": int(plan["flip"].sum())},
+        "synthetic": {
+            "task": "classification",
+            "version": FORMAT_VERSION,
+            "params": p,
+            "label_noise_flipped": int(plan["flip"].sum()),
+        },
     }
     return _write_datalist(out, items, plan["split"], extra)
 
@@ -425,9 +449,16 @@ def _classification_plan(p: Mapping[str, Any]) -> dict[str, Any]:
     evidence = (2 * y - 1) + rng.normal(0, float(p["evidence_sd"]), n)
     flip = rng.random(n) < label_noise[group]
     return {
-        "n": n, "group": group, "y": y, "evidence": evidence, "flip": flip, "stored": np.where(flip, 1 - y, y),
-        "demo": _demographics(n, group, rng), "split": _split_indices(group, p["splits"], rng),
-        "img_seeds": rng.integers(0, 2**31 - 1, n), "gp": _resolve_group_params(p),
+        "n": n,
+        "group": group,
+        "y": y,
+        "evidence": evidence,
+        "flip": flip,
+        "stored": np.where(flip, 1 - y, y),
+        "demo": _demographics(n, group, rng),
+        "split": _split_indices(group, p["splits"], rng),
+        "img_seeds": rng.integers(0, 2**31 - 1, n),
+        "gp": _resolve_group_params(p),
     }
 
 
@@ -436,7 +467,12 @@ def _render_classification_cases(p: Mapping[str, Any], plan: Mapping[str, Any]):
     for i in range(plan["n"]):
         g = int(plan["group"][i])
         yield render_classification_image(
-            p["modality"], size, float(plan["evidence"][i]), gp["contrast"][g], gp["noise"][g], gp["shift"][g],
+            p["modality"],
+            size,
+            float(plan["evidence"][i]),
+            gp["contrast"][g],
+            gp["noise"][g],
+            gp["shift"][g],
             np.random.default_rng(int(plan["img_seeds"][i])),
         )
 
@@ -453,8 +489,13 @@ def synthesize_classification_arrays(**params: Any) -> dict[str, np.ndarray]:
     p = _normalise_params(CLASSIFICATION_DEFAULTS, params)
     plan = _classification_plan(p)
     images = np.stack(list(_render_classification_cases(p, plan)))
-    return {"image": images, "label": plan["stored"], "label_clean": plan["y"], "group": plan["group"],
-            "split": plan["split"]}
+    return {
+        "image": images,
+        "label": plan["stored"],
+        "label_clean": plan["y"],
+        "group": plan["group"],
+        "split": plan["split"],
+    }
 
 
 def generate_segmentation_dataset(out_dir: str | os.PathLike, **params: Any) -> Path:
@@ -491,8 +532,16 @@ def generate_segmentation_dataset(out_dir: str | os.PathLike, **params: Any) -> 
         else:
             write_nifti(out / rel, img)
         write_nifti(out / rel_mask, mask)
-        items.append({"id": f"case_{i:05d}", "image": rel, "label": rel_mask, "group": g,
-                      "sex": GROUP_NAMES[g], "age": int(demo["age"][i])})
+        items.append(
+            {
+                "id": f"case_{i:05d}",
+                "image": rel,
+                "label": rel_mask,
+                "group": g,
+                "sex": GROUP_NAMES[g],
+                "age": int(demo["age"][i]),
+            }
+        )
     extra = {
         "label_names": SEG_LABEL_NAMES[p["modality"]],
         "synthetic": {"task": "segmentation", "version": FORMAT_VERSION, "params": p},
@@ -505,9 +554,14 @@ def _segmentation_plan(p: Mapping[str, Any]) -> dict[str, Any]:
     n = int(p["n_samples"])
     rng = np.random.default_rng(int(p["seed"]))
     group = _sample_groups(n, p["group_proportions"], rng)
-    return {"n": n, "group": group, "demo": _demographics(n, group, rng),
-            "split": _split_indices(group, p["splits"], rng), "img_seeds": rng.integers(0, 2**31 - 1, n),
-            "gp": _resolve_group_params(p)}
+    return {
+        "n": n,
+        "group": group,
+        "demo": _demographics(n, group, rng),
+        "split": _split_indices(group, p["splits"], rng),
+        "img_seeds": rng.integers(0, 2**31 - 1, n),
+        "gp": _resolve_group_params(p),
+    }
 
 
 def _render_segmentation_cases(p: Mapping[str, Any], plan: Mapping[str, Any]):
@@ -515,7 +569,11 @@ def _render_segmentation_cases(p: Mapping[str, Any], plan: Mapping[str, Any]):
     for i in range(plan["n"]):
         g = int(plan["group"][i])
         yield render_segmentation_image(
-            p["modality"], size, gp["contrast"][g], gp["noise"][g], gp["shift"][g],
+            p["modality"],
+            size,
+            gp["contrast"][g],
+            gp["noise"][g],
+            gp["shift"][g],
             np.random.default_rng(int(plan["img_seeds"][i])),
         )
 
@@ -529,8 +587,12 @@ def synthesize_segmentation_arrays(**params: Any) -> dict[str, np.ndarray]:
     p = _normalise_params(SEGMENTATION_DEFAULTS, params)
     plan = _segmentation_plan(p)
     pairs = list(_render_segmentation_cases(p, plan))
-    return {"image": np.stack([a for a, _ in pairs]), "mask": np.stack([b for _, b in pairs]),
-            "group": plan["group"], "split": plan["split"]}
+    return {
+        "image": np.stack([a for a, _ in pairs]),
+        "mask": np.stack([b for _, b in pairs]),
+        "group": plan["group"],
+        "split": plan["split"],
+    }
 
 
 def ensure_synthetic_dataset(out_dir: str | os.PathLike, task: str = "classification", **params: Any) -> str:

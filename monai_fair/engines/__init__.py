@@ -8,4 +8,10 @@ from .group_evaluator import GroupSupervisedEvaluator
 from .group_trainer import GroupSupervisedTrainer
 from .utils import GroupAwareLoss, GroupOutputWriter, get_batch_group
 
-__all__ = ["GroupSupervisedEvaluator", "GroupSupervisedTrainer", "GroupAwareLoss", "GroupOutputWriter", "get_batch_group"]
+__all__ = [
+    "GroupSupervisedEvaluator",
+    "GroupSupervisedTrainer",
+    "GroupAwareLoss",
+    "GroupOutputWriter",
+    "get_batch_group",
+]

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
+from monai_fair.utils.validation import check_group_ids
+
 if TYPE_CHECKING:
     from ignite.engine import Engine
 else:
@@ -36,20 +38,7 @@ def get_batch_group(batch: Any, group_key: str, device: torch.device | str | Non
             f"batch has no '{group_key}' entry (available: {keys}); every datalist item needs an integer group id "
             f"under '{group_key}', see monai_fair.data.load_fair_datalist."
         )
-    group = batch[group_key]
-    if not isinstance(group, torch.Tensor):
-        group = torch.as_tensor(group)
-    group = group.reshape(-1)
-    if group.is_floating_point():
-        if torch.isnan(group).any() or (group != group.round()).any():
-            raise ValueError(f"batch['{group_key}'] must hold integer group ids, got {group.tolist()}.")
-        group = group.long()
-    if group.numel() and int(group.min()) < 0:
-        raise ValueError(
-            f"batch['{group_key}'] holds a negative group id {int(group.min())}; unknown attribute values must be "
-            "mapped by the datalist's missing-value policy before training."
-        )
-    return group.to(device=device, dtype=torch.long) if device is not None else group.long()
+    return check_group_ids(batch[group_key], name=f"batch['{group_key}']", device=device)
 
 
 class GroupOutputWriter:

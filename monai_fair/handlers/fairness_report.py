@@ -123,15 +123,35 @@ class FairnessReportHandler:
         if self.task == "classification":
             y_score = a[:, 0] if a.shape[1] == 1 else a
             report = write_fairness_report(
-                self.output_dir, "classification", b[:, 0], g[:, 0], self.group_names, y_score=y_score,
-                min_group_size=self.min_group_size, n_bootstrap=self.n_bootstrap, seed=self.seed, ci=self.ci,
-                stratified_bootstrap=self.stratified_bootstrap, threshold=self.threshold, plots=self.plots,
+                self.output_dir,
+                "classification",
+                b[:, 0],
+                g[:, 0],
+                self.group_names,
+                y_score=y_score,
+                min_group_size=self.min_group_size,
+                n_bootstrap=self.n_bootstrap,
+                seed=self.seed,
+                ci=self.ci,
+                stratified_bootstrap=self.stratified_bootstrap,
+                threshold=self.threshold,
+                plots=self.plots,
             )
         else:
             report = write_fairness_report(
-                self.output_dir, "segmentation", None, g[:, 0], self.group_names, dice=a[:, 0], iou=b[:, 0],
-                min_group_size=self.min_group_size, n_bootstrap=self.n_bootstrap, seed=self.seed, ci=self.ci,
-                stratified_bootstrap=self.stratified_bootstrap, plots=self.plots,
+                self.output_dir,
+                "segmentation",
+                None,
+                g[:, 0],
+                self.group_names,
+                dice=a[:, 0],
+                iou=b[:, 0],
+                min_group_size=self.min_group_size,
+                n_bootstrap=self.n_bootstrap,
+                seed=self.seed,
+                ci=self.ci,
+                stratified_bootstrap=self.stratified_bootstrap,
+                plots=self.plots,
             )
         self.report = report
         engine.state.fairness_report = report  # type: ignore[attr-defined]

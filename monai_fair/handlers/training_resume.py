@@ -124,8 +124,10 @@ class TrainingResumeHandler:
         state["checkpoint_savers"] = savers
         if self.evaluator is not None:
             best = getattr(self.evaluator.state, "best_metric", None)
-            state["evaluator_best"] = [float(best) if best is not None else float("nan"),
-                                       int(getattr(self.evaluator.state, "best_metric_epoch", -1) or -1)]
+            state["evaluator_best"] = [
+                float(best) if best is not None else float("nan"),
+                int(getattr(self.evaluator.state, "best_metric_epoch", -1) or -1),
+            ]
         return state
 
     def save(self, engine: Engine) -> None:
@@ -154,7 +156,6 @@ class TrainingResumeHandler:
         (``remove_on_completion=False``) so that a restart skips them: call it when the whole workflow is done."""
         if self.enabled and self.path.exists() and _is_rank0():
             self.path.unlink()
-
 
     # --- loading ------------------------------------------------------------------------------------------------
     def load(self, engine: Engine) -> None:

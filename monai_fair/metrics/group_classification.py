@@ -94,7 +94,9 @@ def _rates(cm: torch.Tensor, binary: bool) -> dict[str, torch.Tensor]:
         "rate_c": rate_c,
     }
     if binary:
-        out.update(f1=f1_c[..., 1], tpr=tpr_c[..., 1], fpr=fpr_c[..., 1], tnr=tnr_c[..., 1], selection_rate=rate_c[..., 1])
+        out.update(
+            f1=f1_c[..., 1], tpr=tpr_c[..., 1], fpr=fpr_c[..., 1], tnr=tnr_c[..., 1], selection_rate=rate_c[..., 1]
+        )
     else:
         out.update(f1=_nanmean(f1_c), tpr=_nanmean(tpr_c), fpr=_nanmean(fpr_c), tnr=_nanmean(tnr_c))
     return out
@@ -281,10 +283,14 @@ def _warn_undefined(
     has_scores: bool,
 ) -> None:
     num_groups = n_g.numel()
-    present = torch.bincount(group * num_classes + y, minlength=num_groups * num_classes).view(num_groups, num_classes) > 0
+    present = (
+        torch.bincount(group * num_classes + y, minlength=num_groups * num_classes).view(num_groups, num_classes) > 0
+    )
     n_cls = present.sum(1)
     for g in torch.nonzero(n_g == 0).flatten().tolist():
-        warnings.warn(f"{group_label(g, group_names)} is empty: its metrics are NaN.", FairnessMetricWarning, stacklevel=3)
+        warnings.warn(
+            f"{group_label(g, group_names)} is empty: its metrics are NaN.", FairnessMetricWarning, stacklevel=3
+        )
     for g in torch.nonzero((n_g > 0) & (n_cls < 2)).flatten().tolist():
         what = "AUC, TPR/FPR and F1" if binary else "AUC and the class-wise rates"
         warnings.warn(
@@ -302,9 +308,7 @@ def _warn_undefined(
             )
 
 
-def _to_dict(
-    t: dict[str, torch.Tensor], names: Sequence[str], index: tuple = ()
-) -> dict[str, float]:
+def _to_dict(t: dict[str, torch.Tensor], names: Sequence[str], index: tuple = ()) -> dict[str, float]:
     return {k: float(t[k][(0, *index)].item()) for k in names if k in t}
 
 
@@ -432,17 +436,14 @@ def compute_group_classification_metrics(
     names = [m for m in CLASSIFICATION_GROUP_METRICS if m in overall]
     result: dict[str, Any] = {
         "overall": {"n": int(yt.numel()), **_to_dict(overall, names)},
-        "groups": {
-            g: {"n": int(n_g[g].item()), **_to_dict(per_group, names, (g,))} for g in range(num_groups)
-        },
+        "groups": {g: {"n": int(n_g[g].item()), **_to_dict(per_group, names, (g,))} for g in range(num_groups)},
         "fairness": _to_dict(fair, CLASSIFICATION_FAIRNESS_METRICS),
     }
     if n_bootstrap > 0 and yt.numel() > 0:
         reps_g: dict[str, list[torch.Tensor]] = {m: [] for m in names}
         reps_o: dict[str, list[torch.Tensor]] = {m: [] for m in names}
         reps_f: dict[str, list[torch.Tensor]] = {m: [] for m in CLASSIFICATION_FAIRNESS_METRICS}
-        for w in bootstrap_weights(yt.numel(), int(n_bootstrap), seed,
-                                   strata=gt if stratified_bootstrap else None):
+        for w in bootstrap_weights(yt.numel(), int(n_bootstrap), seed, strata=gt if stratified_bootstrap else None):
             pg, ov = _stats(auc_fn, yt, y_hat, gt, num_groups, num_classes, binary, w)
             _apply_nan(pg, ov)
             fb = _fairness(pg, ov, mask, binary, fairness_form)
@@ -463,6 +464,7 @@ def compute_group_classification_metrics(
 
 def _stack_batch(x: Any, name: str) -> torch.Tensor:
     """A batch-first tensor from a batch tensor or a MONAI decollated list of channel-first items."""
+
     def _one(v: Any) -> torch.Tensor:
         if isinstance(v, torch.Tensor):  # keep the device: NCCL gathers device tensors
             v = v.detach()
@@ -511,7 +513,11 @@ class GroupClassificationMetric(CumulativeIterationMetric):
         self.reduction = None if reduction in (None, "none") else reduction
         if self.reduction is not None:
             key = self.reduction[len("overall_") :] if self.reduction.startswith("overall_") else self.reduction
-            valid = CLASSIFICATION_GROUP_METRICS if self.reduction.startswith("overall_") else CLASSIFICATION_FAIRNESS_METRICS
+            valid = (
+                CLASSIFICATION_GROUP_METRICS
+                if self.reduction.startswith("overall_")
+                else CLASSIFICATION_FAIRNESS_METRICS
+            )
             if key not in valid:
                 raise ValueError(f"unknown reduction {reduction!r}; use None, a fairness key or 'overall_<metric>'.")
         self.kwargs = kwargs
@@ -535,9 +541,7 @@ class GroupClassificationMetric(CumulativeIterationMetric):
         if lab.shape[1] > 1:
             lab = lab.argmax(1, keepdim=True).to(torch.float64)
         if not (score.shape[0] == lab.shape[0] == g.shape[0]):
-            raise ValueError(
-                f"batch sizes differ: y_pred {score.shape[0]}, y {lab.shape[0]}, group {g.shape[0]}."
-            )
+            raise ValueError(f"batch sizes differ: y_pred {score.shape[0]}, y {lab.shape[0]}, group {g.shape[0]}.")
         return score, lab, g[:, None]
 
     def aggregate(self) -> Any:  # type: ignore[override]

@@ -5,10 +5,11 @@
 Both functions accept bootstrap multiplicity weights ``(B, N)`` so that all replicates are computed in one
 pass; ``weights=None`` is the plain data (``B = 1``). There is no Python loop over samples, groups or classes.
 
-Per-group AUC (Mann-Whitney U with midranks for ties, i.e. the value of ``sklearn.metrics.roc_auc_score``):
-the scores are sorted once (numpy's vectorised quicksort, the only comparison sort; a radix sort of the group
-ids then gives the (group, score) order), every (score column, group, score) triple is a tie block, and for each block the weighted number of negatives ranked strictly below it inside its
-(column, group) segment is an exclusive cumulative sum. Then
+Per-group AUC (Mann-Whitney U with midranks for ties, i.e. the value of ``sklearn.metrics.roc_auc_score``): the
+scores are sorted once (numpy's vectorised quicksort, the only comparison sort; a radix sort of the group ids then
+gives the (group, score) order), every (score column, group, score) triple is a tie block, and for each block the
+weighted number of negatives ranked strictly below it inside its (column, group) segment is an exclusive cumulative
+sum. Then
 
 .. math:: AUC_g = \\frac{\\sum_{i \\in pos_g} w_i\\,(N^{<}_i + \\tfrac{1}{2} N^{=}_i)}{W^{pos}_g\\, W^{neg}_g}
 """

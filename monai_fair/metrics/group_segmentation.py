@@ -122,7 +122,9 @@ def _std(v: torch.Tensor, mask: torch.Tensor, ddof: int) -> torch.Tensor:
     return torch.where(k > ddof, out, torch.full_like(out, _NAN)), mu, k
 
 
-def _seg_fairness(means: dict[str, torch.Tensor], overall: dict[str, torch.Tensor], mask: torch.Tensor, es_variant: str):
+def _seg_fairness(
+    means: dict[str, torch.Tensor], overall: dict[str, torch.Tensor], mask: torch.Tensor, es_variant: str
+):
     out: dict[str, torch.Tensor] = {}
     for m in ("dice", "iou"):
         v, o = means[m], overall[m]
@@ -241,7 +243,9 @@ def compute_group_segmentation_metrics(
     means, overall = _stats(None)
     n_g = means["n"][0]
     for k in torch.nonzero(n_g == 0).flatten().tolist():
-        warnings.warn(f"{group_label(k, group_names)} is empty: its metrics are NaN.", FairnessMetricWarning, stacklevel=2)
+        warnings.warn(
+            f"{group_label(k, group_names)} is empty: its metrics are NaN.", FairnessMetricWarning, stacklevel=2
+        )
     mask = n_g >= max(int(min_group_size), 1)
     fair = _seg_fairness(means, overall, mask, es_variant)
     if bool((mask.sum() >= 2) & torch.isnan(fair["ser"]).all()) and not torch.isnan(means["dice"][0][mask]).any():
@@ -257,8 +261,7 @@ def compute_group_segmentation_metrics(
         rg: dict[str, list] = {m: [] for m in names}
         ro: dict[str, list] = {m: [] for m in names}
         rf: dict[str, list] = {m: [] for m in SEGMENTATION_FAIRNESS_METRICS}
-        for w in bootstrap_weights(d.numel(), int(n_bootstrap), seed,
-                                   strata=g if stratified_bootstrap else None):
+        for w in bootstrap_weights(d.numel(), int(n_bootstrap), seed, strata=g if stratified_bootstrap else None):
             mb, ob = _stats(w)
             fb = _seg_fairness(mb, ob, mask, es_variant)
             for m in names:

@@ -57,8 +57,11 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--n-bootstrap", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ci", type=float, default=0.95)
-    p.add_argument("--stratified-bootstrap", action="store_true",
-                   help="resample within each group (group sizes fixed) instead of over all rows")
+    p.add_argument(
+        "--stratified-bootstrap",
+        action="store_true",
+        help="resample within each group (group sizes fixed) instead of over all rows",
+    )
     p.add_argument("--num-classes", type=int, default=2, help="segmentation: label values 0..C-1 (2: mask > 0)")
     p.add_argument("--include-background", action="store_true", help="segmentation: include label 0 in Dice/IoU")
     p.add_argument("--no-plots", action="store_true")
@@ -163,9 +166,18 @@ def run_report(args: argparse.Namespace) -> int:
             sc = np.stack([_float(data[c], path, c) for c in args.score_col], 1)
             y_score = sc[:, 0] if sc.shape[1] == 1 else sc
         report = write_fairness_report(
-            args.out, "classification", y.astype(np.int64), group, names, y_score=y_score,
-            y_pred=y_pred.astype(np.int64), min_group_size=args.min_group_size, n_bootstrap=args.n_bootstrap,
-            seed=args.seed, ci=args.ci, plots=not args.no_plots,
+            args.out,
+            "classification",
+            y.astype(np.int64),
+            group,
+            names,
+            y_score=y_score,
+            y_pred=y_pred.astype(np.int64),
+            min_group_size=args.min_group_size,
+            n_bootstrap=args.n_bootstrap,
+            seed=args.seed,
+            ci=args.ci,
+            plots=not args.no_plots,
             stratified_bootstrap=args.stratified_bootstrap,
         )
     else:
@@ -177,8 +189,18 @@ def run_report(args: argparse.Namespace) -> int:
             data[args.pred_col], data[args.label_col], path.parent, args.num_classes, args.include_background
         )
         report = write_fairness_report(
-            args.out, "segmentation", None, group, names, dice=dice, iou=iou, min_group_size=args.min_group_size,
-            n_bootstrap=args.n_bootstrap, seed=args.seed, ci=args.ci, plots=not args.no_plots,
+            args.out,
+            "segmentation",
+            None,
+            group,
+            names,
+            dice=dice,
+            iou=iou,
+            min_group_size=args.min_group_size,
+            n_bootstrap=args.n_bootstrap,
+            seed=args.seed,
+            ci=args.ci,
+            plots=not args.no_plots,
             stratified_bootstrap=args.stratified_bootstrap,
         )
     print(format_report_summary(report))

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from monai.utils import optional_import
 
 __all__ = ["plot_group_bars", "plot_group_roc", "roc_curve_points"]

@@ -212,7 +212,12 @@ def write_fairness_report(
                 ids = [all_names.index(n) if n in all_names else int(n) for n in gnames]
                 keep = ~torch.isnan(s)
                 plot_group_roc(
-                    s[keep], yy[keep], g[keep], ids, gnames, [report["groups"][n]["auc"] for n in gnames],
+                    s[keep],
+                    yy[keep],
+                    g[keep],
+                    ids,
+                    gnames,
+                    [report["groups"][n]["auc"] for n in gnames],
                     out / "roc_curves.png",
                 )
                 files.append("roc_curves.png")

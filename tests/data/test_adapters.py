@@ -81,8 +81,23 @@ def test_ham10000(tmp_path):
     loaded, _ = load_fair_datalist(out, "training", check_files=True)
     assert all(Path(it["image"]).is_file() for it in loaded)
     # the CLI front end
-    assert main(["adapt", "ham10000", "--metadata", str(meta), "--images", ",".join(map(str, folders)),
-                 "--out", str(tmp_path / "cli.json"), "--unknown", "drop"]) == 0
+    assert (
+        main(
+            [
+                "adapt",
+                "ham10000",
+                "--metadata",
+                str(meta),
+                "--images",
+                ",".join(map(str, folders)),
+                "--out",
+                str(tmp_path / "cli.json"),
+                "--unknown",
+                "drop",
+            ]
+        )
+        == 0
+    )
     assert len(_all(tmp_path / "cli.json")[1]) == 4
 
 
@@ -98,8 +113,17 @@ def test_ham10000_bad_dx_and_missing_image(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ Fitzpatrick17k
-FITZ_HEADER = ["md5hash", "fitzpatrick_scale", "fitzpatrick_centaur", "label", "nine_partition_label",
-               "three_partition_label", "qc", "url", "url_alphanum"]
+FITZ_HEADER = [
+    "md5hash",
+    "fitzpatrick_scale",
+    "fitzpatrick_centaur",
+    "label",
+    "nine_partition_label",
+    "three_partition_label",
+    "qc",
+    "url",
+    "url_alphanum",
+]
 
 
 def _fitz(tmp_path):
@@ -124,21 +148,32 @@ def test_fitzpatrick17k_unknown_is_explicit(tmp_path):
     data, items = _all(fitzpatrick17k_datalist(meta, tmp_path / "images", tmp_path / "s.json", unknown="separate"))
     assert data["group_names"] == ["light", "dark", "unknown"]
     assert [it["group"] for it in items if it["md5hash"].endswith("6")] == [2]  # -1 is NOT merged into dark
-    data, items = _all(fitzpatrick17k_datalist(meta, tmp_path / "images", tmp_path / "c.json", unknown="drop",
-                                               grouping="six", scale_col="fitzpatrick_centaur"))
+    data, items = _all(
+        fitzpatrick17k_datalist(
+            meta,
+            tmp_path / "images",
+            tmp_path / "c.json",
+            unknown="drop",
+            grouping="six",
+            scale_col="fitzpatrick_centaur",
+        )
+    )
     assert data["group_names"] == ["1", "2", "3", "4", "5", "6"]
     assert {it["md5hash"][-1]: it["group"] for it in items}["6"] == 1  # centaur says type 2
 
 
 # ------------------------------------------------------------------------------------------------ ISIC 2019
 def test_isic2019(tmp_path):
-    meta = _csv(tmp_path / "ISIC_2019_Training_Metadata.csv", [
-        ["image", "age_approx", "anatom_site_general", "lesion_id", "sex"],
-        ["ISIC_0000000", "55.0", "anterior torso", "", "female"],
-        ["ISIC_0000001", "30.0", "anterior torso", "", "female"],
-        ["ISIC_0000002", "60.0", "upper extremity", "BCN_0000001", "male"],
-        ["ISIC_0000003", "", "", "BCN_0000001", "male"],
-    ])
+    meta = _csv(
+        tmp_path / "ISIC_2019_Training_Metadata.csv",
+        [
+            ["image", "age_approx", "anatom_site_general", "lesion_id", "sex"],
+            ["ISIC_0000000", "55.0", "anterior torso", "", "female"],
+            ["ISIC_0000001", "30.0", "anterior torso", "", "female"],
+            ["ISIC_0000002", "60.0", "upper extremity", "BCN_0000001", "male"],
+            ["ISIC_0000003", "", "", "BCN_0000001", "male"],
+        ],
+    )
     classes = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
     onehot = {0: "NV", 1: "NV", 2: "MEL", 3: "SCC"}
     gt_rows = [["image"] + classes] + [
@@ -176,14 +211,24 @@ def _chexpert(tmp_path, name, patients, sexes, values):
 def test_chexpert(tmp_path):
     pats = [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]
     sexes = ["Male"] * 3 + ["Female"] * 3 + ["Male"] * 3 + ["Female"] * 3
-    vals = [{"Edema": v, "No Finding": "1.0" if v == "" else ""} for v in
-            ["1.0", "-1.0", "0.0", "", "1.0", "-1.0", "1.0", "0.0", "-1.0", "1.0", "1.0", ""]]
+    vals = [
+        {"Edema": v, "No Finding": "1.0" if v == "" else ""}
+        for v in ["1.0", "-1.0", "0.0", "", "1.0", "-1.0", "1.0", "0.0", "-1.0", "1.0", "1.0", ""]
+    ]
     train = _chexpert(tmp_path, "train.csv", pats, sexes, vals)
     valid = _chexpert(tmp_path, "valid.csv", [9, 9, 9], ["Female", "Unknown", "Male"], vals[:3])
     with pytest.raises(ValueError, match=r"valid.csv: .*line 3 \(sex='Unknown'\)"):
         chexpert_datalist(train, tmp_path, tmp_path / "d.json", valid_metadata=valid, finding="Edema")
-    out = chexpert_datalist(train, tmp_path, tmp_path / "d.json", valid_metadata=valid, finding="Edema",
-                            uncertain="ignore", unknown="drop", val_fraction=0.5)
+    out = chexpert_datalist(
+        train,
+        tmp_path,
+        tmp_path / "d.json",
+        valid_metadata=valid,
+        finding="Edema",
+        uncertain="ignore",
+        unknown="drop",
+        val_fraction=0.5,
+    )
     data, items = _all(out)
     # frontal only: rows 1,2 of every 3; "ignore" drops the uncertain ones (row k=1,5,8 are -1 -> k=1,5,8 frontal)
     frontal = [k for k in range(12) if k % 3]
@@ -219,10 +264,14 @@ def _papila_rows(ids, ages, genders, dx):
 
 
 def test_papila_csv_exports(tmp_path):
-    od = _csv(tmp_path / "ClinicalData" / "patient_data_od.csv",
-              _papila_rows([2, 4, 5, 7], [39, 71, 55, 60], [0, 1, 1, 0], [0, 1, 2, 0]))
-    os_ = _csv(tmp_path / "ClinicalData" / "patient_data_os.csv",
-               _papila_rows([2, 4, 5, 7], [39, 71, 55, 60], [0, 1, 1, 0], [0, 1, 0, 1]))
+    od = _csv(
+        tmp_path / "ClinicalData" / "patient_data_od.csv",
+        _papila_rows([2, 4, 5, 7], [39, 71, 55, 60], [0, 1, 1, 0], [0, 1, 2, 0]),
+    )
+    os_ = _csv(
+        tmp_path / "ClinicalData" / "patient_data_os.csv",
+        _papila_rows([2, 4, 5, 7], [39, 71, 55, 60], [0, 1, 1, 0], [0, 1, 0, 1]),
+    )
     _touch(tmp_path / "FundusImages", [f"RET{i:03d}{e}.jpg" for i in (2, 4, 5, 7) for e in ("OD", "OS")])
     data, items = _all(papila_datalist(od, os_, tmp_path / "FundusImages", tmp_path / "d.json"))
     assert len(items) == 7  # the OD suspect of #005 is excluded
@@ -232,8 +281,9 @@ def test_papila_csv_exports(tmp_path):
     assert by[("#007", "OS")]["label"] == 1 and by[("#007", "OD")]["label"] == 0
     split_of = {(it["patient_id"], it["eye"]): k for k in ("training", "validation", "test") for it in data[k]}
     assert all(split_of[(p, "OD")] == split_of[(p, "OS")] for p in ("#002", "#004", "#007"))
-    data, items = _all(papila_datalist(od, os_, tmp_path / "FundusImages", tmp_path / "c.json", suspect="class",
-                                       attribute="age"))
+    data, items = _all(
+        papila_datalist(od, os_, tmp_path / "FundusImages", tmp_path / "c.json", suspect="class", attribute="age")
+    )
     assert len(items) == 8 and data["label_names"] == ["healthy", "glaucoma", "suspect"]
     assert {(it["patient_id"], it["eye"]): (it["label"], it["group"]) for it in items}[("#005", "OD")] == (2, 0)
     bad = _csv(tmp_path / "bad.csv", _papila_rows([2], [39], [3], [0]))
@@ -249,8 +299,11 @@ def test_papila_xlsx(tmp_path):
     wb.save(tmp_path / "patient_data_od.xlsx")
     wb.save(tmp_path / "patient_data_os.xlsx")
     _touch(tmp_path / "img", [f"RET{i:03d}{e}.jpg" for i in (2, 4) for e in ("OD", "OS")])
-    _, items = _all(papila_datalist(tmp_path / "patient_data_od.xlsx", tmp_path / "patient_data_os.xlsx",
-                                    tmp_path / "img", tmp_path / "d.json"))
+    _, items = _all(
+        papila_datalist(
+            tmp_path / "patient_data_od.xlsx", tmp_path / "patient_data_os.xlsx", tmp_path / "img", tmp_path / "d.json"
+        )
+    )
     assert len(items) == 4
 
 
@@ -261,16 +314,31 @@ def _npz(path: Path, race: int, gender: int, rng, age=61.5, image_key="slo_fundu
     mask[5:15, 4:12] = -1
     mask[8:12, 6:10] = -2
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **{image_key: image, mask_key: mask}, age=np.array(age), gender=np.array(gender),
-             race=np.array(race), ethnicity=np.array(-1), language=np.array(0), maritalstatus=np.array(3))
+    np.savez(
+        path,
+        **{image_key: image, mask_key: mask},
+        age=np.array(age),
+        gender=np.array(gender),
+        race=np.array(race),
+        ethnicity=np.array(-1),
+        language=np.array(0),
+        maritalstatus=np.array(3),
+    )
     return image, mask
 
 
 def test_fairseg(tmp_path):
     rng = np.random.default_rng(0)
     img0, mask0 = _npz(tmp_path / "npz" / "Training" / "data_00001.npz", race=0, gender=0, rng=rng)
-    _npz(tmp_path / "npz" / "Training" / "data_00002.npz", race=2, gender=1, rng=rng, age=25000.0,
-         image_key="fundus_slo", mask_key="disc_cup")
+    _npz(
+        tmp_path / "npz" / "Training" / "data_00002.npz",
+        race=2,
+        gender=1,
+        rng=rng,
+        age=25000.0,
+        image_key="fundus_slo",
+        mask_key="disc_cup",
+    )
     _npz(tmp_path / "npz" / "Test" / "data_00003.npz", race=1, gender=1, rng=rng)
     out = fairseg_datalist(tmp_path / "npz", tmp_path / "out" / "d.json")
     data, items = _all(out)
@@ -285,12 +353,16 @@ def test_fairseg(tmp_path):
     it = next(x for x in loaded if x["npz"].endswith("data_00001.npz"))
     np.testing.assert_array_equal(np.asarray(nib.load(it["image"]).dataobj), img0.T)
     np.testing.assert_array_equal(np.asarray(nib.load(it["label"]).dataobj), np.where(mask0 == -2, 2, -mask0).T)
-    _, items = _all(fairseg_datalist(tmp_path / "npz", tmp_path / "out" / "e.json", attribute="ethnicity",
-                                     mask="cup", unknown="separate"))
+    _, items = _all(
+        fairseg_datalist(
+            tmp_path / "npz", tmp_path / "out" / "e.json", attribute="ethnicity", mask="cup", unknown="separate"
+        )
+    )
     assert {it["group"] for it in items} == {2}  # all Unknown -> own group
     with pytest.raises(ValueError, match=r"row 0 \(ethnicity=None\)"):
         fairseg_datalist(tmp_path / "npz", tmp_path / "out" / "f.json", attribute="ethnicity")
-    np.savez(tmp_path / "npz" / "Test" / "data_00004.npz", slo_fundus=np.zeros((4, 4)),
-             disc_cup_mask=np.full((4, 4), 5))
+    np.savez(
+        tmp_path / "npz" / "Test" / "data_00004.npz", slo_fundus=np.zeros((4, 4)), disc_cup_mask=np.full((4, 4), 5)
+    )
     with pytest.raises(ValueError, match=r"data_00004.npz: disc_cup_mask holds values \[5\]"):
         fairseg_datalist(tmp_path / "npz", tmp_path / "out" / "g.json")

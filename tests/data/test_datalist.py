@@ -52,33 +52,65 @@ def test_csv_to_datalist_round_trip(tmp_path):
 
 
 def test_csv_errors_name_row_and_value(tmp_path):
-    csv_path = _write_csv(tmp_path / "m.csv", ["file", "y", "sex", "age"],
-                          [["a.png", 0, "F", 30], ["b.png", 1, "X", 30], ["c.png", 1, "M", ""]])
+    csv_path = _write_csv(
+        tmp_path / "m.csv",
+        ["file", "y", "sex", "age"],
+        [["a.png", 0, "F", 30], ["b.png", 1, "X", 30], ["c.png", 1, "M", ""]],
+    )
     with pytest.raises(ValueError, match=r"row 3 \(sex='X'\)"):  # CSV line 3
         datalist_from_csv(csv_path, tmp_path / "d.json", image_col="file", label_col="y", group_spec=_spec())
     with pytest.raises(KeyError, match="gender"):
-        datalist_from_csv(csv_path, tmp_path / "d.json", image_col="file", label_col="y",
-                          group_spec=GroupSpec.categorical("gender", ["F", "M"]))
-    ok = _write_csv(tmp_path / "ok.csv", ["file", "y", "sex", "age"],
-                    [["a.png", 0, "F", 30], ["b.png", 1, "M", ""], ["c.png", 1, "M", 70]])
+        datalist_from_csv(
+            csv_path,
+            tmp_path / "d.json",
+            image_col="file",
+            label_col="y",
+            group_spec=GroupSpec.categorical("gender", ["F", "M"]),
+        )
+    ok = _write_csv(
+        tmp_path / "ok.csv",
+        ["file", "y", "sex", "age"],
+        [["a.png", 0, "F", 30], ["b.png", 1, "M", ""], ["c.png", 1, "M", 70]],
+    )
     with pytest.raises(ValueError, match=r"row 3 \(age=''\)"):
         datalist_from_csv(ok, tmp_path / "d.json", image_col="file", label_col="y", group_spec=_spec())
-    out = datalist_from_csv(ok, tmp_path / "d.json", image_col="file", label_col="y", group_spec=_spec(unknown="drop"),
-                            split_fractions=(1.0, 0.0, 0.0))
+    out = datalist_from_csv(
+        ok,
+        tmp_path / "d.json",
+        image_col="file",
+        label_col="y",
+        group_spec=_spec(unknown="drop"),
+        split_fractions=(1.0, 0.0, 0.0),
+    )
     data = json.loads(out.read_text())
     assert len(data["training"]) == 2 and data["dropped_unknown_attribute"] == 1
-    out = datalist_from_csv(ok, tmp_path / "d.json", image_col="file", label_col="y",
-                            group_spec=_spec(unknown="separate"), split_fractions=(1.0, 0.0, 0.0))
+    out = datalist_from_csv(
+        ok,
+        tmp_path / "d.json",
+        image_col="file",
+        label_col="y",
+        group_spec=_spec(unknown="separate"),
+        split_fractions=(1.0, 0.0, 0.0),
+    )
     data = json.loads(out.read_text())
     assert data["group_names"][-1] == "unknown" and sorted(it["group"] for it in data["training"]) == [0, 3, 4]
 
 
 def test_split_column_and_label_map(tmp_path):
-    csv_path = _write_csv(tmp_path / "m.csv", ["file", "y", "sex", "fold"],
-                          [["a.png", "pos", "F", "train"], ["b.png", "neg", "M", "val"], ["c.png", "pos", "M", "test"]])
-    out = datalist_from_csv(csv_path, tmp_path / "d.json", image_col="file", label_col="y",
-                            group_spec=GroupSpec.categorical("sex", ["F", "M"]), split_col="fold",
-                            label_map={"neg": 0, "pos": 1})
+    csv_path = _write_csv(
+        tmp_path / "m.csv",
+        ["file", "y", "sex", "fold"],
+        [["a.png", "pos", "F", "train"], ["b.png", "neg", "M", "val"], ["c.png", "pos", "M", "test"]],
+    )
+    out = datalist_from_csv(
+        csv_path,
+        tmp_path / "d.json",
+        image_col="file",
+        label_col="y",
+        group_spec=GroupSpec.categorical("sex", ["F", "M"]),
+        split_col="fold",
+        label_map={"neg": 0, "pos": 1},
+    )
     data = json.loads(out.read_text())
     assert [len(data[k]) for k in ("training", "validation", "test")] == [1, 1, 1]
     assert data["validation"][0]["label"] == 0 and data["label_names"] == ["neg", "pos"]
@@ -87,14 +119,19 @@ def test_split_column_and_label_map(tmp_path):
 def test_json_sources(tmp_path):
     recs = [{"image": f"i{i}.nii.gz", "label": f"m{i}.nii.gz", "sex": "FM"[i % 2]} for i in range(10)]
     (tmp_path / "list.json").write_text(json.dumps(recs))
-    out = datalist_from_json(tmp_path / "list.json", tmp_path / "o" / "d.json", label_is_path=True,
-                             group_spec=GroupSpec.categorical("sex"))
+    out = datalist_from_json(
+        tmp_path / "list.json", tmp_path / "o" / "d.json", label_is_path=True, group_spec=GroupSpec.categorical("sex")
+    )
     items, names = load_fair_datalist(out, "training")
     assert names == ["F", "M"] and items[0]["label"].startswith(str(tmp_path))
     dec = {"training": recs[:6], "test": recs[6:]}
     (tmp_path / "dec.json").write_text(json.dumps(dec))
-    out = datalist_from_json(tmp_path / "dec.json", tmp_path / "d2.json", label_is_path=True,
-                             group_spec=GroupSpec.categorical("sex", ["F", "M"]))
+    out = datalist_from_json(
+        tmp_path / "dec.json",
+        tmp_path / "d2.json",
+        label_is_path=True,
+        group_spec=GroupSpec.categorical("sex", ["F", "M"]),
+    )
     data = json.loads(out.read_text())
     assert [len(data[k]) for k in ("training", "validation", "test")] == [6, 0, 4]
 

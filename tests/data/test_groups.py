@@ -43,7 +43,8 @@ def test_intersection_row_major_ids_and_names():
 
 def test_round_trip_and_fit():
     spec = GroupSpec.intersection(
-        GroupSpec.categorical("sex", ["F", "M"], aliases=SEX), GroupSpec.binned("age", [-math.inf, 60, math.inf]),
+        GroupSpec.categorical("sex", ["F", "M"], aliases=SEX),
+        GroupSpec.binned("age", [-math.inf, 60, math.inf]),
         unknown="separate",
     )
     again = GroupSpec.from_dict(spec.to_dict())

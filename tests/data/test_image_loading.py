@@ -22,7 +22,9 @@ def files(tmp_path_factory):
     rgb = rng.integers(0, 255, (12, 10, 3)).astype(np.uint8)
     vol = rng.integers(0, 4000, (4, 12, 10)).astype(np.uint16)
     return {
-        "gray": gray, "rgb": rgb, "vol": vol,
+        "gray": gray,
+        "rgb": rgb,
+        "vol": vol,
         "nii": write_nifti(root / "g.nii.gz", gray),
         "dcm": write_dicom_image(root / "g.dcm", gray, {"PatientSex": "F"}),
         "dcm_rgb": write_dicom_image(root / "c.dcm", rgb, {"PatientSex": "F"}),

@@ -136,13 +136,19 @@ def _pool(images: np.ndarray) -> np.ndarray:
 
 def test_arrays_equal_files(tmp_path):
     arr = synthesize_classification_arrays(n_samples=12, image_size=16, seed=9, group_label_noise=(0.3, 0.3))
-    items = _all_items(generate_classification_dataset(tmp_path / "c", n_samples=12, image_size=16, seed=9,
-                                                       group_label_noise=(0.3, 0.3)))
+    items = _all_items(
+        generate_classification_dataset(
+            tmp_path / "c", n_samples=12, image_size=16, seed=9, group_label_noise=(0.3, 0.3)
+        )
+    )
     for it in items:
         i = int(it["id"].split("_")[1])
         np.testing.assert_array_equal(_pixels(Path(it["image"])), arr["image"][i])
         assert (it["label"], it["group"], it.get("label_clean", it["label"])) == (
-            arr["label"][i], arr["group"][i], arr["label_clean"][i])
+            arr["label"][i],
+            arr["group"][i],
+            arr["label_clean"][i],
+        )
     seg = synthesize_segmentation_arrays(n_samples=6, image_size=16, seed=2)
     for it in _all_items(generate_segmentation_dataset(tmp_path / "s", n_samples=6, image_size=16, seed=2)):
         i = int(it["id"].split("_")[1])
@@ -162,8 +168,10 @@ def test_segmentation_bias():
         xt = torch.tensor(te["image"] / 255.0, dtype=torch.float32)[:, None]
         yt = torch.tensor(te["mask"], dtype=torch.float32)[:, None]
         net = torch.nn.Sequential(
-            torch.nn.Conv2d(1, 8, 5, padding=2), torch.nn.ReLU(),
-            torch.nn.Conv2d(8, 8, 5, padding=4, dilation=2), torch.nn.ReLU(),
+            torch.nn.Conv2d(1, 8, 5, padding=2),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(8, 8, 5, padding=4, dilation=2),
+            torch.nn.ReLU(),
             torch.nn.Conv2d(8, 1, 5, padding=2),
         )
         opt = torch.optim.Adam(net.parameters(), 1e-2)
@@ -203,8 +211,26 @@ def test_segmentation_dicom_images(tmp_path):
 def test_cli_synth(tmp_path, capsys):
     from monai_fair.__main__ import main
 
-    assert main(["synth", "--task", "classification", "--out", str(tmp_path), "--n-samples", "10", "--image-size",
-                 "16", "--modality", "xray", "--group-contrast", "0.5,1"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                "--task",
+                "classification",
+                "--out",
+                str(tmp_path),
+                "--n-samples",
+                "10",
+                "--image-size",
+                "16",
+                "--modality",
+                "xray",
+                "--group-contrast",
+                "0.5,1",
+            ]
+        )
+        == 0
+    )
     path = Path(capsys.readouterr().out.strip())
     params = json.loads(path.read_text())["synthetic"]["params"]
     assert params["n_samples"] == 10 and params["group_contrast"] == [0.5, 1.0] and params["modality"] == "xray"

@@ -20,37 +20,54 @@ class _Killed(RuntimeError):
 
 def _setup(tmp_path, max_epochs, kill_at=None, remove_on_completion=True):
     g = torch.Generator().manual_seed(0)
-    data = [{"image": torch.randn(4, generator=g), "label": torch.tensor(k % 2), "group": torch.tensor(k % 2)}
-            for k in range(16)]
+    data = [
+        {"image": torch.randn(4, generator=g), "label": torch.tensor(k % 2), "group": torch.tensor(k % 2)}
+        for k in range(16)
+    ]
     torch.manual_seed(0)
     net = torch.nn.Linear(4, 2)
     opt = torch.optim.Adam(net.parameters(), 1e-2)
     evaluator = GroupSupervisedEvaluator(
-        device="cpu", val_data_loader=DataLoader(Dataset(data), batch_size=8), network=net,
+        device="cpu",
+        val_data_loader=DataLoader(Dataset(data), batch_size=8),
+        network=net,
         key_val_metric={"val_neg_loss": _NegLoss()},
     )
     saver = CheckpointSaver(str(tmp_path), {"model": net}, save_key_metric=True, key_metric_filename="model.pt")
     saver.attach(evaluator)
     trainer = GroupSupervisedTrainer(
-        device="cpu", max_epochs=max_epochs, train_data_loader=DataLoader(Dataset(data), batch_size=4),
-        network=net, optimizer=opt, loss_function=torch.nn.CrossEntropyLoss(),
+        device="cpu",
+        max_epochs=max_epochs,
+        train_data_loader=DataLoader(Dataset(data), batch_size=4),
+        network=net,
+        optimizer=opt,
+        loss_function=torch.nn.CrossEntropyLoss(),
         train_handlers=[ValidationHandler(1, evaluator)],
     )
-    resume = TrainingResumeHandler(tmp_path, {"network": net, "optimizer": opt}, evaluator=evaluator,
-                                   checkpoint_savers=[saver], remove_on_completion=remove_on_completion)
+    resume = TrainingResumeHandler(
+        tmp_path,
+        {"network": net, "optimizer": opt},
+        evaluator=evaluator,
+        checkpoint_savers=[saver],
+        remove_on_completion=remove_on_completion,
+    )
     resume.attach(trainer)
     if kill_at is not None:
+
         @trainer.on(Events.ITERATION_COMPLETED(once=kill_at * 4 + 2))
         def _kill(engine):  # killed in the middle of epoch kill_at + 1
             raise _Killed(f"killed during epoch {kill_at + 1}")
+
     return trainer, evaluator, saver, resume, net, opt
 
 
 def _NegLoss():
     from ignite.metrics import Loss
 
-    return Loss(lambda p, y: -torch.nn.functional.cross_entropy(p, y.long().reshape(-1)),
-                output_transform=from_engine(["pred", "label"]))
+    return Loss(
+        lambda p, y: -torch.nn.functional.cross_entropy(p, y.long().reshape(-1)),
+        output_transform=from_engine(["pred", "label"]),
+    )
 
 
 def test_killed_run_resumes_from_last_epoch(tmp_path):

@@ -44,11 +44,23 @@ def bundle_run(config_files: Iterable[Path | str], args: list[str], cwd: Path, d
 def write_ddp_outputs(path: Path, handlers_id: str, task: str) -> Path:
     """An overlay adding, under ``$@output_dir/ddp``, the fairness report (every rank runs it: it is collective)
     and the validation metrics (``MetricsSaver``) to the handler list ``handlers_id`` (merged with ``+``)."""
-    path.write_text(json.dumps({f"+{handlers_id}": [
-        {"_target_": "monai_fair.handlers.FairnessReportHandler", "output_dir": "$@output_dir + '/ddp'",
-         "task": task, "group_names": "@group_names", "min_group_size": 1, "plots": False},
-        {"_target_": "MetricsSaver", "save_dir": "$@output_dir + '/ddp'", "metrics": "*"},
-    ]}))
+    path.write_text(
+        json.dumps(
+            {
+                f"+{handlers_id}": [
+                    {
+                        "_target_": "monai_fair.handlers.FairnessReportHandler",
+                        "output_dir": "$@output_dir + '/ddp'",
+                        "task": task,
+                        "group_names": "@group_names",
+                        "min_group_size": 1,
+                        "plots": False,
+                    },
+                    {"_target_": "MetricsSaver", "save_dir": "$@output_dir + '/ddp'", "metrics": "*"},
+                ]
+            }
+        )
+    )
     return path
 
 

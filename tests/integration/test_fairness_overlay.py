@@ -32,9 +32,20 @@ OVERLAYS = REPO / "bundles" / "overlays"
 
 def run_overlay(bundle: Path, configs: list[str], overlay: str, overrides: dict) -> str:
     files = [str(bundle / "configs" / c) for c in configs] + [str(OVERLAYS / overlay)]
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", json.dumps(files),
-           "--meta_file", str(bundle / "configs" / "metadata.json"),
-           "--logging_file", str(bundle / "configs" / "logging.conf"), "--bundle_root", str(bundle)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        json.dumps(files),
+        "--meta_file",
+        str(bundle / "configs" / "metadata.json"),
+        "--logging_file",
+        str(bundle / "configs" / "logging.conf"),
+        "--bundle_root",
+        str(bundle),
+    ]
     for k, v in overrides.items():
         cmd += [f"--{k}", v if isinstance(v, str) else json.dumps(v)]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
@@ -100,29 +111,47 @@ def test_segmentation_overlay_on_zoo_bundle(tmp_path):
     for g, name in enumerate(names):
         assert report["groups"][name]["n"] == int((group == g).sum())
         np.testing.assert_allclose(report["groups"][name]["dice"], dice[group == g].mean(), atol=1e-4)
-    gap = max(dice[group == g].mean() for g in range(len(names))) - min(dice[group == g].mean() for g in range(len(names)))
+    gap = max(dice[group == g].mean() for g in range(len(names))) - min(
+        dice[group == g].mean() for g in range(len(names))
+    )
     np.testing.assert_allclose(report["fairness"]["dice_gap"], gap, atol=1e-4)
 
 
 def test_classification_overlay_on_zoo_bundle(tmp_path):
     from sklearn.metrics import roc_auc_score
 
-    datalist = ensure_synthetic_dataset(tmp_path / "data", task="classification", n_samples=80, image_size=32, seed=2,
-                                       file_format="nifti")
+    datalist = ensure_synthetic_dataset(
+        tmp_path / "data", task="classification", n_samples=80, image_size=32, seed=2, file_format="nifti"
+    )
     bundle = tmp_path / "zoo_classification"
     shutil.copytree(FIXTURES / "zoo_classification", bundle)
-    ov = {"data_list_file_path": str(datalist), "dataset_dir": str(Path(datalist).parent),
-          "train#trainer#max_epochs": 1}
-    cmd_out = run_overlay(bundle, ["train.json"], "fairness_classification.json",
-                          {**ov, "fair_datalist": str(datalist), "fair_min_group_size": 1})
+    ov = {
+        "data_list_file_path": str(datalist),
+        "dataset_dir": str(Path(datalist).parent),
+        "train#trainer#max_epochs": 1,
+    }
+    cmd_out = run_overlay(
+        bundle,
+        ["train.json"],
+        "fairness_classification.json",
+        {**ov, "fair_datalist": str(datalist), "fair_min_group_size": 1},
+    )
     assert "val_worst_group_auc" in cmd_out and "val_eodds" in cmd_out
-    (bundle / "configs" / "evaluate.json").write_text(json.dumps({
-        "validate#handlers": [
-            {"_target_": "CheckpointLoader", "load_path": "$@ckpt_dir + '/model.pt'", "load_dict": {"model": "@network"}},
-            {"_target_": "StatsHandler", "iteration_log": False},
-        ],
-        "run": ["$@validate#evaluator.run()"],
-    }))
+    (bundle / "configs" / "evaluate.json").write_text(
+        json.dumps(
+            {
+                "validate#handlers": [
+                    {
+                        "_target_": "CheckpointLoader",
+                        "load_path": "$@ckpt_dir + '/model.pt'",
+                        "load_dict": {"model": "@network"},
+                    },
+                    {"_target_": "StatsHandler", "iteration_log": False},
+                ],
+                "run": ["$@validate#evaluator.run()"],
+            }
+        )
+    )
     ov2 = {**ov, "fair_datalist": str(datalist), "fair_min_group_size": 1, "fair_eval_split": "test"}
     run_overlay(bundle, ["train.json", "evaluate.json"], "fairness_classification.json", ov2)
     report = json.loads((bundle / "eval" / "fairness" / "report.json").read_text())

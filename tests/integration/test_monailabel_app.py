@@ -36,8 +36,13 @@ FAIR_SEG_BUNDLES = tuple(
 
 def _label_python() -> Path:
     script = REPO / "scripts" / "setup_monailabel_env.sh"
-    proc = subprocess.run(["bash", str(script), str(LABEL_VENV)], capture_output=True, text=True, timeout=1200,
-                          env=dict(os.environ, PYTHON=sys.executable))
+    proc = subprocess.run(
+        ["bash", str(script), str(LABEL_VENV)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env=dict(os.environ, PYTHON=sys.executable),
+    )
     if proc.returncode != 0:
         pytest.skip(f"MONAI Label environment could not be built ({script}):\n{(proc.stdout + proc.stderr)[-3000:]}")
     return LABEL_VENV / "bin" / "python"
@@ -95,21 +100,51 @@ def server(tmp_path_factory):
     shutil.copytree(FIXTURES / "zoo_segmentation", bundles[0])
     for name in FAIR_SEG_BUNDLES:
         if (REPO / "bundles" / name / "configs" / "inference.json").is_file():
-            shutil.copytree(REPO / "bundles" / name, tmp / name,
-                            ignore=shutil.ignore_patterns("models", "eval", "data", "runs", "logs"))
+            shutil.copytree(
+                REPO / "bundles" / name,
+                tmp / name,
+                ignore=shutil.ignore_patterns("models", "eval", "data", "runs", "logs"),
+            )
             bundles.append(tmp / name)
     for b in bundles:
         _init_weights(python, b)
     app = tmp / "app"
-    subprocess.run([str(python), "-m", "monai_fair.apps.monailabel", "init-app", str(app)]
-                   + [a for b in bundles for a in ("--bundle", str(b))], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [str(python), "-m", "monai_fair.apps.monailabel", "init-app", str(app)]
+        + [a for b in bundles for a in ("--bundle", str(b))],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     port = _free_port()
     log = open(tmp / "server.log", "w")
     proc = subprocess.Popen(
-        [str(python), "-m", "monailabel.main", "start_server", "--app", str(app), "--studies", str(tmp / "studies"),
-         "--host", "127.0.0.1", "--port", str(port), "--conf", "fair_attribute", "sex",
-         "--conf", "fair_categories", "F,M", "--conf", "fair_min_group_size", "1"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=str(tmp),
+        [
+            str(python),
+            "-m",
+            "monailabel.main",
+            "start_server",
+            "--app",
+            str(app),
+            "--studies",
+            str(tmp / "studies"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--conf",
+            "fair_attribute",
+            "sex",
+            "--conf",
+            "fair_categories",
+            "F,M",
+            "--conf",
+            "fair_min_group_size",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=str(tmp),
         env=dict(os.environ, OMP_NUM_THREADS="1", MONAI_LABEL_AUTO_UPDATE_SCORING="false"),
     )
     url = f"http://127.0.0.1:{port}"
@@ -119,11 +154,19 @@ def server(tmp_path_factory):
             try:
                 _http("GET", url + "/info/", timeout=5)
                 break
-            except OSError:
+            except OSError as e:
                 if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("MONAI Label server did not start:\n" + (tmp / "server.log").read_text()[-4000:])
+                    raise RuntimeError(
+                        "MONAI Label server did not start:\n" + (tmp / "server.log").read_text()[-4000:]
+                    ) from e
                 time.sleep(1)
-        yield {"url": url, "datalist": datalist, "app": app, "bundles": [b.name for b in bundles], "log": tmp / "server.log"}
+        yield {
+            "url": url,
+            "datalist": datalist,
+            "app": app,
+            "bundles": [b.name for b in bundles],
+            "log": tmp / "server.log",
+        }
     finally:
         proc.terminate()
         try:
@@ -141,8 +184,12 @@ def _upload(server) -> list[dict]:
         body, ctype = _multipart({"params": json.dumps({"sex": it["sex"]})}, {"file": root / it["image"]})
         _http("PUT", f"{server['url']}/datastore/image?image={it['id']}", data=body, headers={"Content-Type": ctype})
         body, ctype = _multipart({"params": "{}"}, {"label": root / it["label"]})
-        _http("PUT", f"{server['url']}/datastore/label?image={it['id']}&tag=final", data=body,
-              headers={"Content-Type": ctype})
+        _http(
+            "PUT",
+            f"{server['url']}/datastore/label?image={it['id']}&tag=final",
+            data=body,
+            headers={"Content-Type": ctype},
+        )
     return items
 
 
@@ -162,8 +209,12 @@ def test_upload_infer_train_report(server, tmp_path):
     img = nib.load(str(server["datalist"].parent / items[0]["image"])).get_fdata()
     for model in server["bundles"]:
         body, ctype = _multipart({"params": json.dumps({"device": "cpu"})}, {})
-        status, raw = _http("POST", f"{server['url']}/infer/{model}?image={items[0]['id']}&output=image", data=body,
-                            headers={"Content-Type": ctype})
+        status, raw = _http(
+            "POST",
+            f"{server['url']}/infer/{model}?image={items[0]['id']}&output=image",
+            data=body,
+            headers={"Content-Type": ctype},
+        )
         assert status == 200
         out = tmp_path / f"{model}.nii.gz"
         out.write_bytes(raw)
@@ -174,8 +225,13 @@ def test_upload_infer_train_report(server, tmp_path):
     # training on the datastore: the datalist carries each image's group (F=0, M=1) and a report is written
     model = "zoo_segmentation"
     request = {"max_epochs": 1, "device": "cpu", "val_split": 0.5, "multi_gpu": False, "pretrained": False}
-    status, _ = _http("POST", f"{server['url']}/train/{model}?run_sync=true", data=json.dumps(request).encode(),
-                      headers={"Content-Type": "application/json"}, timeout=600)
+    status, _ = _http(
+        "POST",
+        f"{server['url']}/train/{model}?run_sync=true",
+        data=json.dumps(request).encode(),
+        headers={"Content-Type": "application/json"},
+        timeout=600,
+    )
     assert status == 200
     bundle = server["app"] / "model" / model
     dl = json.loads((bundle / "models" / "monailabel_datalist.json").read_text())

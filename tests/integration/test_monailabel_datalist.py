@@ -94,7 +94,8 @@ def test_parse_group_spec_and_write(tmp_path):
 
     img = tmp_path / "a.nii.gz"
     img.write_bytes(b"")
-    path = write_fair_datalist(tmp_path / "dl" / "datalist.json", [{"image": str(img), "label": str(img), "group": 1}],
-                               [], ["F", "M"], spec)
+    path = write_fair_datalist(
+        tmp_path / "dl" / "datalist.json", [{"image": str(img), "label": str(img), "group": 1}], [], ["F", "M"], spec
+    )
     items, names = load_fair_datalist(path, split="training")
     assert names == ["F", "M"] and items[0]["group"] == 1 and items[0]["image"] == str(img)

@@ -48,9 +48,22 @@ def test_apple_ddp_matches_single_process(tmp_path):
     datalist = ensure_synthetic_dataset(tmp_path / "data", task="segmentation", n_samples=48, image_size=32, seed=4)
     cfg = bundle / "configs"
     outputs = write_ddp_outputs(tmp_path / "ddp_outputs.json", "apple#evaluator#val_handlers", "segmentation")
-    common = ["--bundle_root", str(bundle), "--datalist", datalist, "--batch_size", "8",
-              "--base_epochs", "1", "--apple_epochs", "1",
-              "--meta_file", str(cfg / "metadata.json"), "--logging_file", str(cfg / "logging.conf")]
+    common = [
+        "--bundle_root",
+        str(bundle),
+        "--datalist",
+        datalist,
+        "--batch_size",
+        "8",
+        "--base_epochs",
+        "1",
+        "--apple_epochs",
+        "1",
+        "--meta_file",
+        str(cfg / "metadata.json"),
+        "--logging_file",
+        str(cfg / "logging.conf"),
+    ]
     bundle_run([cfg / "train.json", cfg / "multi_gpu_train.json", outputs], common, bundle, distributed=True)
 
     models = bundle / "models"
@@ -61,12 +74,12 @@ def test_apple_ddp_matches_single_process(tmp_path):
     for state in (base, whole, pert):
         assert state and not any(k.startswith("module.") or ".module." in k for k in state), list(state)[:5]
     # the deployed segmentor inside the APPLE model is bit-identical to the stage-1 checkpoint
-    inner = {k[len("network."):]: v for k, v in whole.items() if k.startswith("network.")}
+    inner = {k[len("network.") :]: v for k, v in whole.items() if k.startswith("network.")}
     assert inner.keys() == base.keys()
     for k in base:
         assert torch.equal(inner[k], base[k]), k
     # the perturber moved away from its zero-initialised last layer (it was trained), consistently in both files
-    assert {k[len("perturbers."):] for k in whole if k.startswith("perturbers.")} == set(pert)
+    assert {k[len("perturbers.") :] for k in whole if k.startswith("perturbers.")} == set(pert)
     for k, v in pert.items():
         assert torch.equal(whole["perturbers." + k], v), k
     assert any(v.abs().sum() > 0 for k, v in pert.items() if v.is_floating_point()), "perturber untrained"
@@ -76,14 +89,27 @@ def test_apple_ddp_matches_single_process(tmp_path):
     assert "LOADED 1" in out
 
     # single process: evaluate.json on the validation split, with the training evaluator's metrics
-    (tmp_path / "single_metrics.json").write_text(json.dumps({
-        "evaluate#after#key_val_metric": "%apple#evaluator#key_val_metric",
-        "evaluate#after#additional_metrics": "%apple#evaluator#additional_metrics",
-        "+evaluate#after#val_handlers": [{"_target_": "MetricsSaver", "save_dir": "$@output_dir + '/after'",
-                                          "metrics": "*"}],
-    }))
-    bundle_run([cfg / "train.json", cfg / "evaluate.json", tmp_path / "single_metrics.json"], common + [
-        "--eval_split", "validation", "--min_group_size", "1", "--output_dir", str(bundle / "eval" / "single")], bundle)
+    (tmp_path / "single_metrics.json").write_text(
+        json.dumps(
+            {
+                "evaluate#after#key_val_metric": "%apple#evaluator#key_val_metric",
+                "evaluate#after#additional_metrics": "%apple#evaluator#additional_metrics",
+                "+evaluate#after#val_handlers": [
+                    {"_target_": "MetricsSaver", "save_dir": "$@output_dir + '/after'", "metrics": "*"}
+                ],
+            }
+        )
+    )
+    bundle_run(
+        [cfg / "train.json", cfg / "evaluate.json", tmp_path / "single_metrics.json"],
+        common
+        + ["--eval_split", "validation", "--min_group_size", "1", "--output_dir", str(bundle / "eval" / "single")],
+        bundle,
+    )
     n_val = len(json.loads(Path(datalist).read_text())["validation"])
-    assert_ddp_matches_single(bundle / "eval" / "ddp", bundle / "eval" / "single" / "after", n_val,
-                              {"val_apple_key_metric", "val_mean_dice", "val_worst_group_dice"})
+    assert_ddp_matches_single(
+        bundle / "eval" / "ddp",
+        bundle / "eval" / "single" / "after",
+        n_val,
+        {"val_apple_key_metric", "val_mean_dice", "val_worst_group_dice"},
+    )

@@ -2,10 +2,11 @@
 # Licensed under the Apache License, Version 2.0
 """``configs/multi_gpu_train.json`` of the method bundles, run the MONAI way on CPU with gloo and 2 processes.
 
-``torchrun --nproc_per_node=2 -m monai.bundle run --config_file "['configs/train.json','configs/multi_gpu_train.json']"``
-trains with a DDP network and ``DistributedSampler``s; the validation shards are all-gathered by the group metrics and
-the fairness report. The DDP validation's group metrics and report must equal a single-process evaluation of the
-saved model on the same data (point estimates; bootstrap intervals depend on the sample order and are not compared).
+``torchrun --nproc_per_node=2 -m monai.bundle run --config_file
+"['configs/train.json','configs/multi_gpu_train.json']"`` trains with a DDP network and ``DistributedSampler``s; the
+validation shards are all-gathered by the group metrics and the fairness report. The DDP validation's group metrics
+and report must equal a single-process evaluation of the saved model on the same data (point estimates; bootstrap
+intervals depend on the sample order and are not compared).
 """
 
 from __future__ import annotations
@@ -33,8 +34,20 @@ def test_ddp_gloo_matches_single_process(name, tmp_path):
     bundle = copy_bundle(name, tmp_path)
     datalist = ensure_synthetic_dataset(tmp_path / "data", task="classification", n_samples=96, image_size=32, seed=4)
     cfg = bundle / "configs"
-    common = ["--bundle_root", str(bundle), "--datalist", datalist, "--epochs", "1", "--batch_size", "8",
-              "--meta_file", str(cfg / "metadata.json"), "--logging_file", str(cfg / "logging.conf")]
+    common = [
+        "--bundle_root",
+        str(bundle),
+        "--datalist",
+        datalist,
+        "--epochs",
+        "1",
+        "--batch_size",
+        "8",
+        "--meta_file",
+        str(cfg / "metadata.json"),
+        "--logging_file",
+        str(cfg / "logging.conf"),
+    ]
     for k, v in DDP_BUNDLES[name].items():
         common += [f"--{k}", v]
     outputs = write_ddp_outputs(tmp_path / "ddp_outputs.json", "validate#handlers", "classification")
@@ -42,7 +55,11 @@ def test_ddp_gloo_matches_single_process(name, tmp_path):
     assert (bundle / "models" / "model.pt").is_file()
 
     # single process: evaluate the saved model on the same validation split
-    bundle_run([cfg / "train.json", cfg / "evaluate.json"], common + [
-        "--eval_split", "validation", "--min_group_size", "1", "--output_dir", str(bundle / "eval" / "single")], bundle)
+    bundle_run(
+        [cfg / "train.json", cfg / "evaluate.json"],
+        common
+        + ["--eval_split", "validation", "--min_group_size", "1", "--output_dir", str(bundle / "eval" / "single")],
+        bundle,
+    )
     n_val = len(json.loads(Path(datalist).read_text())["validation"])
     assert_ddp_matches_single(bundle / "eval" / "ddp", bundle / "eval" / "single", n_val, {"val_auc"})

@@ -62,8 +62,20 @@ def test_neural_collapse_ddp_matches_single_process(tmp_path):
     bundle = copy_bundle("neural_collapse_classification", tmp_path)
     datalist = ensure_synthetic_dataset(tmp_path / "data", task="classification", n_samples=64, image_size=32, seed=4)
     cfg = bundle / "configs"
-    common = ["--bundle_root", str(bundle), "--datalist", datalist, "--epochs", "1", "--batch_size", "8",
-              "--meta_file", str(cfg / "metadata.json"), "--logging_file", str(cfg / "logging.conf")]
+    common = [
+        "--bundle_root",
+        str(bundle),
+        "--datalist",
+        datalist,
+        "--epochs",
+        "1",
+        "--batch_size",
+        "8",
+        "--meta_file",
+        str(cfg / "metadata.json"),
+        "--logging_file",
+        str(cfg / "logging.conf"),
+    ]
     bundle_run([cfg / "train.json", cfg / "multi_gpu_train.json"], common, bundle, distributed=True)
     model = bundle / "models" / "model.pt"
     assert model.is_file()
@@ -73,8 +85,10 @@ def test_neural_collapse_ddp_matches_single_process(tmp_path):
     ddp = traj["evaluations"][-1]
     assert ddp["epoch"] == 1
 
-    out = run([sys.executable, "-c", _NC_SINGLE, str(cfg / "train.json"), str(bundle), datalist,
-               str(tmp_path / "nc_single")], bundle)
+    out = run(
+        [sys.executable, "-c", _NC_SINGLE, str(cfg / "train.json"), str(bundle), datalist, str(tmp_path / "nc_single")],
+        bundle,
+    )
     single = json.loads(out.strip().splitlines()[-1])
     n_train = len(json.loads(Path(datalist).read_text())["training"])
     # every training sample counted once (the shards were all-reduced, none duplicated)
@@ -97,22 +111,43 @@ FAIRDI = {
 def test_fairdi_student_ddp_matches_single_process(name, tmp_path):
     spec = FAIRDI[name]
     bundle = copy_bundle(name, tmp_path)
-    datalist = ensure_synthetic_dataset(tmp_path / "data", task=spec["task"], n_samples=64,
-                                        image_size=spec["image_size"], seed=4)
+    datalist = ensure_synthetic_dataset(
+        tmp_path / "data", task=spec["task"], n_samples=64, image_size=spec["image_size"], seed=4
+    )
     cfg = bundle / "configs"
-    common = ["--bundle_root", str(bundle), "--datalist", datalist, "--batch_size", "8",
-              "--baseline_epochs", "1", "--teacher_epochs", "1", "--student_epochs", "1",
-              "--meta_file", str(cfg / "metadata.json"), "--logging_file", str(cfg / "logging.conf")]
+    common = [
+        "--bundle_root",
+        str(bundle),
+        "--datalist",
+        datalist,
+        "--batch_size",
+        "8",
+        "--baseline_epochs",
+        "1",
+        "--teacher_epochs",
+        "1",
+        "--student_epochs",
+        "1",
+        "--meta_file",
+        str(cfg / "metadata.json"),
+        "--logging_file",
+        str(cfg / "logging.conf"),
+    ]
     # stage 2 (teachers) single-process, without the baseline initialisation
-    bundle_run([cfg / "train.json", cfg / "train_teachers.json"], common + ["--teacher_init_from_baseline", "False"],
-               bundle)
+    bundle_run(
+        [cfg / "train.json", cfg / "train_teachers.json"], common + ["--teacher_init_from_baseline", "False"], bundle
+    )
     assert (bundle / "models" / "teachers.pt").is_file()
 
     outputs = write_ddp_outputs(tmp_path / "ddp_outputs.json", "validate#handlers", spec["task"])
     bundle_run([cfg / "train.json", cfg / "multi_gpu_train.json", outputs], common, bundle, distributed=True)
     assert (bundle / "models" / "model.pt").is_file()
 
-    bundle_run([cfg / "train.json", cfg / "evaluate.json"], common + [
-        "--eval_split", "validation", "--min_group_size", "1", "--output_dir", str(bundle / "eval" / "single")], bundle)
+    bundle_run(
+        [cfg / "train.json", cfg / "evaluate.json"],
+        common
+        + ["--eval_split", "validation", "--min_group_size", "1", "--output_dir", str(bundle / "eval" / "single")],
+        bundle,
+    )
     n_val = len(json.loads(Path(datalist).read_text())["validation"])
     assert_ddp_matches_single(bundle / "eval" / "ddp", bundle / "eval" / "single", n_val, {spec["metric"]})

@@ -14,8 +14,11 @@ from monai_fair.handlers import (
     GroupClassificationMetricHandler,
     GroupSegmentationMetricHandler,
 )
-from monai_fair.metrics import compute_group_classification_metrics, compute_group_segmentation_metrics
-from monai_fair.metrics import compute_per_image_dice_iou
+from monai_fair.metrics import (
+    compute_group_classification_metrics,
+    compute_group_segmentation_metrics,
+    compute_per_image_dice_iou,
+)
 
 
 def _cls_batches(n_batches=4, bs=16, seed=0):

@@ -65,9 +65,8 @@ def test_segmentation_report(tmp_path):
 
 
 def test_roc_curve_points_match_sklearn():
-    from sklearn.metrics import roc_curve
-
     import torch
+    from sklearn.metrics import roc_curve
 
     rng = np.random.default_rng(2)
     s = np.round(rng.random(50), 1)
@@ -92,8 +91,21 @@ def test_cli_classification(tmp_path):
         for k in range(len(y)):
             w.writerow([k, y[k], int(s[k] >= 0.5), f"{s[k]:.6f}", names[g[k]]])
     r = _run_cli(
-        ["preds.csv", "--label-col", "label", "--pred-col", "pred", "--score-col", "score", "--group-col", "sex",
-         "--out", "out", "--n-bootstrap", "20"],
+        [
+            "preds.csv",
+            "--label-col",
+            "label",
+            "--pred-col",
+            "pred",
+            "--score-col",
+            "score",
+            "--group-col",
+            "sex",
+            "--out",
+            "out",
+            "--n-bootstrap",
+            "20",
+        ],
         tmp_path,
     )
     assert r.returncode == 0, r.stderr
@@ -106,9 +118,26 @@ def test_cli_classification(tmp_path):
     with pytest.raises(ValueError, match="race"):
         main(["report", str(tmp_path / "preds.csv"), "--group-col", "race", "--out", str(tmp_path / "o2")])
     # stratified bootstrap: flagged in the report, point estimates unchanged
-    rc = main(["report", str(tmp_path / "preds.csv"), "--label-col", "label", "--pred-col", "pred", "--score-col",
-               "score", "--group-col", "sex", "--out", str(tmp_path / "o3"), "--n-bootstrap", "20",
-               "--stratified-bootstrap", "--no-plots"])
+    rc = main(
+        [
+            "report",
+            str(tmp_path / "preds.csv"),
+            "--label-col",
+            "label",
+            "--pred-col",
+            "pred",
+            "--score-col",
+            "score",
+            "--group-col",
+            "sex",
+            "--out",
+            str(tmp_path / "o3"),
+            "--n-bootstrap",
+            "20",
+            "--stratified-bootstrap",
+            "--no-plots",
+        ]
+    )
     assert rc == 0
     js3 = json.loads((tmp_path / "o3" / "report.json").read_text())
     assert js3["stratified_bootstrap"] is True and js["stratified_bootstrap"] is False
@@ -132,8 +161,22 @@ def test_cli_segmentation_nifti(tmp_path):
         w.writerow(["pred", "label", "group"])
         w.writerows(rows)
     rc = main(
-        ["report", str(tmp_path / "seg.csv"), "--task", "segmentation", "--group-col", "group", "--group-names", "A,B",
-         "--out", str(tmp_path / "out"), "--min-group-size", "3", "--n-bootstrap", "0"]
+        [
+            "report",
+            str(tmp_path / "seg.csv"),
+            "--task",
+            "segmentation",
+            "--group-col",
+            "group",
+            "--group-names",
+            "A,B",
+            "--out",
+            str(tmp_path / "out"),
+            "--min-group-size",
+            "3",
+            "--n-bootstrap",
+            "0",
+        ]
     )
     assert rc == 0
     js = json.loads((tmp_path / "out" / "report.json").read_text())

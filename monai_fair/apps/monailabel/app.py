@@ -51,11 +51,17 @@ class FairnessLabelApp(MONAILabelApp):
 
     def _find_bundles(self, names: str | None) -> dict[str, str]:
         if names:
-            paths = [n.strip() if os.path.isabs(n.strip()) else os.path.join(self.model_dir, n.strip())
-                     for n in names.split(",") if n.strip()]
+            paths = [
+                n.strip() if os.path.isabs(n.strip()) else os.path.join(self.model_dir, n.strip())
+                for n in names.split(",")
+                if n.strip()
+            ]
         else:
-            paths = sorted(os.path.join(self.model_dir, d) for d in os.listdir(self.model_dir)) if os.path.isdir(
-                self.model_dir) else []
+            paths = (
+                sorted(os.path.join(self.model_dir, d) for d in os.listdir(self.model_dir))
+                if os.path.isdir(self.model_dir)
+                else []
+            )
         found = {}
         for p in paths:
             if not os.path.isfile(os.path.join(p, "configs", "metadata.json")):

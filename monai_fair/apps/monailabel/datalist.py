@@ -31,8 +31,11 @@ from monai_fair.data import GroupSpec
 __all__ = ["fetch_group_datalist", "load_attribute_csv", "parse_group_spec", "write_fair_datalist"]
 
 
-def parse_group_spec(spec: str | Mapping[str, Any] | GroupSpec | None, attribute: str | None = None,
-                     categories: str | Sequence[str] | None = None) -> GroupSpec | None:
+def parse_group_spec(
+    spec: str | Mapping[str, Any] | GroupSpec | None,
+    attribute: str | None = None,
+    categories: str | Sequence[str] | None = None,
+) -> GroupSpec | None:
     """Build a :class:`~monai_fair.data.GroupSpec` from app configuration values.
 
     Args:

@@ -168,6 +168,8 @@ class FairBundleInferTask(BasicInferTask):
         post = list(post.transforms) if isinstance(post, Compose) else list(post or [])
         post = [t for t in post if not isinstance(t, SaveImaged)]
         if self.type == InferType.SEGMENTATION:
-            post += [LabelMapToInputd(keys=self.output_label_key, ref_key=self.input_key),
-                     ToNumpyd(keys=self.output_label_key)]
+            post += [
+                LabelMapToInputd(keys=self.output_label_key, ref_key=self.input_key),
+                ToNumpyd(keys=self.output_label_key),
+            ]
         return post

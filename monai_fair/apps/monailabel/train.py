@@ -57,7 +57,9 @@ class FairBundleTrainTask(BundleTrainTask):
     def __init__(self, path: str, conf: dict[str, str], task: str = "segmentation", **kwargs: Any) -> None:
         super().__init__(os.path.realpath(path), conf, **kwargs)
         self.task = task
-        self.spec = parse_group_spec(conf.get("fair_group_spec"), conf.get("fair_attribute"), conf.get("fair_categories"))
+        self.spec = parse_group_spec(
+            conf.get("fair_group_spec"), conf.get("fair_attribute"), conf.get("fair_categories")
+        )
         names = conf.get("fair_group_names")
         self.group_names_conf = [n.strip() for n in names.split(",")] if names else None
         self.attributes_csv = conf.get("fair_attributes_csv")
@@ -91,14 +93,19 @@ class FairBundleTrainTask(BundleTrainTask):
         val = overrides.get(self.const.key_validate_dataset_data(), [])
         path = write_fair_datalist(
             os.path.join(self.bundle_path, "models", "monailabel_datalist.json"),
-            train, val or [], self._group_names, self.spec,
+            train,
+            val or [],
+            self._group_names,
+            self.spec,
         )
         overrides["datalist"] = str(path)
         overrides["group_names"] = list(self._group_names)
         handlers = self.bundle_config.get("validate#handlers")
         if isinstance(handlers, list):
             handlers = json.loads(json.dumps(handlers))
-            if not any(str(h.get("_target_", "")).endswith("FairnessReportHandler") for h in handlers if isinstance(h, dict)):
+            if not any(
+                str(h.get("_target_", "")).endswith("FairnessReportHandler") for h in handlers if isinstance(h, dict)
+            ):
                 handlers.append(
                     {
                         "_target_": "monai_fair.handlers.FairnessReportHandler",
@@ -111,6 +118,9 @@ class FairBundleTrainTask(BundleTrainTask):
                 )
             overrides["validate#handlers"] = handlers
         # a standard (non monai-fair) bundle: make its evaluator put the batch's group into the engine output
-        if self.bundle_config.get("validate#evaluator#_target_") in ("SupervisedEvaluator", "monai.engines.SupervisedEvaluator"):
+        if self.bundle_config.get("validate#evaluator#_target_") in (
+            "SupervisedEvaluator",
+            "monai.engines.SupervisedEvaluator",
+        ):
             overrides["validate#evaluator#_target_"] = "monai_fair.engines.GroupSupervisedEvaluator"
         return overrides

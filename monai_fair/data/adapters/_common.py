@@ -54,8 +54,9 @@ def demographic_spec(
 ) -> GroupSpec:
     """Group spec over ``sex`` (``F``/``M``), ``age`` (binned) or ``sex_age`` (their intersection)."""
     sex = GroupSpec.categorical("sex", ["F", "M"], aliases=SEX_ALIASES, unknown=unknown)
-    age = GroupSpec.binned("age", list(age_bins), labels=None if age_labels is None else list(age_labels),
-                           unknown=unknown)
+    age = GroupSpec.binned(
+        "age", list(age_bins), labels=None if age_labels is None else list(age_labels), unknown=unknown
+    )
     if attribute == "sex":
         return sex
     if attribute == "age":
@@ -65,8 +66,12 @@ def demographic_spec(
     raise ValueError(f"attribute must be 'sex', 'age' or 'sex_age', got {attribute!r}.")
 
 
-def find_images(names: Iterable[str], folders: str | os.PathLike | Sequence[str | os.PathLike],
-                suffixes: Sequence[str] = (".jpg", ".jpeg", ".png"), check: bool = True) -> dict[str, str]:
+def find_images(
+    names: Iterable[str],
+    folders: str | os.PathLike | Sequence[str | os.PathLike],
+    suffixes: Sequence[str] = (".jpg", ".jpeg", ".png"),
+    check: bool = True,
+) -> dict[str, str]:
     """Map each image name (without suffix) to its file in one of ``folders`` (searched in order).
 
     Raises:

@@ -35,8 +35,19 @@ from monai_fair.data.datalist import build_fair_datalist, stratified_split
 __all__ = ["CHEXPERT_FINDINGS", "chexpert_datalist"]
 
 CHEXPERT_FINDINGS = (
-    "No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",
-    "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other", "Fracture",
+    "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
     "Support Devices",
 )
 COLUMNS = ("Path", "Sex", "Age", "Frontal/Lateral", "AP/PA") + CHEXPERT_FINDINGS
@@ -56,8 +67,9 @@ def _value(text: str, policy: str, where: str) -> float:
     return v
 
 
-def _records(path: str | os.PathLike, root: Path, finding: str | None, uncertain: str, frontal_only: bool,
-             check_images: bool) -> list[dict]:
+def _records(
+    path: str | os.PathLike, root: Path, finding: str | None, uncertain: str, frontal_only: bool, check_images: bool
+) -> list[dict]:
     rows = read_csv_rows(path, COLUMNS)
     out = []
     for i, r in enumerate(rows):
@@ -75,9 +87,19 @@ def _records(path: str | os.PathLike, root: Path, finding: str | None, uncertain
         image = str((root / r["Path"]).resolve())
         if check_images and not os.path.exists(image):
             raise FileNotFoundError(f"{where}: image {image} not found (is --root the folder holding CheXpert-v1.0*?)")
-        out.append({"image": image, "label": label, "patient_id": m.group(1) if m else r["Path"], "sex": r["Sex"],
-                    "age": to_float(r["Age"]), "view": r["Frontal/Lateral"], "ap_pa": r["AP/PA"] or None,
-                    "_row": i + 2, "_file": str(path)})
+        out.append(
+            {
+                "image": image,
+                "label": label,
+                "patient_id": m.group(1) if m else r["Path"],
+                "sex": r["Sex"],
+                "age": to_float(r["Age"]),
+                "view": r["Frontal/Lateral"],
+                "ap_pa": r["AP/PA"] or None,
+                "_row": i + 2,
+                "_file": str(path),
+            }
+        )
     return out
 
 
@@ -134,11 +156,27 @@ def chexpert_datalist(
         r.pop("_row")
         r.pop("_file")
     return build_fair_datalist(
-        records, out, spec, keep_keys=["patient_id", "sex", "age", "view", "ap_pa"], split=split,
-        split_fractions=split_fractions, seed=seed, stratify_by_label=finding is not None,
-        label_names=[finding] if finding else list(CHEXPERT_FINDINGS), source=str(metadata), cluster=cluster,
-        extra={"source": {"dataset": "CheXpert", "file": Path(metadata).name, "finding": finding,
-                          "uncertain": uncertain, "frontal_only": frontal_only, "attribute": attribute}},
+        records,
+        out,
+        spec,
+        keep_keys=["patient_id", "sex", "age", "view", "ap_pa"],
+        split=split,
+        split_fractions=split_fractions,
+        seed=seed,
+        stratify_by_label=finding is not None,
+        label_names=[finding] if finding else list(CHEXPERT_FINDINGS),
+        source=str(metadata),
+        cluster=cluster,
+        extra={
+            "source": {
+                "dataset": "CheXpert",
+                "file": Path(metadata).name,
+                "finding": finding,
+                "uncertain": uncertain,
+                "frontal_only": frontal_only,
+                "attribute": attribute,
+            }
+        },
     )
 
 

@@ -42,8 +42,14 @@ FAIRSEG_CODES: dict[str, dict[int, str]] = {
 }
 _IMAGE_KEYS = ("slo_fundus", "fundus_slo")
 _MASK_KEYS = ("disc_cup_mask", "disc_cup")
-_SPLIT_DIRS = {"training": "training", "train": "training", "validation": "validation", "val": "validation",
-               "test": "test", "testing": "test"}
+_SPLIT_DIRS = {
+    "training": "training",
+    "train": "training",
+    "validation": "validation",
+    "val": "validation",
+    "test": "test",
+    "testing": "test",
+}
 
 
 def _get(data: Any, keys: Sequence[str], path: Path) -> np.ndarray:
@@ -128,14 +134,21 @@ def fairseg_datalist(
         name = "_".join(rel.with_suffix("").parts)
         img_path = write_nifti(image_out / "images" / f"{name}.nii.gz", image)
         mask_path = write_nifti(image_out / "masks" / f"{name}.nii.gz", seg)
-        records.append({"image": str(img_path.resolve()), "label": str(mask_path.resolve()), "npz": str(rel),
-                        "age": age, **attrs})
+        records.append(
+            {"image": str(img_path.resolve()), "label": str(mask_path.resolve()), "npz": str(rel), "age": age, **attrs}
+        )
         split.append(next((_SPLIT_DIRS[p.lower()] for p in rel.parts[:-1] if p.lower() in _SPLIT_DIRS), None))
     use_dirs = all(s is not None for s in split)
     spec = GroupSpec.categorical(attribute, list(FAIRSEG_CODES[attribute].values()), unknown=unknown)
     return build_fair_datalist(
-        records, out, spec, keep_keys=["npz", "age"] + list(FAIRSEG_CODES), split=split if use_dirs else None,
-        split_fractions=split_fractions, seed=seed, stratify_by_label=False,
+        records,
+        out,
+        spec,
+        keep_keys=["npz", "age"] + list(FAIRSEG_CODES),
+        split=split if use_dirs else None,
+        split_fractions=split_fractions,
+        seed=seed,
+        stratify_by_label=False,
         label_names=["background", "rim", "cup"] if mask == "rim_cup" else ["background", mask],
         source=str(data_dir),
         extra={"source": {"dataset": "Harvard-FairSeg", "attribute": attribute, "mask": mask}},

@@ -29,8 +29,17 @@ from monai_fair.data.groups import GroupSpec
 
 __all__ = ["fitzpatrick17k_datalist"]
 
-COLUMNS = ("md5hash", "fitzpatrick_scale", "fitzpatrick_centaur", "label", "nine_partition_label",
-           "three_partition_label", "qc", "url", "url_alphanum")
+COLUMNS = (
+    "md5hash",
+    "fitzpatrick_scale",
+    "fitzpatrick_centaur",
+    "label",
+    "nine_partition_label",
+    "three_partition_label",
+    "qc",
+    "url",
+    "url_alphanum",
+)
 LABEL_COLUMNS = ("label", "nine_partition_label", "three_partition_label")
 
 
@@ -76,15 +85,35 @@ def fitzpatrick17k_datalist(
         if value is not None and value != -1 and (value not in (1, 2, 3, 4, 5, 6)):
             raise ValueError(f"{metadata}: row {i + 2}: {scale_col}={r[scale_col]!r} is not 1..6 or -1 (unknown).")
         tone = None if value is None or value == -1 else int(value)
-        records.append({"image": paths[r["md5hash"]], "label": names.index(r[label_col]), "md5hash": r["md5hash"],
-                        "fitzpatrick": tone, "condition": r["label"]})
+        records.append(
+            {
+                "image": paths[r["md5hash"]],
+                "label": names.index(r[label_col]),
+                "md5hash": r["md5hash"],
+                "fitzpatrick": tone,
+                "condition": r["label"],
+            }
+        )
     if grouping == "binary":
         spec = GroupSpec.binned("fitzpatrick", [1, 4, 7], labels=["light", "dark"], unknown=unknown)
     else:
         spec = GroupSpec.categorical("fitzpatrick", [str(k) for k in range(1, 7)], unknown=unknown)
     return build_fair_datalist(
-        records, out, spec, keep_keys=["md5hash", "fitzpatrick", "condition"], split_fractions=split_fractions,
-        seed=seed, label_names=names, row_offset=2, source=str(metadata),
-        extra={"source": {"dataset": "Fitzpatrick17k", "file": Path(metadata).name, "scale_col": scale_col,
-                          "grouping": grouping}},
+        records,
+        out,
+        spec,
+        keep_keys=["md5hash", "fitzpatrick", "condition"],
+        split_fractions=split_fractions,
+        seed=seed,
+        label_names=names,
+        row_offset=2,
+        source=str(metadata),
+        extra={
+            "source": {
+                "dataset": "Fitzpatrick17k",
+                "file": Path(metadata).name,
+                "scale_col": scale_col,
+                "grouping": grouping,
+            }
+        },
     )

@@ -65,14 +65,27 @@ def ham10000_datalist(
         if dx not in HAM10000_CLASSES:
             raise ValueError(f"{metadata}: row {i + 2}: unknown dx {r['dx']!r}; expected one of {HAM10000_CLASSES}.")
         label = HAM10000_CLASSES.index(dx) if label_mode == "dx" else int(dx in HAM10000_MALIGNANT)
-        records.append({
-            "image": paths[r["image_id"]], "label": label, "image_id": r["image_id"], "lesion_id": r["lesion_id"],
-            "sex": r["sex"], "age": to_float(r["age"]), "dx": dx,
-        })
+        records.append(
+            {
+                "image": paths[r["image_id"]],
+                "label": label,
+                "image_id": r["image_id"],
+                "lesion_id": r["lesion_id"],
+                "sex": r["sex"],
+                "age": to_float(r["age"]),
+                "dx": dx,
+            }
+        )
     return build_fair_datalist(
-        records, out, demographic_spec(attribute, unknown, age_bins),
-        keep_keys=["image_id", "lesion_id", "sex", "age", "dx"], split_fractions=split_fractions, seed=seed,
+        records,
+        out,
+        demographic_spec(attribute, unknown, age_bins),
+        keep_keys=["image_id", "lesion_id", "sex", "age", "dx"],
+        split_fractions=split_fractions,
+        seed=seed,
         label_names=list(HAM10000_CLASSES) if label_mode == "dx" else ["benign", "malignant"],
-        row_offset=2, source=str(metadata), cluster=[r["lesion_id"] or r["image_id"] for r in rows],
+        row_offset=2,
+        source=str(metadata),
+        cluster=[r["lesion_id"] or r["image_id"] for r in rows],
         extra={"source": {"dataset": "HAM10000", "file": Path(metadata).name, "attribute": attribute}},
     )

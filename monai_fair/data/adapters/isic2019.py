@@ -74,13 +74,27 @@ def isic2019_datalist(
     records = []
     for r in meta:
         label = int(labels[gt_by_image[r["image"]][0]])
-        records.append({"image": paths[r["image"]], "label": label, "image_id": r["image"],
-                        "lesion_id": r["lesion_id"] or None, "sex": r["sex"], "age": to_float(r["age_approx"]),
-                        "site": r["anatom_site_general"] or None})
+        records.append(
+            {
+                "image": paths[r["image"]],
+                "label": label,
+                "image_id": r["image"],
+                "lesion_id": r["lesion_id"] or None,
+                "sex": r["sex"],
+                "age": to_float(r["age_approx"]),
+                "site": r["anatom_site_general"] or None,
+            }
+        )
     return build_fair_datalist(
-        records, out, demographic_spec(attribute, unknown, age_bins),
-        keep_keys=["image_id", "lesion_id", "sex", "age", "site"], split_fractions=split_fractions, seed=seed,
-        label_names=list(classes), row_offset=2, source=str(metadata),
+        records,
+        out,
+        demographic_spec(attribute, unknown, age_bins),
+        keep_keys=["image_id", "lesion_id", "sex", "age", "site"],
+        split_fractions=split_fractions,
+        seed=seed,
+        label_names=list(classes),
+        row_offset=2,
+        source=str(metadata),
         cluster=[r["lesion_id"] or r["image"] for r in meta],
         extra={"source": {"dataset": "ISIC2019", "file": Path(metadata).name, "attribute": attribute}},
     )

@@ -72,8 +72,9 @@ def read_papila_sheet(path: str | os.PathLike) -> list[dict[str, Any]]:
     path = Path(path)
     rows = _raw_rows(path)
     first_data = next((i for i, r in enumerate(rows) if r and _ID.match(r[0] or "")), None)
-    header_at = next((i for i, r in enumerate(rows[: first_data or len(rows)]) if r and r[0].lower() in
-                      ("id", "patient id")), None)
+    header_at = next(
+        (i for i, r in enumerate(rows[: first_data or len(rows)]) if r and r[0].lower() in ("id", "patient id")), None
+    )
     if first_data is None or header_at is None:
         raise KeyError(f"{path}: no header row starting with 'ID' followed by rows with ids like '#002'.")
     width = max(len(r) for r in rows[header_at:first_data])
@@ -146,13 +147,25 @@ def papila_datalist(
             image = images / f"RET{r['patient']:03d}{eye}.jpg"
             if check_images and not image.is_file():
                 raise FileNotFoundError(f"{sheet}: line {r['line']}: image {image} not found.")
-            records.append({"image": str(image.resolve()), "label": label, "patient_id": f"#{r['patient']:03d}",
-                            "eye": eye, "sex": GENDER.get(r["gender"]) if r["gender"] is not None else None,
-                            "age": r["age"]})
+            records.append(
+                {
+                    "image": str(image.resolve()),
+                    "label": label,
+                    "patient_id": f"#{r['patient']:03d}",
+                    "eye": eye,
+                    "sex": GENDER.get(r["gender"]) if r["gender"] is not None else None,
+                    "age": r["age"],
+                }
+            )
     return build_fair_datalist(
-        records, out, demographic_spec(attribute, unknown, age_bins),
-        keep_keys=["patient_id", "eye", "sex", "age"], split_fractions=split_fractions, seed=seed,
+        records,
+        out,
+        demographic_spec(attribute, unknown, age_bins),
+        keep_keys=["patient_id", "eye", "sex", "age"],
+        split_fractions=split_fractions,
+        seed=seed,
         label_names=["healthy", "glaucoma", "suspect"] if suspect == "class" else ["healthy", "glaucoma"],
-        source=f"{clinical_od} + {clinical_os}", cluster=[r["patient_id"] for r in records],
+        source=f"{clinical_od} + {clinical_os}",
+        cluster=[r["patient_id"] for r in records],
         extra={"source": {"dataset": "PAPILA", "attribute": attribute, "suspect": suspect}},
     )

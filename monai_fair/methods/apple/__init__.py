@@ -15,7 +15,7 @@ from .perturber import LatentPerturber
 from .discriminator import AttributeDiscriminator
 from .segmentor import PerturbedSegmentor, default_latent_module
 from .sam_like import SamLikeSegmentor, TinySamImageEncoder, TinySamPromptEncoder, TinySamMaskDecoder, SAM_KEY_MAPPING
-from .trainer import AppleTrainer, all_reduce_gradients, broadcast_module_states
+from .trainer import AppleTrainer
 from .comparison import write_apple_comparison
 
 __all__ = [
@@ -31,7 +31,5 @@ __all__ = [
     "TinySamMaskDecoder",
     "SAM_KEY_MAPPING",
     "AppleTrainer",
-    "all_reduce_gradients",
-    "broadcast_module_states",
     "write_apple_comparison",
 ]

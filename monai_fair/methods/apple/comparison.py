@@ -33,8 +33,9 @@ def _num(v: Any) -> float:
     return float(v) if isinstance(v, (int, float)) and v is not None else float("nan")
 
 
-def write_apple_comparison(before_dir: str | os.PathLike, after_dir: str | os.PathLike,
-                           out_dir: str | os.PathLike) -> dict[str, Any]:
+def write_apple_comparison(
+    before_dir: str | os.PathLike, after_dir: str | os.PathLike, out_dir: str | os.PathLike
+) -> dict[str, Any]:
     """Write and return ``{"metric": {"before": b, "after": a, "change": a - b}}`` for the overall Dice/IoU,
     each reported group's Dice/IoU and the segmentation fairness metrics (ES-Dice, gaps, SER, worst group)."""
     before, after = _read(before_dir), _read(after_dir)
@@ -55,8 +56,12 @@ def write_apple_comparison(before_dir: str | os.PathLike, after_dir: str | os.Pa
     out.mkdir(parents=True, exist_ok=True)
     (out / "apple_comparison.json").write_text(json.dumps(to_json_safe(rows), indent=2, allow_nan=False))
     fmt = lambda v: "n/a" if math.isnan(v) else f"{v:.4f}"  # noqa: E731
-    lines = ["# APPLE: deployed segmentor alone (before) vs with the latent perturber (after)", "",
-             "| metric | before | after | change |", "|---|---|---|---|"]
+    lines = [
+        "# APPLE: deployed segmentor alone (before) vs with the latent perturber (after)",
+        "",
+        "| metric | before | after | change |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {k} | {fmt(v['before'])} | {fmt(v['after'])} | {fmt(v['change'])} |" for k, v in rows.items()]
     (out / "apple_comparison.md").write_text("\n".join(lines) + "\n")
     return rows

@@ -53,12 +53,15 @@ def check_groups(group: torch.Tensor, num_groups: int, one_group_batch: str = "w
     if lo < 0 or hi >= num_groups:
         raise ValueError(f"group ids must lie in 0..{num_groups - 1} (num_groups={num_groups}); got {lo}..{hi}.")
     if lo == hi:
-        msg = (f"APPLE: the batch holds only group {lo}; the discriminator cannot learn between-group differences "
-               "from it (shuffle the training data or enlarge the batch).")
+        msg = (
+            f"APPLE: the batch holds only group {lo}; the discriminator cannot learn between-group differences "
+            "from it (shuffle the training data or enlarge the batch)."
+        )
         if one_group_batch == "error":
             raise ValueError(msg)
-        warnings.warn(msg + (" Adversarial terms skipped for this batch." if one_group_batch == "skip" else ""),
-                      stacklevel=2)
+        warnings.warn(
+            msg + (" Adversarial terms skipped for this batch." if one_group_batch == "skip" else ""), stacklevel=2
+        )
         return one_group_batch == "warn"
     return True
 
@@ -101,8 +104,11 @@ class AdversarialPrivacyLoss(nn.Module):
         if min(seg_weight, beta, alpha, gamma) < 0:
             raise ValueError("loss weights must be >= 0.")
         self.num_groups = int(num_groups)
-        self.seg_loss = seg_loss if seg_loss is not None else DiceCELoss(
-            softmax=True, to_onehot_y=True, lambda_dice=0.8, lambda_ce=0.2)
+        self.seg_loss = (
+            seg_loss
+            if seg_loss is not None
+            else DiceCELoss(softmax=True, to_onehot_y=True, lambda_dice=0.8, lambda_ce=0.2)
+        )
         self.seg_weight, self.beta, self.alpha, self.gamma = float(seg_weight), float(beta), float(alpha), float(gamma)
         self.ce_cap = math.log(self.num_groups) if ce_cap is None else float(ce_cap)
         self.confusion, self.norm_penalty = confusion, norm_penalty
@@ -159,5 +165,10 @@ class AdversarialPrivacyLoss(nn.Module):
             ce, conf = zero, zero
         pen = self.perturbation_penalty(deltas, latents) if len(deltas) else zero
         loss = self.seg_weight * seg - self.beta * ce.clamp(max=self.ce_cap) + self.alpha * conf + self.gamma * pen
-        return {"loss": loss, "seg": seg.detach(), "adv_ce": ce.detach(), "confusion": conf.detach(),
-                "penalty": pen.detach()}
+        return {
+            "loss": loss,
+            "seg": seg.detach(),
+            "adv_ce": ce.detach(),
+            "confusion": conf.detach(),
+            "penalty": pen.detach(),
+        }

@@ -114,8 +114,17 @@ class _EncoderBlock(nn.Module):
 class TinySamImageEncoder(nn.Module):
     """ViT image encoder with SAM's neck: ``(B, C_in, H, W) -> (B, out_chans, H/patch, W/patch)``."""
 
-    def __init__(self, img_size: int = 64, patch_size: int = 4, in_chans: int = 1, embed_dim: int = 64,
-                 depth: int = 2, num_heads: int = 4, mlp_ratio: float = 4.0, out_chans: int = 32) -> None:
+    def __init__(
+        self,
+        img_size: int = 64,
+        patch_size: int = 4,
+        in_chans: int = 1,
+        embed_dim: int = 64,
+        depth: int = 2,
+        num_heads: int = 4,
+        mlp_ratio: float = 4.0,
+        out_chans: int = 32,
+    ) -> None:
         super().__init__()
         if img_size % patch_size:
             raise ValueError(f"img_size {img_size} must be a multiple of patch_size {patch_size}.")
@@ -126,15 +135,19 @@ class TinySamImageEncoder(nn.Module):
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self.blocks = nn.ModuleList(_EncoderBlock(embed_dim, num_heads, mlp_ratio) for _ in range(depth))
         self.neck = nn.Sequential(
-            nn.Conv2d(embed_dim, out_chans, kernel_size=1, bias=False), LayerNorm2dSam(out_chans),
-            nn.Conv2d(out_chans, out_chans, kernel_size=3, padding=1, bias=False), LayerNorm2dSam(out_chans),
+            nn.Conv2d(embed_dim, out_chans, kernel_size=1, bias=False),
+            LayerNorm2dSam(out_chans),
+            nn.Conv2d(out_chans, out_chans, kernel_size=3, padding=1, bias=False),
+            LayerNorm2dSam(out_chans),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x)
         if x.shape[1:3] != self.pos_embed.shape[1:3]:
-            raise ValueError(f"input of spatial size {tuple(x.shape[1:3])} patches; this encoder was built for "
-                             f"img_size={self.img_size} (resize the input, e.g. with Resized).")
+            raise ValueError(
+                f"input of spatial size {tuple(x.shape[1:3])} patches; this encoder was built for "
+                f"img_size={self.img_size} (resize the input, e.g. with Resized)."
+            )
         x = x + self.pos_embed
         for blk in self.blocks:
             x = blk(x)
@@ -180,15 +193,18 @@ class TinySamPromptEncoder(nn.Module):
     def get_dense_pe(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         return self.pe_layer.grid(*self.image_embedding_size, device=device, dtype=dtype).unsqueeze(0)
 
-    def forward(self, batch_size: int, boxes: torch.Tensor | None, device: torch.device,
-                dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, batch_size: int, boxes: torch.Tensor | None, device: torch.device, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if boxes is not None:
             corners = self.pe_layer.points(boxes.reshape(-1, 2, 2) + 0.5, self.input_image_size)
             corners = corners + torch.cat([self.point_embeddings[2].weight, self.point_embeddings[3].weight])
             sparse = corners.to(dtype)
         else:
             sparse = torch.empty(batch_size, 0, self.embed_dim, device=device, dtype=dtype)
-        dense = self.no_mask_embed.weight.to(dtype).reshape(1, -1, 1, 1).expand(batch_size, -1, *self.image_embedding_size)
+        dense = (
+            self.no_mask_embed.weight.to(dtype).reshape(1, -1, 1, 1).expand(batch_size, -1, *self.image_embedding_size)
+        )
         return sparse, dense
 
 
@@ -207,8 +223,9 @@ class _Attention(nn.Module):
         return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        out = F.scaled_dot_product_attention(self._split(self.q_proj(q)), self._split(self.k_proj(k)),
-                                             self._split(self.v_proj(v)))
+        out = F.scaled_dot_product_attention(
+            self._split(self.q_proj(q)), self._split(self.k_proj(k)), self._split(self.v_proj(v))
+        )
         b, h, n, c = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
 
@@ -249,7 +266,8 @@ class _TwoWayTransformer(nn.Module):
         for layer in self.layers:
             queries, keys = layer(queries, keys, tokens, image_pe)
         queries = self.norm_final_attn(
-            queries + self.final_attn_token_to_image(queries + tokens, keys + image_pe, keys))
+            queries + self.final_attn_token_to_image(queries + tokens, keys + image_pe, keys)
+        )
         return queries, keys
 
 
@@ -267,8 +285,14 @@ class _MLP(nn.Module):
 class TinySamMaskDecoder(nn.Module):
     """SAM's mask decoder: IoU + mask tokens, two-way transformer, x4 upscaling, hypernetwork MLPs."""
 
-    def __init__(self, transformer_dim: int = 32, num_multimask_outputs: int = 3, depth: int = 2,
-                 num_heads: int = 4, mlp_dim: int = 128) -> None:
+    def __init__(
+        self,
+        transformer_dim: int = 32,
+        num_multimask_outputs: int = 3,
+        depth: int = 2,
+        num_heads: int = 4,
+        mlp_dim: int = 128,
+    ) -> None:
         super().__init__()
         d = transformer_dim
         self.transformer = _TwoWayTransformer(depth, d, num_heads, mlp_dim)
@@ -276,14 +300,23 @@ class TinySamMaskDecoder(nn.Module):
         self.iou_token = nn.Embedding(1, d)
         self.mask_tokens = nn.Embedding(self.num_mask_tokens, d)
         self.output_upscaling = nn.Sequential(
-            nn.ConvTranspose2d(d, d // 4, kernel_size=2, stride=2), LayerNorm2dSam(d // 4), nn.GELU(),
-            nn.ConvTranspose2d(d // 4, d // 8, kernel_size=2, stride=2), nn.GELU(),
+            nn.ConvTranspose2d(d, d // 4, kernel_size=2, stride=2),
+            LayerNorm2dSam(d // 4),
+            nn.GELU(),
+            nn.ConvTranspose2d(d // 4, d // 8, kernel_size=2, stride=2),
+            nn.GELU(),
         )
         self.output_hypernetworks_mlps = nn.ModuleList(_MLP([d, d, d, d // 8]) for _ in range(self.num_mask_tokens))
         self.iou_prediction_head = _MLP([d, 64, 64, self.num_mask_tokens])
 
-    def forward(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor, sparse: torch.Tensor,
-                dense: torch.Tensor, multimask_output: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse: torch.Tensor,
+        dense: torch.Tensor,
+        multimask_output: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         b = image_embeddings.shape[0]
         out_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0).to(sparse.dtype)
         tokens = torch.cat([out_tokens.unsqueeze(0).expand(b, -1, -1), sparse], dim=1)
@@ -291,7 +324,7 @@ class TinySamMaskDecoder(nn.Module):
         pos = image_pe.expand(b, -1, -1, -1)
         _, c, h, w = src.shape
         hs, src = self.transformer(src, pos, tokens)
-        iou_out, mask_out = hs[:, 0], hs[:, 1: 1 + self.num_mask_tokens]
+        iou_out, mask_out = hs[:, 0], hs[:, 1 : 1 + self.num_mask_tokens]
         up = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
         hyper = torch.stack([m(mask_out[:, i]) for i, m in enumerate(self.output_hypernetworks_mlps)], dim=1)
         masks = (hyper @ up.flatten(2)).reshape(b, -1, *up.shape[2:])
@@ -317,15 +350,27 @@ class SamLikeSegmentor(nn.Module):
     Use :meth:`from_sam` to wrap a real ``segment_anything`` ``Sam`` model (and its checkpoint).
     """
 
-    def __init__(self, in_channels: int = 1, img_size: int = 64, patch_size: int = 4, embed_dim: int = 64,
-                 depth: int = 2, num_heads: int = 4, prompt_dim: int = 32, decoder_depth: int = 2,
-                 pixel_mean: float = 0.0, pixel_std: float = 1.0) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        img_size: int = 64,
+        patch_size: int = 4,
+        embed_dim: int = 64,
+        depth: int = 2,
+        num_heads: int = 4,
+        prompt_dim: int = 32,
+        decoder_depth: int = 2,
+        pixel_mean: float = 0.0,
+        pixel_std: float = 1.0,
+    ) -> None:
         super().__init__()
-        self.image_encoder = TinySamImageEncoder(img_size, patch_size, in_channels, embed_dim, depth, num_heads,
-                                                 out_chans=prompt_dim)
+        self.image_encoder = TinySamImageEncoder(
+            img_size, patch_size, in_channels, embed_dim, depth, num_heads, out_chans=prompt_dim
+        )
         self.prompt_encoder = TinySamPromptEncoder(prompt_dim, img_size // patch_size, img_size)
-        self.mask_decoder = TinySamMaskDecoder(prompt_dim, depth=decoder_depth, num_heads=num_heads,
-                                               mlp_dim=4 * prompt_dim)
+        self.mask_decoder = TinySamMaskDecoder(
+            prompt_dim, depth=decoder_depth, num_heads=num_heads, mlp_dim=4 * prompt_dim
+        )
         self.pixel_mean, self.pixel_std = float(pixel_mean), float(pixel_std)
         self._real_sam = False
 
@@ -337,7 +382,11 @@ class SamLikeSegmentor(nn.Module):
         """
         obj = cls.__new__(cls)
         nn.Module.__init__(obj)
-        obj.image_encoder, obj.prompt_encoder, obj.mask_decoder = sam.image_encoder, sam.prompt_encoder, sam.mask_decoder
+        obj.image_encoder, obj.prompt_encoder, obj.mask_decoder = (
+            sam.image_encoder,
+            sam.prompt_encoder,
+            sam.mask_decoder,
+        )
         obj.pixel_mean, obj.pixel_std, obj._real_sam = float(pixel_mean), float(pixel_std), True
         return obj
 
@@ -361,10 +410,17 @@ class SamLikeSegmentor(nn.Module):
             pe = self.prompt_encoder.get_dense_pe()
             out = []
             for i in range(emb.shape[0]):
-                box = None if boxes is None else boxes[i: i + 1]
+                box = None if boxes is None else boxes[i : i + 1]
                 sparse, dense = self.prompt_encoder(points=None, boxes=box, masks=None)
-                out.append(self.mask_decoder(image_embeddings=emb[i: i + 1], image_pe=pe, sparse_prompt_embeddings=sparse,
-                                             dense_prompt_embeddings=dense, multimask_output=False)[0])
+                out.append(
+                    self.mask_decoder(
+                        image_embeddings=emb[i : i + 1],
+                        image_pe=pe,
+                        sparse_prompt_embeddings=sparse,
+                        dense_prompt_embeddings=dense,
+                        multimask_output=False,
+                    )[0]
+                )
             masks = torch.cat(out, dim=0)
         else:
             sparse, dense = self.prompt_encoder(x.shape[0], boxes, x.device, emb.dtype)

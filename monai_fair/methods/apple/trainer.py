@@ -23,7 +23,6 @@ the run starts. The frozen deployed network gets no gradients and joins no colle
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -37,52 +36,12 @@ from monai_fair.engines.group_trainer import GroupSupervisedTrainer
 from monai_fair.engines.utils import get_batch_group
 from monai_fair.methods.apple.losses import AdversarialPrivacyLoss, check_groups
 from monai_fair.methods.apple.segmentor import PerturbedSegmentor
+from monai_fair.utils.distributed import all_reduce_gradients, broadcast_module_states, get_world_size
 
 if TYPE_CHECKING:
     from torch.optim import Optimizer
 
-__all__ = ["AppleTrainer", "all_reduce_gradients", "broadcast_module_states"]
-
-
-def _world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def all_reduce_gradients(params: Iterable[torch.Tensor]) -> None:
-    """Replace the gradient of every parameter by its mean over the ranks of the default process group.
-
-    ``grad <- (1 / W) * sum_r grad_r`` (``W`` ranks), what ``DistributedDataParallel`` computes, in one
-    all-reduce of a flat buffer. A parameter without a gradient on a rank counts as zeros there (every rank joins
-    the same collective, as DDP with ``find_unused_parameters``); it keeps ``grad=None`` only if no rank has a
-    gradient for it, so optimisers skip it as in single-process training. A no-op without an initialised process
-    group or with one rank. Every rank must pass the same parameters in the same order.
-    """
-    world = _world_size()
-    if world == 1:
-        return
-    params = list(params)
-    if not params:
-        return
-    has = [p.grad is not None for p in params]
-    flat = torch.cat(
-        [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]
-        + [torch.tensor(has, dtype=params[0].dtype, device=params[0].device)]
-    )
-    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-    chunks = torch.split(flat, [p.numel() for p in params] + [len(params)])
-    for p, g, n in zip(params, chunks[:-1], chunks[-1].tolist()):
-        p.grad = (g / world).reshape(p.shape) if n > 0 else None
-
-
-def broadcast_module_states(modules: Iterable[nn.Module], src: int = 0) -> None:
-    """Copy the parameters and buffers of ``modules`` from rank ``src`` to every rank (what DDP does at
-    construction). A no-op without an initialised process group or with one rank."""
-    if _world_size() == 1:
-        return
-    with torch.no_grad():
-        for module in modules:
-            for t in list(module.parameters()) + list(module.buffers()):
-                dist.broadcast(t.data, src=src)
+__all__ = ["AppleTrainer"]
 
 
 class AppleTrainer(GroupSupervisedTrainer):
@@ -128,23 +87,30 @@ class AppleTrainer(GroupSupervisedTrainer):
         **kwargs: Any,
     ) -> None:
         if not isinstance(network, PerturbedSegmentor):
-            raise TypeError(f"network must be a monai_fair.methods.apple.PerturbedSegmentor, got {type(network).__name__}.")
+            raise TypeError(
+                f"network must be a monai_fair.methods.apple.PerturbedSegmentor, got {type(network).__name__}."
+            )
         if not isinstance(loss_function, AdversarialPrivacyLoss):
             raise TypeError("loss_function must be a monai_fair.methods.apple.AdversarialPrivacyLoss.")
         frozen = {id(p) for p in network.network.parameters()}
         if any(id(p) in frozen for g in optimizer.param_groups for p in g["params"]):
-            raise ValueError("the perturber optimizer holds parameters of the frozen deployed network; "
-                             "build it from network.perturbers.parameters().")
+            raise ValueError(
+                "the perturber optimizer holds parameters of the frozen deployed network; "
+                "build it from network.perturbers.parameters()."
+            )
         if int(n_discriminator_steps) < 0:
             raise ValueError(f"n_discriminator_steps must be >= 0, got {n_discriminator_steps}.")
         if nan_policy not in ("raise", "skip"):
             raise ValueError(f"nan_policy must be 'raise' or 'skip', got {nan_policy!r}.")
         if distributed and nan_policy != "raise":
-            raise ValueError("distributed=True needs nan_policy='raise': a rank skipping an update alone would "
-                             "leave the other ranks waiting in the gradient all-reduce.")
+            raise ValueError(
+                "distributed=True needs nan_policy='raise': a rank skipping an update alone would "
+                "leave the other ranks waiting in the gradient all-reduce."
+            )
         if distributed and isinstance(discriminator, nn.parallel.DistributedDataParallel):
-            raise TypeError("with distributed=True pass the unwrapped discriminator; the trainer averages its "
-                            "gradients itself.")
+            raise TypeError(
+                "with distributed=True pass the unwrapped discriminator; the trainer averages its gradients itself."
+            )
         check_groups(torch.tensor([0, 1]), loss_function.num_groups, one_group_batch)  # validates the option
         kwargs.pop("loss_takes_group", None)
         super().__init__(*args, network=network, optimizer=optimizer, loss_function=loss_function, **kwargs)
@@ -157,7 +123,8 @@ class AppleTrainer(GroupSupervisedTrainer):
         self.distributed = bool(distributed)
         if self.distributed:
             self.add_event_handler(
-                Events.STARTED, lambda engine: broadcast_module_states([engine.network.perturbers, engine.discriminator])
+                Events.STARTED,
+                lambda engine: broadcast_module_states([engine.network.perturbers, engine.discriminator]),
             )
 
     def _autocast(self, device: torch.device):
@@ -166,8 +133,10 @@ class AppleTrainer(GroupSupervisedTrainer):
         return torch.autocast(device_type=device.type, **(self.amp_kwargs or {}))
 
     def _non_finite(self, what: str, engine: Any) -> bool:
-        msg = (f"APPLE: non-finite {what} at iteration {engine.state.iteration} (check the inputs for NaN/Inf, "
-               "lower the learning rates or disable AMP).")
+        msg = (
+            f"APPLE: non-finite {what} at iteration {engine.state.iteration} (check the inputs for NaN/Inf, "
+            "lower the learning rates or disable AMP)."
+        )
         if self.nan_policy == "raise":
             raise FloatingPointError(msg)
         warnings.warn(msg + " Update skipped.", stacklevel=2)
@@ -197,7 +166,7 @@ class AppleTrainer(GroupSupervisedTrainer):
         loss_fn: AdversarialPrivacyLoss = engine.loss_function
         group = get_batch_group(batchdata, engine.group_key, inputs.device)
         adversarial = check_groups(group, loss_fn.num_groups, engine.one_group_batch)
-        if engine.distributed and engine.one_group_batch == "skip" and _world_size() > 1:
+        if engine.distributed and engine.one_group_batch == "skip" and get_world_size() > 1:
             flag = torch.tensor([float(adversarial)], device=inputs.device)
             dist.all_reduce(flag, op=dist.ReduceOp.MIN)  # every rank runs the same number of D/G steps
             adversarial = bool(flag.item())

@@ -9,10 +9,24 @@ Everything of the method lives here: the FIS loss of its stage 0 (:mod:`.fis`), 
 
 from __future__ import annotations
 
-from .fis import FairIdentityScalingLoss, compute_fis_weights, wasserstein_1d_to_groups, per_sample_cross_entropy, per_sample_dice_ce, check_group
+from .fis import (
+    FairIdentityScalingLoss,
+    compute_fis_weights,
+    wasserstein_1d_to_groups,
+    per_sample_cross_entropy,
+    per_sample_dice_ce,
+    check_group,
+)
 from .distillation import FairDistillationLoss, FairDistillationSegLoss, distillation_kl, route_teacher_logits
 from .teachers import GroupTeachers
-from .engines import FairDiStudentTrainer, TeacherOutputWriter, train_group_teachers, load_group_teachers, cache_teacher_outputs, filter_group
+from .engines import (
+    FairDiStudentTrainer,
+    TeacherOutputWriter,
+    train_group_teachers,
+    load_group_teachers,
+    cache_teacher_outputs,
+    filter_group,
+)
 
 __all__ = [
     "FairIdentityScalingLoss",

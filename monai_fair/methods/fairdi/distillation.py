@@ -30,7 +30,12 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from monai_fair.methods.fairdi.fis import FairIdentityScalingLoss, check_group, per_sample_cross_entropy, per_sample_dice_ce
+from monai_fair.methods.fairdi.fis import (
+    FairIdentityScalingLoss,
+    check_group,
+    per_sample_cross_entropy,
+    per_sample_dice_ce,
+)
 
 __all__ = ["FairDistillationLoss", "FairDistillationSegLoss", "distillation_kl", "route_teacher_logits"]
 
@@ -55,8 +60,9 @@ def route_teacher_logits(teacher_logits: torch.Tensor, group: torch.Tensor, stud
     return teacher_logits[group, torch.arange(b, device=teacher_logits.device)]
 
 
-def distillation_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0,
-                    scale_by_t2: bool = True) -> torch.Tensor:
+def distillation_kl(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0, scale_by_t2: bool = True
+) -> torch.Tensor:
     """``tau^2 * mean_{i,v} KL(softmax(t/tau) || softmax(s/tau))`` over channel dim 1, in fp32."""
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(f"student {tuple(student_logits.shape)} and teacher {tuple(teacher_logits.shape)} differ.")
@@ -108,8 +114,10 @@ class FairDistillationLoss(torch.nn.Module):
         if isinstance(supervised, str):
             if supervised == "fis":
                 supervised = FairIdentityScalingLoss(
-                    c=fis_c, individual_temperature=fis_individual_temperature,
-                    group_temperature=fis_group_temperature, base_loss=self.dense_default,
+                    c=fis_c,
+                    individual_temperature=fis_individual_temperature,
+                    group_temperature=fis_group_temperature,
+                    base_loss=self.dense_default,
                 )
             elif supervised == "ce":
                 supervised = _CrossEntropy()
@@ -122,8 +130,9 @@ class FairDistillationLoss(torch.nn.Module):
         self.supervised = supervised
         self.supervised_takes_group = takes_group
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor,
-                teacher_logits: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor, teacher_logits: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if teacher_logits is None:
             raise ValueError("FairDistillationLoss needs teacher logits (cached 'teacher_logits' or online teachers).")
         group = check_group(group, pred.shape[0]).to(pred.device)
@@ -149,12 +158,14 @@ class FairDistillationSegLoss(FairDistillationLoss):
 
     dense_default = "dice_ce"
 
-    def __init__(self, temperature: float = 1.5, lambda_kd: float = 0.5, supervised: str | Callable = "dice_ce",
-                 **kwargs) -> None:
+    def __init__(
+        self, temperature: float = 1.5, lambda_kd: float = 0.5, supervised: str | Callable = "dice_ce", **kwargs
+    ) -> None:
         super().__init__(temperature=temperature, lambda_kd=lambda_kd, supervised=supervised, **kwargs)
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor,
-                teacher_logits: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor, teacher_logits: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if pred.dim() not in (4, 5):
             raise ValueError(f"segmentation logits must be (B, C, H, W) or (B, C, D, H, W), got {tuple(pred.shape)}.")
         return super().forward(pred, target, group, teacher_logits)

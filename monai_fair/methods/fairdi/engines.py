@@ -192,31 +192,47 @@ def _fit(
     num_workers: int,
 ) -> float | None:
     """Train ``network`` with CE (classification) or Dice+CE (segmentation); keep the best validation epoch."""
-    from monai.handlers import MeanDice, ROCAUC, ValidationHandler, from_engine
+    from monai.handlers import ROCAUC, MeanDice, ValidationHandler, from_engine
     from monai.losses import DiceCELoss
     from monai.transforms import Activationsd, AsDiscreted, Compose
 
     train_ds = CacheDataset(train_items, train_transform, progress=False)
-    train_loader = DataLoader(train_ds, batch_size=batch_size, shuffle=True, num_workers=num_workers,
-                              drop_last=len(train_items) > batch_size)
+    train_loader = DataLoader(
+        train_ds, batch_size=batch_size, shuffle=True, num_workers=num_workers, drop_last=len(train_items) > batch_size
+    )
     if task == "classification":
         loss = nn.CrossEntropyLoss()
         post = Compose([Activationsd(keys="pred", softmax=True), AsDiscreted(keys="label", to_onehot=num_classes)])
         metric = ROCAUC(output_transform=from_engine(["pred", "label"]))
     else:
         loss = DiceCELoss(to_onehot_y=True, softmax=True)
-        post = Compose([AsDiscreted(keys="pred", argmax=True, to_onehot=num_classes),
-                        AsDiscreted(keys="label", to_onehot=num_classes)])
+        post = Compose(
+            [
+                AsDiscreted(keys="pred", argmax=True, to_onehot=num_classes),
+                AsDiscreted(keys="label", to_onehot=num_classes),
+            ]
+        )
         metric = MeanDice(include_background=False, output_transform=from_engine(["pred", "label"]))
     optimizer = torch.optim.Adam([p for p in network.parameters() if p.requires_grad], lr=learning_rate)
-    trainer = SupervisedTrainer(device=device, max_epochs=epochs, train_data_loader=train_loader, network=network,
-                                optimizer=optimizer, loss_function=loss)
+    trainer = SupervisedTrainer(
+        device=device,
+        max_epochs=epochs,
+        train_data_loader=train_loader,
+        network=network,
+        optimizer=optimizer,
+        loss_function=loss,
+    )
     keep = None
     if val_items:
         val_ds = CacheDataset(val_items, val_transform, progress=False)
         val_loader = DataLoader(val_ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-        evaluator = SupervisedEvaluator(device=device, val_data_loader=val_loader, network=network, postprocessing=post,
-                                        key_val_metric={"val_metric": metric})
+        evaluator = SupervisedEvaluator(
+            device=device,
+            val_data_loader=val_loader,
+            network=network,
+            postprocessing=post,
+            key_val_metric={"val_metric": metric},
+        )
         keep = _best_state_keeper(network, evaluator, trainer)
         ValidationHandler(validator=evaluator, interval=1, epoch_level=True).attach(trainer)
     trainer.run()
@@ -299,8 +315,7 @@ def train_group_teachers(
                 warnings.warn(f"FairDi: group {k} has {why}; its teacher is the baseline head.", stacklevel=2)
                 continue
             va = [f for f in vfeats if int(f[group_key]) == k]
-            _fit(teachers.heads[k], tr, va, None, None, task, device, epochs, batch_size, learning_rate, num_classes,
-                 0)
+            _fit(teachers.heads[k], tr, va, None, None, task, device, epochs, batch_size, learning_rate, num_classes, 0)
     else:
         members: list[nn.Module] = []
         for k in range(num_groups):
@@ -310,8 +325,20 @@ def train_group_teachers(
             if why:
                 warnings.warn(f"FairDi: group {k} has {why}; its teacher is the baseline network.", stacklevel=2)
             else:
-                metric = _fit(net, tr, filter_group(val_items, k, group_key), train_transform, val_transform, task,
-                              device, epochs, batch_size, learning_rate, num_classes, num_workers)
+                metric = _fit(
+                    net,
+                    tr,
+                    filter_group(val_items, k, group_key),
+                    train_transform,
+                    val_transform,
+                    task,
+                    device,
+                    epochs,
+                    batch_size,
+                    learning_rate,
+                    num_classes,
+                    num_workers,
+                )
                 logger.info("FairDi teacher %d: %d samples, best group validation metric %s", k, len(tr), metric)
             members.append(net)
         teachers = GroupTeachers(teachers=members).to(device)
@@ -340,8 +367,15 @@ def load_group_teachers(
     return teachers.to(device).eval()
 
 
-def _features(backbone: nn.Module, items: list[dict], transform: Callable | None, device: Any, batch_size: int,
-              num_workers: int, group_key: str = "group") -> list[dict]:
+def _features(
+    backbone: nn.Module,
+    items: list[dict],
+    transform: Callable | None,
+    device: Any,
+    batch_size: int,
+    num_workers: int,
+    group_key: str = "group",
+) -> list[dict]:
     """Frozen-backbone features of every item, as new items ``{"image": feat, "label", "group"}``."""
     loader = DataLoader(Dataset(items, transform), batch_size=batch_size, shuffle=False, num_workers=num_workers)
     backbone.eval()

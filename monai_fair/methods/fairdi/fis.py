@@ -198,7 +198,12 @@ class FairIdentityScalingLoss(torch.nn.Module):
                 msg = f"FIS base_loss must return one loss per sample ({pred.shape[0]}), got {tuple(losses.shape)}."
                 raise ValueError(msg)
             w = compute_fis_weights(
-                losses, group.to(pred.device), self.num_groups, self.c, self.individual_temperature,
-                self.group_temperature, self.normalize,
+                losses,
+                group.to(pred.device),
+                self.num_groups,
+                self.c,
+                self.individual_temperature,
+                self.group_temperature,
+                self.normalize,
             )
             return (w * losses).mean()

@@ -7,7 +7,14 @@ Bundle: ``bundles/neural_collapse_classification``.
 
 from __future__ import annotations
 
-from .metrics import NC_METRIC_NAMES, classifier_from_linear, two_row_logits, nc_metrics_from_statistics, compute_neural_collapse, compute_neural_collapse_reference
+from .metrics import (
+    NC_METRIC_NAMES,
+    classifier_from_linear,
+    two_row_logits,
+    nc_metrics_from_statistics,
+    compute_neural_collapse,
+    compute_neural_collapse_reference,
+)
 from .accumulator import NeuralCollapseAccumulator
 from .handlers import NeuralCollapseHandler, PenultimateFeatureHook, log_spaced_epochs
 

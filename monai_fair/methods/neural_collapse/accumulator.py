@@ -189,9 +189,7 @@ class NeuralCollapseAccumulator:
         )
         self._nc4_centres = self._fixed_centres
 
-    def update_nc4(
-        self, features: torch.Tensor, logits: torch.Tensor, group: torch.Tensor | None = None
-    ) -> None:
+    def update_nc4(self, features: torch.Tensor, logits: torch.Tensor, group: torch.Tensor | None = None) -> None:
         """Second pass: count agreements of ``argmax logits`` with the nearest class centre (global and own-group).
 
         The centres are those set by :meth:`set_nc4_centres`, else the class means of the statistics accumulated so
@@ -264,10 +262,7 @@ class NeuralCollapseAccumulator:
         n = counts.sum(-1)
         empty = (counts == 0) & (n[:, None] > 0)
         if group_means == "own" and empty.any():
-            where = [
-                ("overall" if r == 0 else f"group {r - 1}", cls)
-                for r, cls in torch.nonzero(empty).tolist()
-            ]
+            where = [("overall" if r == 0 else f"group {r - 1}", cls) for r, cls in torch.nonzero(empty).tolist()]
             warnings.warn(
                 f"neural collapse: class absent from {where} (as (set, class)); NC1-NC3 are NaN there, NC4 uses the "
                 "centres that exist.",

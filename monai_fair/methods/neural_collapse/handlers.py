@@ -212,7 +212,11 @@ class NeuralCollapseHandler:
         return torch.as_tensor(x).to(device), y, torch.as_tensor(g).reshape(-1).long()
 
     def _passes(
-        self, loader: Iterable, hook: PenultimateFeatureHook, acc: NeuralCollapseAccumulator, device: torch.device,
+        self,
+        loader: Iterable,
+        hook: PenultimateFeatureHook,
+        acc: NeuralCollapseAccumulator,
+        device: torch.device,
         nc4: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         scores, labels, groups = [], [], []
@@ -305,8 +309,12 @@ class NeuralCollapseHandler:
             "layer_name": self.layer_name,
             "num_classes": self.num_classes,
             "group_names": self.group_names,
-            "options": {"global_mean": self.global_mean, "group_means": self.group_means,
-                        "nc4_centres": self.nc4_centres, "nc1_scale": "1/C"},
+            "options": {
+                "global_mean": self.global_mean,
+                "group_means": self.group_means,
+                "nc4_centres": self.nc4_centres,
+                "nc1_scale": "1/C",
+            },
             "evaluations": self.history,
         }
         tmp = os.path.join(self.output_dir, TRAJECTORY_FILE + ".tmp")
@@ -341,7 +349,8 @@ class NeuralCollapseHandler:
         written = []
         metrics = list(NC_METRIC_NAMES) + (["f1", "accuracy"] if self.compute_f1 else [])
         for loader in self.loaders:
-            def row(e: dict, gname: str) -> dict:
+
+            def row(e: dict, gname: str, loader: str = loader) -> dict:
                 return e[loader]["overall"] if gname == "overall" else e[loader]["groups"].get(gname, {})
 
             series = {
@@ -359,7 +368,7 @@ class NeuralCollapseHandler:
             axes = np.atleast_1d(axes).reshape(-1)
             for ax, m in zip(axes, metrics):
                 self._draw(ax, epochs, series[m], m)
-            for ax in axes[len(metrics):]:
+            for ax in axes[len(metrics) :]:
                 ax.axis("off")
             written.append(self._save(fig, os.path.join(plot_dir, f"{loader}_all_metrics.png")))
             summary = SUMMARY_METRICS_BINARY if self.num_classes == 2 else SUMMARY_METRICS
@@ -382,8 +391,15 @@ class NeuralCollapseHandler:
     @staticmethod
     def _draw(ax: Any, epochs: list[int], series: dict[str, list[float]], metric: str) -> None:
         for gname, values in series.items():
-            ax.plot(epochs, values, marker="o", ms=3, label=gname, color="k" if gname == "overall" else None,
-                    linestyle="--" if gname == "overall" else "-")
+            ax.plot(
+                epochs,
+                values,
+                marker="o",
+                ms=3,
+                label=gname,
+                color="k" if gname == "overall" else None,
+                linestyle="--" if gname == "overall" else "-",
+            )
         if metric in ("nc1", "nc3_self_duality") and all(
             v > 0 for vals in series.values() for v in vals if isinstance(v, float) and math.isfinite(v)
         ):

@@ -236,15 +236,16 @@ def nc_metrics_from_statistics(
 
 
 def _as_inputs(
-    features: torch.Tensor, labels: torch.Tensor, group: torch.Tensor | None, num_classes: int | None,
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    group: torch.Tensor | None,
+    num_classes: int | None,
     num_groups: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]:
     features = torch.as_tensor(features).detach().to(torch.float64)
     features = features.reshape(features.shape[0], -1)
     labels = torch.as_tensor(labels).reshape(-1).long().to(features.device)
-    group = (
-        torch.zeros_like(labels) if group is None else torch.as_tensor(group).reshape(-1).long().to(features.device)
-    )
+    group = torch.zeros_like(labels) if group is None else torch.as_tensor(group).reshape(-1).long().to(features.device)
     num_classes = int(labels.max()) + 1 if num_classes is None else int(num_classes)
     num_groups = int(group.max()) + 1 if num_groups is None else int(num_groups)
     return features, labels, group, num_classes, num_groups

@@ -35,7 +35,6 @@ import numpy as np
 import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
-from monai_fair.metrics import compute_group_classification_metrics
 from monai_fair.methods.snnl.pruning import (
     find_following_modules,
     make_pruning_permanent,
@@ -43,6 +42,7 @@ from monai_fair.methods.snnl.pruning import (
     pruned_channels,
 )
 from monai_fair.methods.snnl.scoring import score_channels_snnl
+from monai_fair.metrics import compute_group_classification_metrics
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
@@ -200,8 +200,13 @@ class SNNLChannelPruningHandler:
 
     def _prune_next(self) -> list[int]:
         scores = score_channels_snnl(
-            self.network, self.layer_name, self.score_loader, image_key=self.image_key, group_key=self.group_key,
-            chunk_size=self.chunk_size, **self.snnl_kwargs,
+            self.network,
+            self.layer_name,
+            self.score_loader,
+            image_key=self.image_key,
+            group_key=self.group_key,
+            chunk_size=self.chunk_size,
+            **self.snnl_kwargs,
         )
         done = pruned_channels(self.network, self.layer_name)
         scores[done] = float("inf")  # never re-select a pruned channel
@@ -246,10 +251,17 @@ class SNNLChannelPruningHandler:
         make_pruning_permanent(self.network)
         self.logger.info(f"SNNL pruning: kept round {best_round} ({len(kept)} channels of {self.layer_name} pruned)")
         summary = {
-            "layer_name": self.layer_name, "best_round": best_round, "pruned_channels": kept,
+            "layer_name": self.layer_name,
+            "best_round": best_round,
+            "pruned_channels": kept,
             "rounds": [{k: v for k, v in h.items()} for h in self.history],
-            "settings": {"n_per_round": self.n_per_round, "max_rounds": self.max_rounds,
-                         "finetune_epochs": self.finetune_epochs, "fate_lambda": self.fate_lambda, **self.snnl_kwargs},
+            "settings": {
+                "n_per_round": self.n_per_round,
+                "max_rounds": self.max_rounds,
+                "finetune_epochs": self.finetune_epochs,
+                "fate_lambda": self.fate_lambda,
+                **self.snnl_kwargs,
+            },
         }
         self.summary = summary
         if self.save_path:

@@ -302,10 +302,10 @@ class SoftNearestNeighborLoss(_Loss):
         self.last_num_dropped = 0
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        loss, dropped = compute_snnl(
-            features, labels, self.temperature, self.distance, self.legacy_self_term, self.eps
-        )
+        loss, dropped = compute_snnl(features, labels, self.temperature, self.distance, self.legacy_self_term, self.eps)
         self.last_num_dropped = dropped
         if dropped == features.shape[0]:
-            warnings.warn("SoftNearestNeighborLoss: no anchor has a same-label partner in this batch; loss is 0.")
+            warnings.warn(
+                "SoftNearestNeighborLoss: no anchor has a same-label partner in this batch; loss is 0.", stacklevel=2
+            )
         return loss

@@ -11,8 +11,14 @@ import torch
 
 from tests.conftest import kill_overlay, run_bundle_cli, verify_net_in_out
 
-TINY = {"synthetic": {"n_samples": 60, "image_size": 32, "seed": 1}, "image_size": 32, "base_epochs": 1,
-        "apple_epochs": 1, "batch_size": 16, "min_group_size": 1}
+TINY = {
+    "synthetic": {"n_samples": 60, "image_size": 32, "seed": 1},
+    "image_size": 32,
+    "base_epochs": 1,
+    "apple_epochs": 1,
+    "batch_size": 16,
+    "min_group_size": 1,
+}
 
 
 @pytest.mark.slow
@@ -37,17 +43,24 @@ def test_apple_bundle_train_evaluate_infer(bundle_copy, tmp_path, model_id):
         assert set(report["groups"]) == {"F", "M"}
         assert {"es_dice", "dice_gap", "ser"} <= set(report["fairness"])
     comparison = json.loads((root / "eval" / "apple_comparison.json").read_text())
-    assert comparison["es_dice"]["change"] == pytest.approx(comparison["es_dice"]["after"] - comparison["es_dice"]["before"])
+    assert comparison["es_dice"]["change"] == pytest.approx(
+        comparison["es_dice"]["after"] - comparison["es_dice"]["before"]
+    )
 
     if model_id != "unet":  # the steps below do not depend on the network family; run them once
         return
     # a second training run reuses the deployed segmentor instead of retraining it
     out = run_bundle_cli(root, ["train.json"], overrides)
     assert "using the deployed segmentor" in out
-    assert torch.equal(torch.load(models / "base_model.pt", weights_only=True)[next(iter(base))], next(iter(base.values())))
+    assert torch.equal(
+        torch.load(models / "base_model.pt", weights_only=True)[next(iter(base))], next(iter(base.values()))
+    )
 
-    run_bundle_cli(root, ["inference.json"], {"dataset_dir": str(tmp_path / "data"), "synthetic": TINY["synthetic"],
-                                              "image_size": 32, "model_id": model_id})
+    run_bundle_cli(
+        root,
+        ["inference.json"],
+        {"dataset_dir": str(tmp_path / "data"), "synthetic": TINY["synthetic"], "image_size": 32, "model_id": model_id},
+    )
     assert len(list((root / "eval" / "inference").glob("*_seg.nii.gz"))) > 0
 
 
@@ -67,8 +80,12 @@ def test_apple_bundle_perturb_skips_builds_wrapped_network(bundle_copy):
     parser["bundle_root"] = str(root)
     parser["perturb_skips"] = True
     net = parser.get_parsed_content("network_def")
-    assert net.latent_modules == ["model.1.submodule.1.submodule.1.submodule", "model.0", "model.1.submodule.0",
-                                  "model.1.submodule.1.submodule.0"]
+    assert net.latent_modules == [
+        "model.1.submodule.1.submodule.1.submodule",
+        "model.0",
+        "model.1.submodule.0",
+        "model.1.submodule.1.submodule.0",
+    ]
     assert [p.channels for p in net.perturbers] == [128, 16, 32, 64]
     x = torch.rand(2, 1, 64, 64)
     with torch.no_grad():

@@ -43,8 +43,9 @@ def _swin():
     pytest.importorskip("einops")
     from monai.networks.nets import SwinUNETR
 
-    return SwinUNETR(in_channels=1, out_channels=2, spatial_dims=2, feature_size=12, depths=(1, 1, 1, 1),
-                     num_heads=(3, 3, 3, 3))
+    return SwinUNETR(
+        in_channels=1, out_channels=2, spatial_dims=2, feature_size=12, depths=(1, 1, 1, 1), num_heads=(3, 3, 3, 3)
+    )
 
 
 # family -> (builder, expected default module, output_index, latent shape for a 2x1x32x32 input (64 for swin), type)
@@ -193,8 +194,13 @@ def test_skip_connections_and_state_dict_roundtrip(tmp_path):
     torch.save(net.state_dict(), tmp_path / "base.pt")
     torch.save(w.perturbers.state_dict(), tmp_path / "pert.pt")
     torch.save(w.state_dict(), tmp_path / "model.pt")
-    w2 = PerturbedSegmentor(_basicunet(), [LatentPerturber(4), LatentPerturber(16)], ["conv_0", "down_4"],
-                            base_weights=tmp_path / "base.pt", perturber_weights=tmp_path / "pert.pt")
+    w2 = PerturbedSegmentor(
+        _basicunet(),
+        [LatentPerturber(4), LatentPerturber(16)],
+        ["conv_0", "down_4"],
+        base_weights=tmp_path / "base.pt",
+        perturber_weights=tmp_path / "pert.pt",
+    )
     torch.testing.assert_close(w2(x), out)
     w3 = PerturbedSegmentor(_basicunet(), [LatentPerturber(4), LatentPerturber(16)], ["conv_0", "down_4"])
     w3.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))

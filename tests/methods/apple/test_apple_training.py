@@ -11,9 +11,15 @@ import pytest
 import torch
 from monai.networks.nets import UNet
 
-from monai_fair.methods.apple import AppleTrainer
-from monai_fair.methods.apple import AdversarialPrivacyLoss, check_groups
-from monai_fair.methods.apple import AttributeDiscriminator, LatentPerturber, PerturbedSegmentor, SamLikeSegmentor
+from monai_fair.methods.apple import (
+    AdversarialPrivacyLoss,
+    AppleTrainer,
+    AttributeDiscriminator,
+    LatentPerturber,
+    PerturbedSegmentor,
+    SamLikeSegmentor,
+    check_groups,
+)
 
 
 def _data(n_batches=3, groups=((0, 1, 0, 1),), size=32, nan=False):
@@ -41,10 +47,16 @@ def _setup(net_kind="unet", **trainer_kwargs):
     disc = AttributeDiscriminator(ch, 2)
     data = trainer_kwargs.pop("data", None) or _data()
     trainer = AppleTrainer(
-        device=torch.device("cpu"), max_epochs=trainer_kwargs.pop("max_epochs", 2), train_data_loader=data,
-        network=wrapped, optimizer=torch.optim.Adam(wrapped.perturbers.parameters(), 1e-2),
-        loss_function=trainer_kwargs.pop("loss", AdversarialPrivacyLoss(2)), discriminator=disc,
-        discriminator_optimizer=torch.optim.Adam(disc.parameters(), 1e-2), decollate=False, **trainer_kwargs,
+        device=torch.device("cpu"),
+        max_epochs=trainer_kwargs.pop("max_epochs", 2),
+        train_data_loader=data,
+        network=wrapped,
+        optimizer=torch.optim.Adam(wrapped.perturbers.parameters(), 1e-2),
+        loss_function=trainer_kwargs.pop("loss", AdversarialPrivacyLoss(2)),
+        discriminator=disc,
+        discriminator_optimizer=torch.optim.Adam(disc.parameters(), 1e-2),
+        decollate=False,
+        **trainer_kwargs,
     )
     return net, wrapped, disc, trainer
 
@@ -61,7 +73,9 @@ def test_frozen_weights_bit_identical_and_perturber_trained(kind):
     base1 = net.state_dict()
     assert base0.keys() == base1.keys()
     # parameters AND buffers (batch-norm running statistics) are bit-identical
-    assert all(torch.equal(base0[k], base1[k]) for k in base0), [k for k in base0 if not torch.equal(base0[k], base1[k])]
+    assert all(torch.equal(base0[k], base1[k]) for k in base0), [
+        k for k in base0 if not torch.equal(base0[k], base1[k])
+    ]
     assert any(not torch.equal(pert0[k], v) for k, v in wrapped.perturbers.state_dict().items())
     assert any(not torch.equal(disc0[k], v) for k, v in disc.state_dict().items())
     out = trainer.state.output
@@ -76,9 +90,16 @@ def test_optimizer_with_frozen_weights_rejected():
     w = PerturbedSegmentor(net, LatentPerturber(16))
     disc = AttributeDiscriminator(16, 2)
     with pytest.raises(ValueError, match="frozen deployed network"):
-        AppleTrainer(device="cpu", max_epochs=1, train_data_loader=_data(1), network=w,
-                     optimizer=torch.optim.Adam(w.parameters(), 1e-3), loss_function=AdversarialPrivacyLoss(2),
-                     discriminator=disc, discriminator_optimizer=torch.optim.Adam(disc.parameters()))
+        AppleTrainer(
+            device="cpu",
+            max_epochs=1,
+            train_data_loader=_data(1),
+            network=w,
+            optimizer=torch.optim.Adam(w.parameters(), 1e-3),
+            loss_function=AdversarialPrivacyLoss(2),
+            discriminator=disc,
+            discriminator_optimizer=torch.optim.Adam(disc.parameters()),
+        )
 
 
 def test_one_group_batch_policies():
@@ -119,8 +140,15 @@ def test_nan_guard():
 
 
 def test_loss_terms_against_hand_computation():
-    loss = AdversarialPrivacyLoss(2, seg_loss=lambda p, y: (p - y).abs().mean(), beta=0.5, alpha=0.3, gamma=2.0,
-                                  confusion="entropy", norm_penalty="relative")
+    loss = AdversarialPrivacyLoss(
+        2,
+        seg_loss=lambda p, y: (p - y).abs().mean(),
+        beta=0.5,
+        alpha=0.3,
+        gamma=2.0,
+        confusion="entropy",
+        norm_penalty="relative",
+    )
     pred, label = torch.full((2, 1, 2, 2), 0.25), torch.zeros(2, 1, 2, 2)
     group = torch.tensor([0, 1])
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]], requires_grad=True)

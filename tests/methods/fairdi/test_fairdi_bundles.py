@@ -49,13 +49,18 @@ def test_fairdi_classification_stages_evaluate_infer(bundle_copy, tmp_path):
 def test_fairdi_classification_whole_pipeline_heads_online(bundle_copy, tmp_path):
     """One ``train.json`` run: baseline -> head teachers on the frozen backbone -> student with online teachers."""
     root = bundle_copy("fairdi_classification")
-    overrides = dict(TINY, dataset_dir=str(tmp_path / "data"), teacher_mode="heads", teacher_cache=False,
-                     selection_metric="es_auc", baseline_loss="ce")
+    overrides = dict(
+        TINY,
+        dataset_dir=str(tmp_path / "data"),
+        teacher_mode="heads",
+        teacher_cache=False,
+        selection_metric="es_auc",
+        baseline_loss="ce",
+    )
     out = run_bundle_cli(root, ["train.json"], overrides)
     assert (root / "models" / "model.pt").exists(), out[-2000:]
     teachers = torch.load(root / "models" / "teachers.pt", weights_only=True)
     assert {"heads.0.weight", "heads.1.weight"} <= set(teachers)
-
 
 
 @pytest.mark.slow
@@ -77,6 +82,7 @@ def test_fairdi_classification_killed_student_resumes(bundle_copy, tmp_path):
     assert (models / "teachers.pt").stat().st_mtime_ns == teachers_before  # loaded, not retrained
     assert (models / "model.pt").is_file()
     assert not (models / "resume_baseline.pt").exists() and not (models / "resume_student.pt").exists()
+
 
 def test_fairdi_classification_verify_net_in_out(bundle_copy):
     root = bundle_copy("fairdi_classification")
@@ -104,7 +110,9 @@ def test_fairdi_segmentation_pipeline_evaluate_infer(bundle_copy, tmp_path):
     run_bundle_cli(root, ["train.json", "evaluate.json"], overrides)
     report = json.loads((root / "eval" / "report.json").read_text())
     assert "es_dice" in report["fairness"] and "dice_gap" in report["fairness"]
-    run_bundle_cli(root, ["inference.json"], {"dataset_dir": str(tmp_path / "data"), "synthetic": SEG_TINY["synthetic"]})
+    run_bundle_cli(
+        root, ["inference.json"], {"dataset_dir": str(tmp_path / "data"), "synthetic": SEG_TINY["synthetic"]}
+    )
     assert list((root / "eval" / "masks").glob("*_seg.nii.gz"))
 
 

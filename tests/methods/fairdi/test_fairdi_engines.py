@@ -10,13 +10,13 @@ from monai.data import DataLoader
 from torch import nn
 
 from monai_fair.methods.fairdi import (
+    FairDistillationLoss,
     FairDiStudentTrainer,
+    GroupTeachers,
     cache_teacher_outputs,
     load_group_teachers,
     train_group_teachers,
 )
-from monai_fair.methods.fairdi import FairDistillationLoss
-from monai_fair.methods.fairdi import GroupTeachers
 
 
 class _Const(nn.Module):
@@ -101,8 +101,12 @@ def test_student_trainer_cached_equals_online_and_hand_loss(cached):
     student = _Recorder()
     loss = FairDistillationLoss(temperature=2.0, lambda_kd=0.6, supervised="ce")
     trainer = FairDiStudentTrainer(
-        device="cpu", max_epochs=1, train_data_loader=DataLoader(data, batch_size=12, shuffle=False), network=student,
-        optimizer=torch.optim.SGD(student.parameters(), lr=0.0), loss_function=loss,
+        device="cpu",
+        max_epochs=1,
+        train_data_loader=DataLoader(data, batch_size=12, shuffle=False),
+        network=student,
+        optimizer=torch.optim.SGD(student.parameters(), lr=0.0),
+        loss_function=loss,
         teachers=None if cached else teachers,
     )
     trainer.run()
@@ -119,8 +123,11 @@ def test_student_trainer_cached_equals_online_and_hand_loss(cached):
 def test_student_trainer_without_teachers_or_cache_fails_clearly():
     student = _Recorder()
     trainer = FairDiStudentTrainer(
-        device="cpu", max_epochs=1, train_data_loader=DataLoader(_items(4, lambda i: 0), batch_size=4),
-        network=student, optimizer=torch.optim.SGD(student.parameters(), lr=0.1),
+        device="cpu",
+        max_epochs=1,
+        train_data_loader=DataLoader(_items(4, lambda i: 0), batch_size=4),
+        network=student,
+        optimizer=torch.optim.SGD(student.parameters(), lr=0.1),
         loss_function=FairDistillationLoss(),
     )
     with pytest.raises(KeyError, match="teacher_logits"):
@@ -134,7 +141,14 @@ def test_teachers_trained_on_own_group_and_small_group_falls_back(tmp_path):
     torch.save(_Recorder().state_dict(), tmp_path / "baseline.pt")
     with pytest.warns(UserWarning, match="group 1 has 3 training samples < min_group_size=5"):
         teachers = train_group_teachers(
-            _Recorder, train, val, 3, min_group_size=5, epochs=1, batch_size=8, init_path=str(tmp_path / "baseline.pt"),
+            _Recorder,
+            train,
+            val,
+            3,
+            min_group_size=5,
+            epochs=1,
+            batch_size=8,
+            init_path=str(tmp_path / "baseline.pt"),
             ckpt_dir=str(tmp_path),
         )
     group0_ids = set(range(24))
@@ -153,8 +167,17 @@ def test_heads_mode_trains_only_heads(tmp_path):
     torch.manual_seed(0)
     train = _items(24, lambda i: (i // 2) % 2)  # both labels in both groups
     torch.save(_Recorder().state_dict(), tmp_path / "baseline.pt")
-    teachers = train_group_teachers(_Recorder, train, train, 2, mode="heads", min_group_size=2, epochs=1,
-                                    batch_size=8, init_path=str(tmp_path / "baseline.pt"))
+    teachers = train_group_teachers(
+        _Recorder,
+        train,
+        train,
+        2,
+        mode="heads",
+        min_group_size=2,
+        epochs=1,
+        batch_size=8,
+        init_path=str(tmp_path / "baseline.pt"),
+    )
     # the frozen backbone of _Recorder is the identity-like slicing; only the 2 heads hold parameters
     assert len(teachers.heads) == 2 and not torch.equal(teachers.heads[0].weight, teachers.heads[1].weight)
     with pytest.raises(ValueError, match="needs init_path"):

@@ -50,7 +50,6 @@ def test_nc_bundle_biased_train_and_evaluate(bundle_copy, tmp_path):
     assert set(report["groups"]) == {"F", "M"}
 
 
-
 @pytest.mark.slow
 def test_nc_bundle_killed_run_resumes_the_trajectory(bundle_copy, tmp_path):
     root = bundle_copy("neural_collapse_classification")
@@ -66,6 +65,7 @@ def test_nc_bundle_killed_run_resumes_the_trajectory(bundle_copy, tmp_path):
     doc = json.loads(nc_file.read_text())
     assert [e["epoch"] for e in doc["evaluations"]] == [1, 2, 3]  # one trajectory, no epoch twice or missing
     assert (root / "models" / "model.pt").is_file() and not (root / "models" / "resume_checkpoint.pt").exists()
+
 
 def test_nc_bundle_verify_net_in_out(bundle_copy):
     root = bundle_copy("neural_collapse_classification")

@@ -11,8 +11,12 @@ import pytest
 import torch
 from ignite.engine import Engine
 
-from monai_fair.methods.neural_collapse import NeuralCollapseHandler, PenultimateFeatureHook, log_spaced_epochs
-from monai_fair.methods.neural_collapse import compute_neural_collapse_reference
+from monai_fair.methods.neural_collapse import (
+    NeuralCollapseHandler,
+    PenultimateFeatureHook,
+    compute_neural_collapse_reference,
+    log_spaced_epochs,
+)
 
 
 class _Net(torch.nn.Module):
@@ -41,8 +45,15 @@ def test_handler_writes_trajectory_and_plots(tmp_path, nc4_centres):
     net = _Net()
     loader = _loader()
     handler = NeuralCollapseHandler(
-        net, "head", {"train": loader}, tmp_path, num_classes=3, group_names=["F", "M"], epochs=[1, 3],
-        nc4_centres=nc4_centres, per_metric_plots=nc4_centres == "two_pass",
+        net,
+        "head",
+        {"train": loader},
+        tmp_path,
+        num_classes=3,
+        group_names=["F", "M"],
+        epochs=[1, 3],
+        nc4_centres=nc4_centres,
+        per_metric_plots=nc4_centres == "two_pass",
     )
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
 

@@ -8,15 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from monai_fair.methods.snnl import compute_snnl
-from monai_fair.networks import SmallVGGNet
 from monai_fair.methods.snnl import (
+    compute_snnl,
     mask_channels,
     pruned_channels,
     remove_channels,
     score_channels_snnl,
     stratified_batch_indices,
 )
+from monai_fair.networks import SmallVGGNet
 
 
 def _net(seed=0):
@@ -94,8 +94,14 @@ def test_physical_removal_same_outputs(layer):
 
 def test_removal_before_flatten_linear():
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(2, 5, 3, padding=1), nn.BatchNorm2d(5), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
-                        nn.Flatten(), nn.Linear(20, 3)).eval()
+    net = nn.Sequential(
+        nn.Conv2d(2, 5, 3, padding=1),
+        nn.BatchNorm2d(5),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(20, 3),
+    ).eval()
     mask_channels(net, "0", [1, 4])
     x = torch.randn(4, 2, 8, 8)
     ref = net(x)

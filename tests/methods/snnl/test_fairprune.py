@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from monai_fair.networks import SmallVGGNet
 from monai_fair.methods.snnl import fairprune_saliency, fairprune_step, group_fisher_diagonal, run_fairprune
+from monai_fair.networks import SmallVGGNet
 
 
 def _data():
@@ -66,8 +66,23 @@ def test_patience_and_best_restored():
     net = SmallVGGNet(channels=(4, 6)).eval()
     x, y, grp = _data()
     values = iter([0.5, 0.4, 0.45, 0.6, 0.7, 0.1])  # best at iteration 1, then 2 stalls -> stop (patience 2)
-    hist = run_fairprune(net, [(x, y, grp)], lambda m: next(values), num_groups=2, unprivileged=0, privileged=1,
-                         prune_ratio=0.1, patience=2, max_iterations=10)
+    hist = run_fairprune(
+        net,
+        [(x, y, grp)],
+        lambda m: next(values),
+        num_groups=2,
+        unprivileged=0,
+        privileged=1,
+        prune_ratio=0.1,
+        patience=2,
+        max_iterations=10,
+    )
     assert [h["iteration"] for h in hist] == [0, 1, 2, 3]
     zeros = sum(int((m.weight == 0).sum()) for m in (net.features[0], net.features[4], net.classifier[2]))
-    assert abs(zeros / hist[1]["pruned_fraction"] - sum(m.weight.numel() for m in (net.features[0], net.features[4], net.classifier[2]))) < 1
+    assert (
+        abs(
+            zeros / hist[1]["pruned_fraction"]
+            - sum(m.weight.numel() for m in (net.features[0], net.features[4], net.classifier[2]))
+        )
+        < 1
+    )

@@ -12,7 +12,13 @@ import torch
 from tests.conftest import run_bundle_cli, verify_net_in_out
 
 TINY = {"synthetic": {"n_samples": 60, "image_size": 32, "seed": 1}, "epochs": 1, "batch_size": 16, "min_group_size": 1}
-PRUNE = {"n_per_round": 2, "max_rounds": 2, "finetune_epochs": 1, "score_batch_size": 16, "keep_unpruned_if_best": False}
+PRUNE = {
+    "n_per_round": 2,
+    "max_rounds": 2,
+    "finetune_epochs": 1,
+    "score_batch_size": 16,
+    "keep_unpruned_if_best": False,
+}
 
 
 @pytest.mark.slow
@@ -32,7 +38,9 @@ def test_snnl_bundle_train_prune_evaluate(bundle_copy, tmp_path):
     # the saved model loads into the unpruned architecture and its pruned channels are exactly zero
     state = torch.load(root / "models" / "model.pt", weights_only=True)
     w = state["features.12.weight"]
-    assert torch.all(w[hist["pruned_channels"]] == 0) and torch.all(state["features.13.weight"][hist["pruned_channels"]] == 0)
+    assert torch.all(w[hist["pruned_channels"]] == 0) and torch.all(
+        state["features.13.weight"][hist["pruned_channels"]] == 0
+    )
     assert "SNNL pruning round 1" in out
 
     run_bundle_cli(root, ["train.json", "evaluate.json"], overrides)

@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from monai_fair.methods.snnl import snnl_per_anchor
-from monai_fair.methods.snnl import snnl_channel_scores
+from monai_fair.methods.snnl import snnl_channel_scores, snnl_per_anchor
 
 
 @pytest.mark.parametrize(

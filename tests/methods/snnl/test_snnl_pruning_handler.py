@@ -12,9 +12,8 @@ from monai.data import DataLoader
 from monai.transforms import Activationsd, AsDiscreted, Compose
 
 from monai_fair.engines import GroupSupervisedEvaluator, GroupSupervisedTrainer
-from monai_fair.methods.snnl import SNNLChannelPruningHandler, macro_f1_eodds
+from monai_fair.methods.snnl import SNNLChannelPruningHandler, macro_f1_eodds, stratified_batch_indices
 from monai_fair.networks import SmallVGGNet
-from monai_fair.methods.snnl import stratified_batch_indices
 
 
 def _data(n=48, seed=0):
@@ -32,16 +31,29 @@ def _engines(tmp_path, **kwargs):
     net = SmallVGGNet(channels=(4, 8, 12))
     data = _data()
     post = Compose([Activationsd(keys="pred", softmax=True), AsDiscreted(keys="label", to_onehot=2)])
-    evaluator = GroupSupervisedEvaluator(device="cpu", val_data_loader=DataLoader(data, batch_size=16), network=net,
-                                         postprocessing=post)
+    evaluator = GroupSupervisedEvaluator(
+        device="cpu", val_data_loader=DataLoader(data, batch_size=16), network=net, postprocessing=post
+    )
     score_loader = DataLoader(data, batch_sampler=stratified_batch_indices([int(d["group"]) for d in data], 16))
     trainer = GroupSupervisedTrainer(
-        device="cpu", max_epochs=1, train_data_loader=DataLoader(data, batch_size=16, shuffle=True), network=net,
-        optimizer=torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9), loss_function=torch.nn.CrossEntropyLoss(),
+        device="cpu",
+        max_epochs=1,
+        train_data_loader=DataLoader(data, batch_size=16, shuffle=True),
+        network=net,
+        optimizer=torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9),
+        loss_function=torch.nn.CrossEntropyLoss(),
         postprocessing=post,
     )
-    pruner = SNNLChannelPruningHandler(net, "features.8", score_loader, evaluator, num_groups=2,
-                                       save_path=str(tmp_path / "m.pt"), history_path=str(tmp_path / "h.json"), **kwargs)
+    pruner = SNNLChannelPruningHandler(
+        net,
+        "features.8",
+        score_loader,
+        evaluator,
+        num_groups=2,
+        save_path=str(tmp_path / "m.pt"),
+        history_path=str(tmp_path / "h.json"),
+        **kwargs,
+    )
     pruner.attach(trainer)
     return net, trainer, pruner
 
