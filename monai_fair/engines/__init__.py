@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .group_evaluator import GroupSupervisedEvaluator
 from .group_trainer import GroupSupervisedTrainer
-from .utils import GroupAwareLoss, GroupOutputWriter, get_batch_group
+from .utils import GroupAwareLoss, GroupOutputWriter, LossInputBinder, get_batch_group
 
 __all__ = [
     "GroupSupervisedEvaluator",

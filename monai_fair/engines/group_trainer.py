@@ -10,7 +10,7 @@ from typing import Any
 from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
 
-from monai_fair.engines.utils import GroupAwareLoss, GroupOutputWriter
+from monai_fair.engines.utils import GroupAwareLoss, GroupOutputWriter, LossInputBinder
 
 __all__ = ["GroupSupervisedTrainer"]
 
@@ -49,8 +49,8 @@ class GroupSupervisedTrainer(SupervisedTrainer):
         self.group_key = group_key
         self.loss_takes_group = loss_takes_group
         if loss_takes_group:
-            loss_function = GroupAwareLoss(loss_function, group_key=group_key)
+            loss_function = GroupAwareLoss(loss_function, keys=(group_key,))
         super().__init__(*args, loss_function=loss_function, **kwargs)
-        if loss_takes_group:
-            loss_function.engine = self
         self.add_event_handler(IterationEvents.FORWARD_COMPLETED, GroupOutputWriter(group_key))
+        if loss_takes_group:
+            self.add_event_handler(IterationEvents.FORWARD_COMPLETED, LossInputBinder(loss_function))

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 else:
     Engine, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine")
 
-__all__ = ["get_batch_group", "GroupOutputWriter", "GroupAwareLoss"]
+__all__ = ["get_batch_group", "GroupOutputWriter", "GroupAwareLoss", "LossInputBinder"]
 
 
 def get_batch_group(batch: Any, group_key: str, device: torch.device | str | None = None) -> torch.Tensor:
@@ -57,19 +57,47 @@ class GroupOutputWriter:
 
 
 class GroupAwareLoss(torch.nn.Module):
-    """Adapt a loss ``loss(pred, label, group)`` to MONAI's two-argument ``loss(pred, label)`` call.
+    """Adapt a loss ``loss(pred, label, group, *extra)`` to MONAI's two-argument ``loss(pred, label)`` call.
 
-    The engine sets ``engine.state.output[group_key]`` (see :class:`GroupOutputWriter`) before the loss is
-    called; this wrapper reads it from there, so the engine's own iteration logic stays MONAI's.
+    The loss never sees its engine: before each loss call the trainer *binds* the iteration's extra inputs (the
+    batch's group ids, and e.g. FairDi's teacher logits) with :meth:`bind`, from an ``IterationEvents`` handler
+    (see :class:`LossInputBinder`); :meth:`forward` then calls ``loss(pred, label, *bound)`` in ``keys`` order.
+    The engine's own iteration logic stays MONAI's (AMP, gradient accumulation, events).
+
+    Args:
+        loss: the wrapped loss; the group is always its third argument.
+        keys: names of the extra inputs, in the order the loss takes them after ``(pred, label)``.
     """
 
-    def __init__(self, loss: Callable, group_key: str = "group") -> None:
+    def __init__(self, loss: Callable, keys: tuple[str, ...] = ("group",)) -> None:
         super().__init__()
         self.loss = loss
-        self.group_key = group_key
-        self.engine: Engine | None = None
+        self.keys = tuple(keys)
+        self._bound: dict[str, torch.Tensor] = {}
+
+    def bind(self, **inputs: torch.Tensor) -> None:
+        """Set the extra inputs of the next call (one tensor per name in ``keys``)."""
+        missing = [k for k in self.keys if k not in inputs]
+        if missing:
+            raise KeyError(f"GroupAwareLoss.bind needs {list(self.keys)}; missing {missing}.")
+        self._bound = {k: inputs[k] for k in self.keys}
 
     def forward(self, pred: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        if self.engine is None:
-            raise RuntimeError("GroupAwareLoss is not bound to an engine; use it through GroupSupervisedTrainer.")
-        return self.loss(pred, label, self.engine.state.output[self.group_key])
+        if not self._bound:
+            raise RuntimeError(
+                "GroupAwareLoss has no bound inputs; use it through GroupSupervisedTrainer(loss_takes_group=True) or "
+                "call .bind(group=...) before the loss."
+            )
+        bound, self._bound = self._bound, {}
+        return self.loss(pred, label, *(bound[k] for k in self.keys))
+
+
+class LossInputBinder:
+    """Ignite handler (``IterationEvents.FORWARD_COMPLETED``) that binds ``engine.state.output[key]`` for every key
+    of a :class:`GroupAwareLoss` before the engine calls it."""
+
+    def __init__(self, loss: GroupAwareLoss) -> None:
+        self.loss = loss
+
+    def __call__(self, engine: Engine) -> None:
+        self.loss.bind(**{k: engine.state.output[k] for k in self.loss.keys})

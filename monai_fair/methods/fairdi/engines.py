@@ -36,7 +36,7 @@ from monai.utils import IgniteInfo, convert_to_tensor, min_version, optional_imp
 from torch import nn
 
 from monai_fair.engines.group_trainer import GroupSupervisedTrainer
-from monai_fair.engines.utils import get_batch_group
+from monai_fair.engines.utils import GroupAwareLoss, LossInputBinder, get_batch_group
 from monai_fair.methods.fairdi.teachers import GroupTeachers
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
@@ -90,21 +90,6 @@ class TeacherOutputWriter:
             out[self.teacher_key] = self.teachers(out[Keys.IMAGE], group)
 
 
-class _DistillAdapter(nn.Module):
-    """Call ``loss(pred, label, group, teacher_logits)`` from MONAI's two-argument loss call."""
-
-    def __init__(self, loss: Callable, group_key: str, teacher_key: str) -> None:
-        super().__init__()
-        self.loss = loss
-        self.group_key = group_key
-        self.teacher_key = teacher_key
-        self.engine: Any = None
-
-    def forward(self, pred: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        out = self.engine.state.output
-        return self.loss(pred, label, out[self.group_key], out[self.teacher_key])
-
-
 class FairDiStudentTrainer(GroupSupervisedTrainer):
     """MONAI trainer for the FairDi student: ``loss_function(pred, label, group, teacher_logits)``.
 
@@ -126,13 +111,13 @@ class FairDiStudentTrainer(GroupSupervisedTrainer):
         group_key: str = "group",
         **kwargs: Any,
     ) -> None:
-        adapter = _DistillAdapter(loss_function, group_key, teacher_key)
+        adapter = GroupAwareLoss(loss_function, keys=(group_key, teacher_key))
         super().__init__(*args, loss_function=adapter, group_key=group_key, loss_takes_group=False, **kwargs)
-        adapter.engine = self
         self.teachers = teachers
         self.teacher_key = teacher_key
-        # registered after GroupOutputWriter, so the group is in the output first
+        # registered after GroupOutputWriter, so the group is in the output first; then both are bound to the loss
         self.add_event_handler(IterationEvents.FORWARD_COMPLETED, TeacherOutputWriter(teachers, teacher_key, group_key))
+        self.add_event_handler(IterationEvents.FORWARD_COMPLETED, LossInputBinder(adapter))
 
 
 def cache_teacher_outputs(
