@@ -1,14 +1,24 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
-"""Timing of the full group classification report against fairlearn's ``MetricFrame``, in one run.
+"""Timing of the group classification report with intervals against fairlearn's ``MetricFrame(n_boot=...)``, in one
+run, on the same data.
 
-Both compute, per group and overall, accuracy, balanced accuracy, ROC AUC, F1, TPR, FPR and selection rate on the
-same data (binary task, ``--n`` samples, ``--groups`` groups, positive-class scores with ties); monai-fair also
-computes all its fairness metrics (gaps, worst group, ES-AUC/ES-accuracy, EOpp0/EOpp1/EOdds, DP). No bootstrap.
-The per-group values of both are checked to agree before timing is reported.
+Workload (binary task, positive-class scores with ties, ``--groups`` groups):
 
-    python benchmarks/metrics_bench.py --n 1000000 --groups 8 --repeats 7 --fairlearn-repeats 3 --threads 1
-    python benchmarks/metrics_bench.py --n 1000000 --groups 8 --repeats 5 --fairlearn-repeats 1 --decimals -1
+* monai-fair, ``--n`` samples, ``--boot`` replicates: ``compute_group_classification_metrics(n_bootstrap=B)`` (per
+  group and overall accuracy, balanced accuracy, AUC, F1, TPR, FPR, TNR, selection rate; gaps, worst group, ES,
+  EOpp/EOdds/DP; DeLong AUC intervals and pairwise differences; bootstrap intervals and homogeneity tests of
+  everything else), ``compute_group_calibration(n_bootstrap=B)`` (ECE/Brier by group, reliability data), the
+  DeLong intervals alone (``delong_group_auc``), and the exact AUC bootstrap (``auc_ci="bootstrap"``, AUC recomputed
+  on every resample, ``--exact-boot`` replicates) for its per-replicate cost;
+* fairlearn ``MetricFrame`` with ``n_boot`` on ``--fairlearn-n`` samples (it resamples the whole frame per replicate,
+  so 10^6 x 1,000 is out of reach; its per-replicate cost is reported), the same seven metrics incl. ROC AUC;
+* monai-fair on fairlearn's workload too, for a like-for-like ratio.
+
+Per-group values of both are checked to agree before any timing is reported. Wall and CPU (process) time are both
+recorded: on a shared machine the wall time includes waiting for a core.
+
+    python benchmarks/metrics_bench.py --n 1000000 --groups 8 --boot 1000 --fairlearn-n 100000 --fairlearn-boot 20
 
 Needs the ``bench`` extra (fairlearn, pandas).
 """
@@ -26,7 +36,9 @@ from functools import partial
 import numpy as np
 import torch
 
-from monai_fair.metrics import compute_group_classification_metrics
+from monai_fair.metrics import compute_group_calibration, compute_group_classification_metrics, delong_group_auc
+
+_METRICS = ("accuracy", "balanced_accuracy", "auc", "f1", "tpr", "fpr", "selection_rate")
 
 
 def make_data(n: int, groups: int, seed: int, decimals: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -38,7 +50,7 @@ def make_data(n: int, groups: int, seed: int, decimals: int = 4) -> tuple[np.nda
     return (s.round(decimals) if decimals >= 0 else s), y, g
 
 
-def fairlearn_frame(s: np.ndarray, y: np.ndarray, g: np.ndarray, threshold: float = 0.5):
+def fairlearn_frame(s: np.ndarray, y: np.ndarray, g: np.ndarray, n_boot: int | None, threshold: float = 0.5):
     from fairlearn.metrics import MetricFrame, false_positive_rate, selection_rate, true_positive_rate
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
@@ -54,25 +66,40 @@ def fairlearn_frame(s: np.ndarray, y: np.ndarray, g: np.ndarray, threshold: floa
         "fpr": partial(on_labels, false_positive_rate),
         "selection_rate": partial(on_labels, selection_rate),
     }
-    mf = MetricFrame(metrics=metrics, y_true=y, y_pred=s, sensitive_features=g)
+    kw = {"n_boot": n_boot, "ci_quantiles": [0.025, 0.975], "random_state": 0} if n_boot else {}
+    mf = MetricFrame(metrics=metrics, y_true=y, y_pred=s, sensitive_features=g, **kw)
     return mf, mf.difference(), mf.group_min()
 
 
-def _time(fn, repeats: int) -> list[float]:
-    out = []
+def _time(fn, repeats: int) -> tuple[list[float], list[float]]:
+    wall, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        out.append(time.perf_counter() - t0)
-    return out
+        wall.append(round(time.perf_counter() - t0, 4))
+        cpu.append(round(time.process_time() - c0, 4))
+    return wall, cpu
+
+
+def _summary(wall: list[float], cpu: list[float]) -> dict:
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "wall_median_s": statistics.median(wall),
+        "cpu_median_s": statistics.median(cpu),
+    }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=1_000_000)
     p.add_argument("--groups", type=int, default=8)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--fairlearn-repeats", type=int, default=3)
+    p.add_argument("--boot", type=int, default=1000)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--exact-boot", type=int, default=20, help="replicates of the O(B N) exact AUC bootstrap run")
+    p.add_argument("--fairlearn-n", type=int, default=100_000)
+    p.add_argument("--fairlearn-boot", type=int, default=20)
+    p.add_argument("--fairlearn-repeats", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--decimals", type=int, default=4, help="round the scores (ties); -1 keeps full precision")
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch default)")
@@ -80,32 +107,48 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     s, y, g = make_data(args.n, args.groups, args.seed, args.decimals)
+    fs, fy, fg = make_data(args.fairlearn_n, args.groups, args.seed + 1, args.decimals)
 
-    ours = compute_group_classification_metrics(s, y, g)  # warm-up + values
-    mf, _, _ = fairlearn_frame(s, y, g)
-    by = mf.by_group
-    max_diff = 0.0
-    for k in range(args.groups):
-        for m in ("accuracy", "balanced_accuracy", "auc", "f1", "tpr", "fpr", "selection_rate"):
-            max_diff = max(max_diff, abs(ours["groups"][k][m] - float(by.loc[k, m])))
+    ours = compute_group_classification_metrics(fs, fy, fg)  # warm-up + agreement check
+    by = fairlearn_frame(fs, fy, fg, None)[0].by_group
+    max_diff = max(abs(ours["groups"][k][m] - float(by.loc[k, m])) for k in range(args.groups) for m in _METRICS)
     assert max_diff < 1e-9, f"monai-fair and fairlearn disagree by {max_diff}"
 
-    t_ours = _time(lambda: compute_group_classification_metrics(s, y, g), args.repeats)
-    t_fl = _time(lambda: fairlearn_frame(s, y, g), args.fairlearn_repeats)
-    med_o, med_f = statistics.median(t_ours), statistics.median(t_fl)
+    runs = {
+        "monai_fair_report_ci": lambda: compute_group_classification_metrics(s, y, g, n_bootstrap=args.boot),
+        "monai_fair_calibration_ci": lambda: compute_group_calibration(s, y, g, n_bootstrap=args.boot),
+        "monai_fair_delong_only": lambda: delong_group_auc(s, y, g),
+        "monai_fair_report_exact_auc_bootstrap": lambda: compute_group_classification_metrics(
+            s, y, g, n_bootstrap=args.exact_boot, auc_ci="bootstrap"
+        ),
+        "monai_fair_report_ci_fairlearn_workload": lambda: compute_group_classification_metrics(
+            fs, fy, fg, n_bootstrap=args.fairlearn_boot
+        ),
+        "fairlearn_metricframe_n_boot": lambda: fairlearn_frame(fs, fy, fg, args.fairlearn_boot),
+    }
+    timings = {}
+    for name, fn in runs.items():
+        reps = args.fairlearn_repeats if name.startswith("fairlearn") else args.repeats
+        timings[name] = _summary(*_time(fn, reps))
+    fl = timings["fairlearn_metricframe_n_boot"]["wall_median_s"]
+    like = timings["monai_fair_report_ci_fairlearn_workload"]["wall_median_s"]
     result = {
         "n": args.n,
         "groups": args.groups,
+        "boot": args.boot,
+        "fairlearn_n": args.fairlearn_n,
+        "fairlearn_boot": args.fairlearn_boot,
         "decimals": args.decimals,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
         "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "monai_fair_s": [round(t, 4) for t in t_ours],
-        "fairlearn_s": [round(t, 3) for t in t_fl],
-        "monai_fair_median_s": round(med_o, 4),
-        "fairlearn_median_s": round(med_f, 3),
-        "speedup_median": round(med_f / med_o, 1),
+        "timings": timings,
+        "fairlearn_s_per_replicate": round(fl / args.fairlearn_boot, 3),
+        "exact_auc_bootstrap_cpu_s_per_replicate": round(
+            timings["monai_fair_report_exact_auc_bootstrap"]["cpu_median_s"] / args.exact_boot, 4
+        ),
+        "speedup_like_for_like_wall": round(fl / like, 1),
         "max_abs_diff_per_group": max_diff,
     }
     print(json.dumps(result, indent=2))

@@ -1,37 +1,100 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
-"""Group fairness metrics for classification: per-group performance, gaps, equity scaling, EOpp/EOdds/DP.
+"""Group fairness metrics for classification: per-group performance, gaps, equity scaling, EOpp/EOdds/DP, with
+DeLong and (iid, stratified, cluster) bootstrap intervals.
 
 Functional :func:`compute_group_classification_metrics` and the cumulative :class:`GroupClassificationMetric`.
+:class:`ClassificationEngine` computes the same figures for several models on the same cases and resamples them
+together (the paired model comparison, :func:`monai_fair.metrics.compare_models`, uses it).
+
+Per group ``g`` (and overall): ``n``, ``accuracy``, ``balanced_accuracy`` (mean recall over the classes present,
+as ``sklearn.metrics.balanced_accuracy_score``), ``auc`` (ROC AUC, Mann-Whitney with ties counted 1/2),
+``f1``, ``tpr``, ``fpr``, ``tnr`` and, for binary tasks, ``selection_rate`` (P(y_hat = 1)).
+Binary tasks use the positive class (label 1). Multi-class tasks are one-vs-rest and macro-averaged over
+the classes where a value is defined (``tpr`` then equals ``balanced_accuracy``; ``f1`` equals sklearn's
+``f1_score(average="macro")``; ``auc`` equals ``roc_auc_score(multi_class="ovr")`` when all classes are
+present).
+
+Fairness, over the *reported* groups (after suppression, see below) where the metric is defined; every figure
+needs at least two such groups (else NaN, with its reason in ``fairness_nan_reason``):
+
+* ``{m}_gap = max_g M_g - min_g M_g`` for accuracy, balanced accuracy, AUC, F1, TPR, FPR;
+  ``worst_group_accuracy``, ``worst_group_auc = min_g M_g``.
+* ``es_auc``, ``es_accuracy``: equity scaling of Harvard-GF / FairSeg,
+  :math:`M_{all} / (1 + \\sum_g |M_{all} - M_g|)`.
+* ``eodds``: equalized-odds difference in fairlearn's (``equalized_odds_difference``) max form,
+  ``max(range_g TPR, range_g FPR)`` (multi-class: ``max(mean_c range_g TPR_c, mean_c range_g FPR_c)``).
+* ``eopp0``, ``eopp1``, ``eodds_mean``, ``demographic_parity`` as in the public code of SCP (Kong et al.,
+  "Achieving fairness through channel pruning", MICCAI 2023; ``fairness_metric.py``), one-vs-rest over classes:
+  EOpp0 = mean_c dTNR_c, EOpp1 = mean_c dTPR_c, EOdd (here ``eodds_mean``) = mean_c 1/2 (dTPR_c + dFPR_c),
+  DP = sum_c d(P(y_hat = c)); in ``eodds_mean`` opposite TPR and FPR differences can cancel.
+  ``fairness_form="range"`` (default): ``d`` is the range over groups (for two groups SCP's absolute form);
+  ``"signed"``: SCP's signed ``group_0 - group_1`` (exactly two reported groups, else NaN; ``eodds`` and DP stay
+  absolute). Binary tasks use the positive class only (DP = fairlearn's ``demographic_parity_difference``).
+
+**Suppression** (``min_group_size``, :func:`~monai_fair.metrics.suppress_groups`): groups with
+``0 < n < min_group_size`` and, by secondary suppression, further groups so that the suppressed groups cannot be
+recovered from ``overall`` and the reported groups, are left out of ``groups``, of every fairness figure and of
+every warning; only their number is given (``suppression``). Their samples stay in ``overall``.
+
+**Intervals** (``n_bootstrap > 0``): percentile bootstrap with ``n_bootstrap`` replicates, iid, stratified by
+group (``stratified_bootstrap``) or over clusters (``cluster`` = patient ids: patients are resampled with all
+their images; with ``stratified_bootstrap`` within their group). Confusion-count metrics use exact multinomial
+replicate counts (:func:`~monai_fair.metrics.resampling.bootstrap_cell_counts`). With ``auc_ci="delong"``
+(default) per-group and overall AUC get DeLong intervals (cluster-robust with ``cluster``) and ``auc_gap``,
+``worst_group_auc``, ``es_auc`` percentiles of parametric draws from the joint DeLong covariance;
+``auc_ci="bootstrap"`` recomputes AUC on every resample instead (O(B N)).
+
+Undefined values (empty group, group with one class, NaN inputs) are NaN with a
+:class:`~monai_fair.metrics.utils.FairnessMetricWarning` naming the (reported) group; they never raise.
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from monai.metrics import CumulativeIterationMetric
 
-from monai_fair.metrics.group_counts import GroupAUC, weighted_confusion
+from monai_fair.metrics.core import (
+    GroupSetup,
+    attach_intervals,
+    bootstrap_intervals,
+    build_result,
+    check_reduction,
+    collect_replicates,
+    option,
+    reduce_result,
+    setup_groups,
+)
+from monai_fair.metrics.delong import DeLongAUC, auc_differences, normal_interval
+from monai_fair.metrics.group_counts import GroupAUC
+from monai_fair.metrics.resampling import bootstrap_cell_counts, bootstrap_scheme, bootstrap_weights, describe_bootstrap
 from monai_fair.metrics.utils import (
     FairnessMetricWarning,
-    bootstrap_weights,
     equity_scaled,
     group_label,
     masked_max,
     masked_min,
     masked_range,
-    percentile_ci,
     to_flat_tensor,
 )
+from monai_fair.metrics.verdict import homogeneity_test
+from monai_fair.utils import check_group_ids
 
 __all__ = [
     "compute_group_classification_metrics",
     "GroupClassificationMetric",
+    "ClassificationEngine",
     "CLASSIFICATION_GROUP_METRICS",
     "CLASSIFICATION_FAIRNESS_METRICS",
+    "FAIRNESS_FORMS",
+    "AUC_CI_METHODS",
+    "auc_inputs",
 ]
 
 #: per-group (and overall) metric names, in report order
@@ -51,10 +114,14 @@ CLASSIFICATION_FAIRNESS_METRICS = (
     "eopp0",
     "eopp1",
     "eodds",
-    "eodds_max",
+    "eodds_mean",
     "demographic_parity",
 )
-
+FAIRNESS_FORMS = ("range", "signed")
+#: ``"delong"``: DeLong CIs for AUC, parametric draws from the joint DeLong covariance for AUC-derived figures;
+#: ``"bootstrap"``: AUC recomputed on every resample (weighted rank statistic, O(B N))
+AUC_CI_METHODS = ("delong", "bootstrap")
+_AUC_FIGURES = ("auc_gap", "worst_group_auc", "es_auc")
 _NAN = float("nan")
 
 
@@ -79,20 +146,11 @@ def _rates(cm: torch.Tensor, binary: bool) -> dict[str, torch.Tensor]:
     fp = col - tp
     neg = n[..., None] - row
     tn = neg - fp
-    tpr_c = _div(tp, row)
-    fpr_c = _div(fp, neg)
-    tnr_c = _div(tn, neg)
+    tpr_c, fpr_c, tnr_c = _div(tp, row), _div(fp, neg), _div(tn, neg)
     f1_c = _div(2 * tp, 2 * tp + fp + fn)
     rate_c = _div(col, n[..., None].expand_as(col))
-    out = {
-        "n": n,
-        "accuracy": _div(tp.sum(-1), n),
-        "balanced_accuracy": _nanmean(tpr_c),
-        "tpr_c": tpr_c,
-        "fpr_c": fpr_c,
-        "tnr_c": tnr_c,
-        "rate_c": rate_c,
-    }
+    out = {"n": n, "accuracy": _div(tp.sum(-1), n), "balanced_accuracy": _nanmean(tpr_c)}
+    out.update(tpr_c=tpr_c, fpr_c=fpr_c, tnr_c=tnr_c, rate_c=rate_c)
     if binary:
         out.update(
             f1=f1_c[..., 1], tpr=tpr_c[..., 1], fpr=fpr_c[..., 1], tnr=tnr_c[..., 1], selection_rate=rate_c[..., 1]
@@ -102,80 +160,46 @@ def _rates(cm: torch.Tensor, binary: bool) -> dict[str, torch.Tensor]:
     return out
 
 
-def _make_auc(
-    s_cols: torch.Tensor | None, y: torch.Tensor, group: torch.Tensor, num_groups: int, num_classes: int, binary: bool
-) -> GroupAUC | None:
-    """The sorted structure for per-group AUC (built once, reused by every bootstrap chunk)."""
-    if s_cols is None:
-        return None
-    positive = (y == 1)[:, None] if binary else y[:, None] == torch.arange(num_classes)[None, :]
-    return GroupAUC(s_cols, positive, group, num_groups)
-
-
-def _stats(
-    auc_fn: GroupAUC | None,
-    y: torch.Tensor,
-    y_hat: torch.Tensor,
-    group: torch.Tensor,
-    num_groups: int,
-    num_classes: int,
-    binary: bool,
-    weights: torch.Tensor | None,
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Per-group ``(B, G, ...)`` and overall ``(B, ...)`` statistics for one or many replicates."""
-    cm = weighted_confusion(y, y_hat, group, num_groups, num_classes, weights)
-    per_group = _rates(cm, binary)
-    overall = _rates(cm.sum(1), binary)
-    b = cm.shape[0]
-    if auc_fn is None:
-        per_group["auc"] = torch.full((b, num_groups), _NAN, dtype=torch.float64)
-        overall["auc"] = torch.full((b,), _NAN, dtype=torch.float64)
-        return per_group, overall
-    auc_g, auc_all = auc_fn(weights)
-    per_group["auc"] = auc_g[..., 0] if binary else _nanmean(auc_g)
-    overall["auc"] = auc_all[:, 0] if binary else _nanmean(auc_all)
-    return per_group, overall
+def _class_range(v: torch.Tensor, cmask: torch.Tensor) -> torch.Tensor:
+    """Per class, the range over the groups ``(..., G, C) -> (..., C)``."""
+    return masked_range(v, cmask, dim=-2)
 
 
 def _fairness(
-    per_group: dict[str, torch.Tensor],
-    overall: dict[str, torch.Tensor],
-    mask: torch.Tensor,
-    binary: bool,
-    form: str,
+    per_group: dict[str, torch.Tensor], overall: dict[str, torch.Tensor], mask: torch.Tensor, binary: bool, form: str
 ) -> dict[str, torch.Tensor]:
-    """Fairness metrics over the groups in ``mask`` for every replicate (leading dims)."""
+    """Fairness metrics over the groups in ``mask`` for every leading index (replicates, models)."""
     out: dict[str, torch.Tensor] = {}
     for m in ("accuracy", "balanced_accuracy", "auc", "f1", "tpr", "fpr"):
         out[f"{m}_gap"] = masked_range(per_group[m], mask)
-    out["worst_group_accuracy"] = masked_min(per_group["accuracy"], mask)
-    out["worst_group_auc"] = masked_min(per_group["auc"], mask)
-    out["es_accuracy"] = equity_scaled(overall["accuracy"], per_group["accuracy"], mask)
-    out["es_auc"] = equity_scaled(overall["auc"], per_group["auc"], mask)
-
+    for m in ("accuracy", "auc"):  # a worst group or an ES figure needs two groups: one group is not a comparison
+        two = (~torch.isnan(torch.where(mask, per_group[m], torch.full_like(per_group[m], _NAN)))).sum(-1) >= 2
+        nan = torch.full_like(overall[m], _NAN)
+        out[f"worst_group_{m}"] = torch.where(two, masked_min(per_group[m], mask), nan)
+        out[f"es_{m}"] = torch.where(two, equity_scaled(overall[m], per_group[m], mask), nan)
     cmask = mask[:, None]  # (G, 1) broadcasts over classes of (..., G, C)
     tpr_c, fpr_c, tnr_c, rate_c = per_group["tpr_c"], per_group["fpr_c"], per_group["tnr_c"], per_group["rate_c"]
     if binary:  # positive class only: the standard binary definitions
         tpr_c, fpr_c, tnr_c, rate_c = (t[..., 1:] for t in (tpr_c, fpr_c, tnr_c, rate_c))
-    eodd_c = 0.5 * (tpr_c + fpr_c)
+    mean_c = 0.5 * (tpr_c + fpr_c)
     if form == "signed":  # two groups, SCP signed form: group 0 minus group 1
         idx = torch.nonzero(mask).flatten()
         if idx.numel() != 2:
             nan = torch.full(tpr_c.shape[:-2], _NAN, dtype=torch.float64)
-            out.update(eopp0=nan, eopp1=nan.clone(), eodds=nan.clone())
+            out.update(eopp0=nan, eopp1=nan.clone(), eodds_mean=nan.clone())
         else:
             g0, g1 = int(idx[0]), int(idx[1])
             out["eopp0"] = _nanmean(tnr_c[..., g0, :] - tnr_c[..., g1, :])
             out["eopp1"] = _nanmean(tpr_c[..., g0, :] - tpr_c[..., g1, :])
-            out["eodds"] = _nanmean(eodd_c[..., g0, :] - eodd_c[..., g1, :])
+            out["eodds_mean"] = _nanmean(mean_c[..., g0, :] - mean_c[..., g1, :])
     else:  # range over groups per class (= the absolute two-group form), mean over classes
-        out["eopp0"] = _nanmean(masked_range(tnr_c, cmask, dim=-2))
-        out["eopp1"] = _nanmean(masked_range(tpr_c, cmask, dim=-2))
-        out["eodds"] = _nanmean(masked_range(eodd_c, cmask, dim=-2))
-    out["eodds_max"] = masked_max(
-        torch.stack([_nanmean(masked_range(tpr_c, cmask, dim=-2)), _nanmean(masked_range(fpr_c, cmask, dim=-2))], -1)
+        out["eopp0"] = _nanmean(_class_range(tnr_c, cmask))
+        out["eopp1"] = _nanmean(_class_range(tpr_c, cmask))
+        out["eodds_mean"] = _nanmean(_class_range(mean_c, cmask))
+    out["eodds"] = masked_max(
+        torch.stack([_nanmean(_class_range(tpr_c, cmask)), _nanmean(_class_range(fpr_c, cmask))], -1)
     )
-    dp_c = masked_range(rate_c, cmask, dim=-2)
+    dp_c = _class_range(rate_c, cmask)
     defined = ~torch.isnan(dp_c)
     out["demographic_parity"] = torch.where(
         defined.any(-1), torch.where(defined, dp_c, torch.zeros_like(dp_c)).sum(-1), torch.full_like(dp_c[..., 0], _NAN)
@@ -183,133 +207,302 @@ def _fairness(
     return out
 
 
-def _prepare(
-    y_score: Any,
-    y: Any,
-    group: Any,
-    num_groups: int | None,
-    threshold: float,
-    y_pred: Any,
-    num_classes: int | None,
-) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int, int, bool]:
-    """Validate and convert the inputs; returns (score columns, y, y_hat, group, nan_rows, G, C, binary)."""
+def _labels(y: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(N,)`` long labels (one-hot rows -> argmax) and the rows whose label is NaN."""
     yt = to_flat_tensor(y, "y")
     if yt.ndim == 2 and yt.shape[1] > 1:  # one-hot labels
         yt = yt.argmax(1)
     yt = yt.reshape(-1)
-    n = yt.numel()
-    gt = to_flat_tensor(group, "group").reshape(-1)
-    if gt.numel() != n:
-        raise ValueError(f"`group` has {gt.numel()} entries but `y` has {n}.")
-    if gt.is_floating_point():
-        if torch.isnan(gt).any():
-            raise ValueError("`group` contains NaN; every sample needs a group id.")
-        if not torch.equal(gt, gt.round()):
-            raise ValueError("`group` must hold integer group ids.")
-    gt = gt.long()
-    if n and int(gt.min()) < 0:
-        raise ValueError(f"`group` ids must be >= 0, got {int(gt.min())}.")
-    max_g = int(gt.max()) + 1 if n else 0
-    if num_groups is None:
-        num_groups = max(max_g, 1)
-    elif max_g > num_groups:
-        raise ValueError(f"unknown group id {max_g - 1}: num_groups={num_groups}.")
-
-    nan_rows = torch.zeros(n, dtype=torch.bool)
+    nan_rows = torch.zeros(yt.numel(), dtype=torch.bool)
     if yt.is_floating_point():
-        nan_rows |= torch.isnan(yt)
+        nan_rows = torch.isnan(yt)
         yt = torch.nan_to_num(yt, nan=0.0)
         if not torch.equal(yt, yt.round()):
             raise ValueError("`y` must hold integer class labels (or one-hot rows).")
-    yt = yt.long()
+    return yt.long(), nan_rows
 
-    s_cols = None
-    binary = True
+
+def _model(
+    y_score: Any, y_pred: Any, yt: torch.Tensor, threshold: float, num_classes: int | None
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, int]:
+    """One model's score columns ``(N, A)`` (or None), predictions ``(N,)``, NaN rows and number of classes."""
+    n = yt.numel()
+    s_cols, y_hat, nan_rows = None, None, torch.zeros(n, dtype=torch.bool)
     if y_score is not None:
         st = to_flat_tensor(y_score, "y_score", torch.float64)
-        if st.ndim == 1 or (st.ndim == 2 and st.shape[1] == 1):
-            st = st.reshape(-1, 1)
-            c_score = 2
-        elif st.ndim == 2:
-            c_score = st.shape[1]
-        else:
+        if st.ndim not in (1, 2):
             raise ValueError(f"`y_score` must be (N,) or (N, C), got shape {tuple(st.shape)}.")
+        st = st.reshape(-1, 1) if st.ndim == 1 else st
+        c_score = 2 if st.shape[1] == 1 else st.shape[1]
         if st.shape[0] != n:
             raise ValueError(f"`y_score` has {st.shape[0]} rows but `y` has {n}.")
-        nan_rows |= torch.isnan(st).any(1)
-        st = torch.nan_to_num(st, nan=0.0)
-        num_classes = c_score if num_classes is None else num_classes
-        if num_classes != c_score:
+        if num_classes is not None and num_classes != c_score:
             raise ValueError(f"num_classes={num_classes} but `y_score` has {c_score} class columns.")
-        binary = c_score == 2
-        if binary:
-            s_cols = st[:, -1:].contiguous()  # positive-class probability
-            y_hat = (s_cols[:, 0] >= threshold).long()
-        else:
-            s_cols = st
-            y_hat = st.argmax(1)
+        num_classes = c_score
+        nan_rows = torch.isnan(st).any(1)
+        st = torch.nan_to_num(st, nan=0.0)
+        s_cols = st[:, -1:].contiguous() if c_score == 2 else st
+        y_hat = (s_cols[:, 0] >= threshold).long() if c_score == 2 else st.argmax(1)
     if y_pred is not None:
         yp = to_flat_tensor(y_pred, "y_pred")
-        if yp.ndim == 2 and yp.shape[1] > 1:
-            yp = yp.argmax(1)
-        yp = yp.reshape(-1)
+        yp = (yp.argmax(1) if yp.ndim == 2 and yp.shape[1] > 1 else yp).reshape(-1)
         if yp.numel() != n:
             raise ValueError(f"`y_pred` has {yp.numel()} entries but `y` has {n}.")
         if yp.is_floating_point():
-            nan_rows |= torch.isnan(yp)
+            nan_rows = nan_rows | torch.isnan(yp)
             yp = torch.nan_to_num(yp, nan=0.0)
         y_hat = yp.long()
-        if y_score is None:
-            top = max(int(yt.max()) if n else 0, int(y_hat.max()) if n else 0) + 1
-            num_classes = max(top, 2) if num_classes is None else num_classes
-            binary = num_classes == 2
-    elif y_score is None:
+        if num_classes is None:
+            num_classes = max(int(yt.max()) if n else 0, int(y_hat.max()) if n else 0, 1) + 1
+    if y_hat is None:
         raise ValueError("give `y_score` (probabilities) and/or `y_pred` (predicted labels).")
-    assert num_classes is not None
-    if n and (int(yt.min()) < 0 or int(yt.max()) >= num_classes):
-        raise ValueError(f"`y` labels must be in [0, {num_classes}), got [{int(yt.min())}, {int(yt.max())}].")
     if n and (int(y_hat.min()) < 0 or int(y_hat.max()) >= num_classes):
         raise ValueError(f"`y_pred` labels must be in [0, {num_classes}).")
-    return s_cols, yt, y_hat, gt, nan_rows, num_groups, num_classes, binary
+    return s_cols, y_hat, nan_rows, int(num_classes)
 
 
-def _warn_undefined(
-    n_g: torch.Tensor,
-    y: torch.Tensor,
-    group: torch.Tensor,
-    num_classes: int,
-    binary: bool,
-    group_names: Sequence[str] | None,
-    has_scores: bool,
-) -> None:
-    num_groups = n_g.numel()
-    present = (
-        torch.bincount(group * num_classes + y, minlength=num_groups * num_classes).view(num_groups, num_classes) > 0
-    )
+def auc_inputs(y_score: Any, y: Any, group: Any, num_groups: int | None):
+    """``scores (N, A)``, ``positive (N, A)``, group ids and ``G`` for AUC functions (NaN-free inputs required)."""
+    yt, nan_y = _labels(y)
+    s_cols, _, nan_s, c = _model(y_score, None, yt, 0.5, None)
+    if bool((nan_y | nan_s).any()):
+        raise ValueError("`y_score`/`y` contain NaN; drop those samples first.")
+    g = check_group_ids(group, num_groups, num_samples=yt.numel())
+    num_groups = num_groups if num_groups is not None else max(int(g.max()) + 1 if g.numel() else 1, 1)
+    positive = (yt == 1)[:, None] if c == 2 else yt[:, None] == torch.arange(c)[None, :]
+    return s_cols, positive, g, num_groups
+
+
+class ClassificationEngine:
+    """All per-group, overall and fairness figures of ``M`` models on the same cases, on the data and on
+    bootstrap replicates that resample the cases *once for all models* (paired).
+
+    Args:
+        y: ``(N,)`` labels.
+        group: ``(N,)`` group ids.
+        y_hat: ``(M, N)`` predictions.
+        s_cols: ``(M, N, A)`` scores, or None.
+        setup: the groups after NaN policy and suppression (:func:`~monai_fair.metrics.core.setup_groups`).
+        num_classes: number of classes.
+        binary: binary task.
+        form: the EOdds form (``fairness_form`` of :func:`compute_group_classification_metrics`).
+    """
+
+    def __init__(
+        self,
+        y: torch.Tensor,
+        group: torch.Tensor,
+        y_hat: torch.Tensor,
+        s_cols: torch.Tensor | None,
+        setup: GroupSetup,
+        num_classes: int,
+        binary: bool,
+        form: str,
+    ) -> None:
+        self.y, self.g, self.y_hat, self.s_cols, self.setup = y, group, y_hat, s_cols, setup
+        self.c, self.binary, self.form = num_classes, binary, form
+        self.m, self.ng = y_hat.shape[0], setup.num_groups
+        self.positive = None
+        if s_cols is not None:
+            self.positive = (y == 1)[:, None] if binary else y[:, None] == torch.arange(num_classes)[None, :]
+        self.delong = DeLongAUC(s_cols, self.positive, group, self.ng) if s_cols is not None else None
+        if self.delong is not None and bool(setup.nan_groups.any()):  # propagate: those AUCs and overall are NaN
+            bad = torch.cat([setup.nan_groups, torch.ones(1, dtype=torch.bool)])
+            self.delong.theta[:, bad] = _NAN
+            self.delong.var_defined[:, bad] = False
+
+    def _finish(self, cm: torch.Tensor, auc_g: torch.Tensor, auc_o: torch.Tensor):
+        """``(per_group, overall, fairness)`` from confusion matrices ``(b, M, G, C, C)`` and AUCs."""
+        pg, ov = _rates(cm, self.binary), _rates(cm.sum(2), self.binary)
+        pg["auc"], ov["auc"] = auc_g, auc_o
+        bad = self.setup.nan_groups
+        if bool(bad.any()):  # nan_policy="propagate": groups with NaN inputs and overall are NaN
+            for k, v in pg.items():
+                if k.endswith("_c"):  # class-wise rates (..., G, C)
+                    v[..., bad, :] = _NAN
+                elif k != "n":
+                    v[..., bad] = _NAN
+            for k, v in ov.items():
+                if k != "n":
+                    v.fill_(_NAN)
+        fair = _fairness(pg, ov, self.setup.reported, self.binary, self.form)
+        keep = [m for m in CLASSIFICATION_GROUP_METRICS if m in ov]
+        return {m: pg[m] for m in keep}, {m: ov[m] for m in keep}, fair
+
+    def point(self):
+        """Figures on the data: per_group ``(1, M, G)``, overall ``(1, M)``, fairness ``(1, M)``."""
+        size = self.ng * self.c**2
+        key = ((self.g * self.c + self.y) * self.c)[None] + self.y_hat + (torch.arange(self.m) * size)[:, None]
+        size = self.m * size
+        cm = torch.bincount(key.reshape(-1), minlength=size).to(torch.float64).view(1, self.m, self.ng, self.c, self.c)
+        if self.delong is None:
+            nan = torch.full((1, self.m, self.ng + 1), _NAN, dtype=torch.float64)
+        else:
+            nan = self.delong.theta[None].clone()
+        return self._finish(cm, nan[..., :-1], nan[..., -1])
+
+    @functools.cached_property
+    def _cells(self) -> tuple[np.ndarray, int, np.ndarray, torch.Tensor]:
+        """Distinct (group, label, prediction of every model) rows: cell of every sample, number of cells, group of
+        every cell and, per model, the flat ``(g, y, y_hat)`` confusion index of every cell ``(M, K)``."""
+        cols = np.stack([self.g.numpy(), self.y.numpy(), *self.y_hat.numpy()], 1)
+        radix = np.array([self.ng] + [self.c] * (self.m + 1), dtype=np.float64)
+        if np.prod(radix) < 2**62:
+            mult = np.cumprod(np.concatenate([[1], radix[:0:-1]]))[::-1].astype(np.int64)
+            uniq_key, cell = np.unique(cols @ mult, return_inverse=True)
+            rows = (uniq_key[:, None] // mult[None]) % radix.astype(np.int64)[None]
+        else:
+            rows, cell = np.unique(cols, axis=0, return_inverse=True)
+        rows = torch.from_numpy(rows)
+        conf = (rows[:, 0:1] * self.c + rows[:, 1:2]) * self.c + rows[:, 2:]  # (K, M)
+        return cell.reshape(-1), rows.shape[0], rows[:, 0].numpy(), conf.t().contiguous()
+
+    def _resampled(self, n_bootstrap: int, seed: int, stratified: bool, cluster: Any, auc_ci: str):
+        """Chunks of ``(joint cell counts (b, K), AUC per group (b, M, G), overall AUC (b, M))``."""
+        cell, k, cell_group, _ = self._cells
+        if self.s_cols is not None and auc_ci == "bootstrap":  # one set of per-sample weights for counts and AUC
+            aucs = [GroupAUC(s, self.positive, self.g, self.ng) for s in self.s_cols]
+            strata = self.g if stratified else None
+            for w in bootstrap_weights(self.y.numel(), n_bootstrap, seed, strata=strata, cluster=cluster):
+                g, o = zip(*(a(w) for a in aucs))
+                ag, ao = torch.stack(g, 1), torch.stack(o, 1)  # (b, M, G, A), (b, M, A)
+                auc = (ag[..., 0], ao[..., 0]) if self.binary else (_nanmean(ag), _nanmean(ao))
+                yield torch.zeros(w.shape[0], k, dtype=torch.float64).index_add_(1, torch.from_numpy(cell), w), *auc
+            return
+        strat = cell_group if stratified else None
+        rng = np.random.default_rng([int(seed), 1])
+        cov = self.delong.covariance(cluster) if self.delong is not None else None
+        for cnt in bootstrap_cell_counts(cell, k, n_bootstrap, seed, cell_stratum=strat, cluster=cluster):
+            b = cnt.shape[0]
+            if cov is None:
+                d = torch.full((b, self.m, self.ng + 1), _NAN, dtype=torch.float64)
+            else:
+                d = self.delong.draws(cov, b, rng)
+            yield cnt, d[..., :-1], d[..., -1]
+
+    def replicates(
+        self, n_bootstrap: int, seed: int, stratified: bool, cluster: Any, auc_ci: str
+    ) -> Iterator[tuple[dict, dict, dict]]:
+        """Bootstrap replicates ``(per_group (b, M, G), overall (b, M), fairness (b, M))`` in chunks.
+
+        Confusion matrices come from replicate counts of the joint (group, label, every model's prediction) cells,
+        so all models see the same resampled cases. ``auc_ci="delong"``: counts by :func:`bootstrap_cell_counts`
+        (exact multinomial; iid, stratified by group, or cluster) and AUCs drawn from the joint (cluster-robust)
+        DeLong covariance of all models, groups and overall. ``"bootstrap"``: per-sample weights
+        (:func:`bootstrap_weights`) give both the counts and the recomputed AUCs."""
+        _, _, _, conf = self._cells
+        size = self.ng * self.c**2
+        idx = (conf + (torch.arange(self.m) * size)[:, None]).reshape(-1)
+        for cnt, auc_g, auc_o in self._resampled(n_bootstrap, seed, stratified, cluster, auc_ci):
+            b = cnt.shape[0]
+            cm = torch.zeros(b, self.m * size, dtype=torch.float64).index_add_(1, idx, cnt.repeat(1, self.m))
+            yield self._finish(cm.view(b, self.m, self.ng, self.c, self.c), auc_g, auc_o)
+
+
+def _warn_single_class(setup: GroupSetup, y: torch.Tensor, num_classes: int, binary: bool, names, has_scores: bool):
+    """Warn (reported groups only) where a group lacks classes, so AUC/TPR/FPR/F1 are NaN or averaged over fewer."""
+    g, num_groups = setup.group, setup.num_groups
+    present = torch.bincount(g * num_classes + y, minlength=num_groups * num_classes).view(num_groups, -1) > 0
     n_cls = present.sum(1)
-    for g in torch.nonzero(n_g == 0).flatten().tolist():
-        warnings.warn(
-            f"{group_label(g, group_names)} is empty: its metrics are NaN.", FairnessMetricWarning, stacklevel=3
-        )
-    for g in torch.nonzero((n_g > 0) & (n_cls < 2)).flatten().tolist():
+    shown = setup.reported & (setup.counts > 0)
+    for k in torch.nonzero(shown & (n_cls < 2)).flatten().tolist():
         what = "AUC, TPR/FPR and F1" if binary else "AUC and the class-wise rates"
         warnings.warn(
-            f"{group_label(g, group_names)} has a single class: its {what} are NaN where undefined.",
+            f"{group_label(k, names)} has a single class: its {what} are NaN where undefined.",
             FairnessMetricWarning,
             stacklevel=3,
         )
     if not binary and has_scores:
-        for g in torch.nonzero((n_cls >= 2) & (n_cls < num_classes)).flatten().tolist():
+        for k in torch.nonzero(shown & (n_cls >= 2) & (n_cls < num_classes)).flatten().tolist():
             warnings.warn(
-                f"{group_label(g, group_names)} has {int(n_cls[g])} of {num_classes} classes: its macro AUC, TPR, "
+                f"{group_label(k, names)} has {int(n_cls[k])} of {num_classes} classes: its macro AUC, TPR, "
                 "FPR and F1 average the classes where they are defined.",
                 FairnessMetricWarning,
                 stacklevel=3,
             )
 
 
-def _to_dict(t: dict[str, torch.Tensor], names: Sequence[str], index: tuple = ()) -> dict[str, float]:
-    return {k: float(t[k][(0, *index)].item()) for k in names if k in t}
+def prepare_classification(
+    y_scores: Sequence[Any],
+    y_preds: Sequence[Any],
+    y: Any,
+    group: Any,
+    *,
+    num_groups: int | None,
+    threshold: float,
+    num_classes: int | None,
+    nan_policy: str,
+    min_group_size: int,
+    group_names: Sequence[str] | None,
+    fairness_form: str,
+    cluster: Any = None,
+) -> tuple[ClassificationEngine, Any]:
+    """Validate the inputs of ``M`` models on the same cases and build their :class:`ClassificationEngine`.
+
+    Samples where any model's score or the label is NaN follow ``nan_policy`` (shared by the models, so they stay
+    on the same cases). Returns the engine and the cluster ids of the kept samples."""
+    form = option(fairness_form, FAIRNESS_FORMS, "fairness_form")
+    yt, nan_rows = _labels(y)
+    models = [_model(s, p, yt, threshold, num_classes) for s, p in zip(y_scores, y_preds)]
+    c = models[0][3]
+    if any(m[3] != c for m in models):
+        raise ValueError(f"the models disagree on the number of classes: {[m[3] for m in models]}.")
+    for m in models:
+        nan_rows = nan_rows | m[2]
+    n = yt.numel()
+    if n and (int(yt.min()) < 0 or int(yt.max()) >= c):
+        raise ValueError(f"`y` labels must be in [0, {c}), got [{int(yt.min())}, {int(yt.max())}].")
+    setup = setup_groups(group, n, num_groups, nan_rows, nan_policy, min_group_size, group_names, "scores/labels")
+    keep = setup.keep if setup.keep is not None else slice(None)
+    if cluster is not None:
+        cl = cluster.detach().cpu().numpy() if isinstance(cluster, torch.Tensor) else np.asarray(cluster)
+        if cl.reshape(-1).size != n:
+            raise ValueError(f"`cluster` has {cl.reshape(-1).size} entries, expected one per sample ({n}).")
+        cluster = cl.reshape(-1)[keep.numpy() if isinstance(keep, torch.Tensor) else keep]
+    y_hat = torch.stack([m[1][keep] for m in models])
+    has_scores = all(m[0] is not None for m in models)
+    s_cols = torch.stack([m[0][keep] for m in models]) if has_scores else None
+    yk = yt[keep]
+    _warn_single_class(setup, yk, c, c == 2, group_names, has_scores)
+    return ClassificationEngine(yk, setup.group, y_hat, s_cols, setup, c, c == 2, form), cluster
+
+
+def _auc_intervals(eng: ClassificationEngine, cluster: Any, ci: float):
+    """DeLong intervals ``(lo, hi)`` of every group and overall AUC ``(M, G + 1)``, and the covariance."""
+    cov = eng.delong.covariance(cluster)
+    se = torch.sqrt(torch.diagonal(cov)).view(eng.m, eng.ng + 1)
+    lo, hi, _ = normal_interval(eng.delong.theta, se, ci, (0.0, 1.0))
+    return lo, hi, cov
+
+
+def _intervals(
+    result: dict[str, Any],
+    eng: ClassificationEngine,
+    point: dict[str, torch.Tensor],
+    n_bootstrap: int,
+    ci: float,
+    seed: int,
+    stratified: bool,
+    cluster: Any,
+    auc_ci: str,
+) -> None:
+    """Bootstrap (and DeLong) intervals of model 0, with the method of every figure, into ``result``."""
+    reps = collect_replicates(eng.replicates(n_bootstrap, seed, stratified, cluster, auc_ci))
+    reps = tuple({k: v[:, 0] for k, v in r.items()} for r in reps)
+    boot = describe_bootstrap(bootstrap_scheme(stratified, cluster), n_bootstrap)
+    iv = bootstrap_intervals(reps, {m: v[0, 0] for m, v in point.items()}, eng.setup, ci, boot, eng.binary)
+    if auc_ci == "delong" and eng.delong is not None:
+        lo, hi, cov = _auc_intervals(eng, cluster, ci)
+        iv.groups["auc"], iv.overall["auc"] = (lo[0, :-1], hi[0, :-1]), (lo[0, -1], hi[0, -1])
+        name = "DeLong, cluster-robust" if cluster is not None else "DeLong"
+        iv.method["auc"] = name
+        for f in _AUC_FIGURES:
+            iv.method[f] = f"percentile of B={n_bootstrap} parametric draws from the joint {name} covariance"
+        reported = torch.nonzero(eng.setup.reported & (eng.setup.counts > 0)).flatten()
+        result["auc_differences"] = auc_differences(eng.delong.theta[0], cov, reported, ci)
+        iv.p_value["auc_gap"] = homogeneity_test(eng.delong.theta[0, reported], cov[reported][:, reported])[0]
+        iv.test["auc_gap"] = f"{name} chi-square test of equal group AUCs"
+    attach_intervals(result, iv, ci)
 
 
 def compute_group_classification_metrics(
@@ -329,39 +522,13 @@ def compute_group_classification_metrics(
     ci: float = 0.95,
     seed: int = 0,
     stratified_bootstrap: bool = False,
+    cluster: Any = None,
+    auc_ci: str = "delong",
 ) -> dict[str, Any]:
-    """Per-group classification performance and group fairness metrics, fully vectorised.
+    """Per-group classification performance and group fairness metrics with intervals, fully vectorised.
 
-    Per group ``g`` (and overall): ``n``, ``accuracy``, ``balanced_accuracy`` (mean recall over the classes present,
-    as ``sklearn.metrics.balanced_accuracy_score``), ``auc`` (ROC AUC, Mann-Whitney with ties counted 1/2),
-    ``f1``, ``tpr``, ``fpr``, ``tnr`` and, for binary tasks, ``selection_rate`` (P(y_hat = 1)).
-    Binary tasks use the positive class (label 1). Multi-class tasks are one-vs-rest and macro-averaged over
-    the classes where a value is defined (``tpr`` then equals ``balanced_accuracy``; ``f1`` equals sklearn's
-    ``f1_score(average="macro")``; ``auc`` equals ``roc_auc_score(multi_class="ovr")`` when all classes are
-    present).
-
-    Fairness, over the groups with ``n >= min_group_size`` where the metric is defined:
-
-    * ``{m}_gap = max_g M_g - min_g M_g`` for accuracy, balanced accuracy, AUC, F1, TPR, FPR;
-      ``worst_group_accuracy``, ``worst_group_auc = min_g M_g``.
-    * ``es_auc``, ``es_accuracy``: equity scaling of Harvard-GF / FairSeg,
-      :math:`M_{all} / (1 + \\sum_g |M_{all} - M_g|)`.
-    * ``eopp0``, ``eopp1``, ``eodds``, ``demographic_parity`` as in the public code of SCP (Kong et al.,
-      "Achieving fairness through channel pruning", MICCAI 2023; ``fairness_metric.py``), which is one-vs-rest
-      over classes for exactly two groups: EOpp0 = mean_c dTNR_c, EOpp1 = mean_c dTPR_c,
-      EOdd = mean_c 1/2 (dTPR_c + dFPR_c), DP = sum_c d(P(y_hat = c)).
-      **Generalisation to K groups** (``fairness_form="range"``, default): the per-class difference ``d`` is
-      the range ``max_g - min_g`` over groups (of TNR, TPR, (TPR + FPR)/2 and the predicted-class rate), i.e.
-      the largest pairwise absolute difference; for two groups it equals SCP's absolute variant
-      (``|dTPR + dFPR|/2`` per class for EOdd). ``fairness_form="signed"`` gives SCP's signed form
-      ``group_0 - group_1`` (two included groups only; else NaN). DP is always the absolute form (the signed
-      class-sum is identically zero). For binary tasks only the positive class is used (the usual binary
-      definitions; DP = range of the selection rate, fairlearn's ``demographic_parity_difference``).
-    * ``eodds_max = max(mean_c range TPR_c, mean_c range FPR_c)`` (fairlearn's ``equalized_odds_difference``
-      for binary tasks).
-
-    Undefined values (empty group, group with one class, NaN inputs) are NaN with a
-    :class:`~monai_fair.metrics.utils.FairnessMetricWarning` naming the group; they never raise.
+    Figures, suppression and intervals: module docstring and ``docs/metrics.md``. Group-level figures use the
+    reported groups where the metric is defined and need two of them (else NaN, reason in ``fairness_nan_reason``).
 
     Args:
         y_score: ``(N,)`` positive-class probabilities, or ``(N, C)`` class probabilities (``C = 2`` is binary,
@@ -372,93 +539,45 @@ def compute_group_classification_metrics(
         threshold: decision threshold on the positive-class probability (binary); multi-class uses argmax.
         y_pred: optional predicted labels ``(N,)`` (or one-hot) overriding the thresholded/argmax prediction.
         num_classes: number of classes when only ``y_pred`` is given.
-        group_names: names used in warnings.
-        min_group_size: groups with fewer samples are left out of every fairness aggregate.
+        group_names: names used in warnings (reported groups only).
+        min_group_size: suppression threshold; 1 suppresses nothing.
         fairness_form: ``"range"`` (K groups, absolute) or ``"signed"`` (two groups, SCP signed form).
         nan_policy: ``"propagate"`` (a group with a NaN score or label gets NaN metrics, and so does
             ``overall``) or ``"omit"`` (those samples are dropped, with a warning).
-        n_bootstrap: number of seeded bootstrap replicates for percentile confidence intervals (0: none).
-        ci: confidence level of the intervals.
-        seed: bootstrap seed.
-        stratified_bootstrap: resample within each group (keeps the group sizes; see
-            :func:`~monai_fair.metrics.utils.bootstrap_weights`) instead of over all samples jointly.
+        n_bootstrap, ci, seed: number of seeded bootstrap replicates (0: no intervals), level and seed.
+        stratified_bootstrap: resample within each group (keeps the group sizes).
+        cluster: ``(N,)`` cluster (patient) ids for the cluster bootstrap and the cluster-robust DeLong covariance.
+        auc_ci: ``"delong"`` or ``"bootstrap"`` (see above).
 
     Returns:
-        ``{"overall": {...}, "groups": {gid: {...}}, "fairness": {...}}`` of Python floats (``n`` as int).
-        With ``n_bootstrap > 0`` every group and ``overall`` get ``"ci": {metric: [lo, hi]}`` and the result
-        gets ``"fairness_ci"``.
+        ``{"overall": {"n", <metric>: float}, "groups": {gid: {"n", <metric>: float}}, "fairness": {<figure>: float},
+        "fairness_nan_reason": {<NaN figure>: code}, "suppression": {"min_group_size", "reported_groups",
+        "suppressed_groups"}, "fairness_form"}``; ``groups`` holds the reported groups only (int ids). With
+        ``n_bootstrap > 0`` also ``overall["ci"]`` and every group's ``"ci"`` (``{metric: [lo, hi]}``),
+        ``"fairness_ci"``, ``"ci_method"`` (``{figure: method}``, e.g. ``{"auc": "DeLong", "accuracy": "percentile
+        bootstrap, cluster, B=1000"}``), ``"ci_level"``, ``"fairness_p_value"``/``"fairness_test"`` (homogeneity
+        tests for :func:`~monai_fair.metrics.fairness_verdicts`) and, with DeLong, ``"auc_differences"``.
     """
-    if fairness_form not in ("range", "signed"):
-        raise ValueError(f"fairness_form must be 'range' or 'signed', got {fairness_form!r}.")
-    if nan_policy not in ("propagate", "omit"):
-        raise ValueError(f"nan_policy must be 'propagate' or 'omit', got {nan_policy!r}.")
-    s_cols, yt, y_hat, gt, nan_rows, num_groups, num_classes, binary = _prepare(
-        y_score, y, group, num_groups, threshold, y_pred, num_classes
+    auc_ci = option(auc_ci, AUC_CI_METHODS, "auc_ci")
+    eng, cluster = prepare_classification(
+        [y_score],
+        [y_pred],
+        y,
+        group,
+        num_groups=num_groups,
+        threshold=threshold,
+        num_classes=num_classes,
+        nan_policy=nan_policy,
+        min_group_size=min_group_size,
+        group_names=group_names,
+        fairness_form=fairness_form,
+        cluster=cluster,
     )
-    nan_groups: list[int] = []
-    if bool(nan_rows.any()):
-        bad = torch.bincount(gt[nan_rows], minlength=num_groups)
-        nan_groups = torch.nonzero(bad).flatten().tolist()
-        desc = ", ".join(f"{group_label(g, group_names)}: {int(bad[g])}" for g in nan_groups)
-        if nan_policy == "omit":
-            warnings.warn(f"dropping samples with NaN scores/labels ({desc}).", FairnessMetricWarning, stacklevel=2)
-            keep = ~nan_rows
-            yt, y_hat, gt = yt[keep], y_hat[keep], gt[keep]
-            s_cols = s_cols[keep] if s_cols is not None else None
-            nan_groups = []
-        else:
-            warnings.warn(
-                f"NaN scores/labels ({desc}): these groups' metrics and the overall metrics are NaN.",
-                FairnessMetricWarning,
-                stacklevel=2,
-            )
-
-    auc_fn = _make_auc(s_cols, yt, gt, num_groups, num_classes, binary)
-    per_group, overall = _stats(auc_fn, yt, y_hat, gt, num_groups, num_classes, binary, None)
-    n_g = per_group["n"][0]
-    _warn_undefined(n_g, yt, gt, num_classes, binary, group_names, s_cols is not None)
-    mask = n_g >= max(int(min_group_size), 1)
-
-    def _apply_nan(pg: dict[str, torch.Tensor], ov: dict[str, torch.Tensor]) -> None:
-        if not nan_groups:
-            return
-        gidx = torch.tensor(nan_groups)
-        for k, v in pg.items():
-            if k != "n":
-                v[:, gidx] = _NAN
-        for k, v in ov.items():
-            if k != "n":
-                v[:] = _NAN
-
-    _apply_nan(per_group, overall)
-    fair = _fairness(per_group, overall, mask, binary, fairness_form)
-
-    names = [m for m in CLASSIFICATION_GROUP_METRICS if m in overall]
-    result: dict[str, Any] = {
-        "overall": {"n": int(yt.numel()), **_to_dict(overall, names)},
-        "groups": {g: {"n": int(n_g[g].item()), **_to_dict(per_group, names, (g,))} for g in range(num_groups)},
-        "fairness": _to_dict(fair, CLASSIFICATION_FAIRNESS_METRICS),
-    }
-    if n_bootstrap > 0 and yt.numel() > 0:
-        reps_g: dict[str, list[torch.Tensor]] = {m: [] for m in names}
-        reps_o: dict[str, list[torch.Tensor]] = {m: [] for m in names}
-        reps_f: dict[str, list[torch.Tensor]] = {m: [] for m in CLASSIFICATION_FAIRNESS_METRICS}
-        for w in bootstrap_weights(yt.numel(), int(n_bootstrap), seed, strata=gt if stratified_bootstrap else None):
-            pg, ov = _stats(auc_fn, yt, y_hat, gt, num_groups, num_classes, binary, w)
-            _apply_nan(pg, ov)
-            fb = _fairness(pg, ov, mask, binary, fairness_form)
-            for m in names:
-                reps_g[m].append(pg[m])
-                reps_o[m].append(ov[m])
-            for m in CLASSIFICATION_FAIRNESS_METRICS:
-                reps_f[m].append(fb[m])
-        ci_g = {m: percentile_ci(torch.cat(v), ci) for m, v in reps_g.items()}
-        ci_o = {m: percentile_ci(torch.cat(v), ci) for m, v in reps_o.items()}
-        ci_f = {m: percentile_ci(torch.cat(v), ci) for m, v in reps_f.items()}
-        result["overall"]["ci"] = {m: [float(lo), float(hi)] for m, (lo, hi) in ci_o.items()}
-        for g in range(num_groups):
-            result["groups"][g]["ci"] = {m: [float(lo[g]), float(hi[g])] for m, (lo, hi) in ci_g.items()}
-        result["fairness_ci"] = {m: [float(lo), float(hi)] for m, (lo, hi) in ci_f.items()}
+    pg, ov, fair = eng.point()
+    result = build_result(eng.setup, eng.y.numel(), (pg, ov, fair), CLASSIFICATION_FAIRNESS_METRICS)
+    result["fairness_form"] = eng.form
+    if n_bootstrap > 0 and eng.y.numel() > 0:
+        _intervals(result, eng, pg, int(n_bootstrap), ci, seed, stratified_bootstrap, cluster, auc_ci)
     return result
 
 
@@ -482,13 +601,14 @@ def _stack_batch(x: Any, name: str) -> torch.Tensor:
 class GroupClassificationMetric(CumulativeIterationMetric):
     """Cumulative group fairness metric for classification (see :func:`compute_group_classification_metrics`).
 
-    Call as ``metric(y_pred, y, group=group)`` once per iteration; ``aggregate()`` computes the metrics on
-    everything buffered. ``y_pred`` must be **probabilities** (apply ``Activations(softmax=True)`` or
-    ``sigmoid=True`` in postprocessing): ``(B,)``/``(B, 1)`` positive-class probability or ``(B, C)`` class
-    probabilities; one-hot predictions (``AsDiscrete(argmax=True, to_onehot=C)``) also work but then AUC is
-    computed from hard labels. ``y`` is ``(B,)``/``(B, 1)`` class ids or ``(B, C)`` one-hot. Batch tensors and
-    MONAI decollated lists of per-sample tensors are both accepted. Scores, labels and groups are kept in the
-    cumulative buffers, so ``get_buffer()`` gathers them across DDP ranks before aggregation.
+    Call as ``metric(y_pred, y, group=group)`` (or with ``cluster=patient_ids`` for the cluster bootstrap) once per
+    iteration; ``aggregate()`` computes the metrics on everything buffered. ``y_pred`` must be **probabilities**
+    (apply ``Activations(softmax=True)`` or ``sigmoid=True`` in postprocessing): ``(B,)``/``(B, 1)`` positive-class
+    probability or ``(B, C)`` class probabilities; one-hot predictions (``AsDiscrete(argmax=True, to_onehot=C)``)
+    also work but then AUC is computed from hard labels. ``y`` is ``(B,)``/``(B, 1)`` class ids or ``(B, C)``
+    one-hot. Batch tensors and MONAI decollated lists of per-sample tensors are both accepted. Scores, labels,
+    groups (and numeric cluster ids) are kept in the cumulative buffers, so ``get_buffer()`` gathers them across
+    DDP ranks before aggregation.
 
     Args:
         num_groups: number of groups ``K`` (default: inferred from the data).
@@ -510,27 +630,18 @@ class GroupClassificationMetric(CumulativeIterationMetric):
         super().__init__()
         self.num_groups = num_groups
         self.threshold = threshold
-        self.reduction = None if reduction in (None, "none") else reduction
-        if self.reduction is not None:
-            key = self.reduction[len("overall_") :] if self.reduction.startswith("overall_") else self.reduction
-            valid = (
-                CLASSIFICATION_GROUP_METRICS
-                if self.reduction.startswith("overall_")
-                else CLASSIFICATION_FAIRNESS_METRICS
-            )
-            if key not in valid:
-                raise ValueError(f"unknown reduction {reduction!r}; use None, a fairness key or 'overall_<metric>'.")
+        self.reduction = check_reduction(reduction, CLASSIFICATION_GROUP_METRICS, CLASSIFICATION_FAIRNESS_METRICS)
         self.kwargs = kwargs
 
-    def __call__(self, y_pred: Any, y: Any = None, group: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
+    def __call__(self, y_pred: Any, y: Any = None, group: Any = None, cluster: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
         if y is None or group is None:
             raise ValueError("GroupClassificationMetric needs y_pred, y and group=...")
-        ret = self._compute_tensor(_stack_batch(y_pred, "y_pred"), _stack_batch(y, "y"), group=group)
+        ret = self._compute_tensor(_stack_batch(y_pred, "y_pred"), _stack_batch(y, "y"), group=group, cluster=cluster)
         self.extend(*ret)
         return ret
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None, **kwargs: Any) -> Any:
-        group = kwargs.get("group")
+        group, cluster = kwargs.get("group"), kwargs.get("cluster")
         if y is None or group is None:
             raise ValueError("GroupClassificationMetric needs y_pred, y and group=...")
         score = y_pred.to(torch.float64)
@@ -542,19 +653,23 @@ class GroupClassificationMetric(CumulativeIterationMetric):
             lab = lab.argmax(1, keepdim=True).to(torch.float64)
         if not (score.shape[0] == lab.shape[0] == g.shape[0]):
             raise ValueError(f"batch sizes differ: y_pred {score.shape[0]}, y {lab.shape[0]}, group {g.shape[0]}.")
-        return score, lab, g[:, None]
+        if cluster is None:
+            return score, lab, g[:, None]
+        cl = _stack_batch(cluster, "cluster").reshape(-1, 1).to(device=score.device, dtype=torch.float64)
+        if cl.shape[0] != g.shape[0]:
+            raise ValueError(f"batch sizes differ: cluster {cl.shape[0]}, group {g.shape[0]}.")
+        return score, lab, g[:, None], cl
 
     def aggregate(self) -> Any:  # type: ignore[override]
         buf = self.get_buffer()
         if buf is None:
             raise ValueError("GroupClassificationMetric has no data: call it on at least one batch first.")
-        score, lab, g = buf
+        score, lab, g = buf[:3]
+        kwargs = dict(self.kwargs)
+        if len(buf) == 4:
+            kwargs["cluster"] = buf[3][:, 0]
         y_score = score[:, 0] if score.shape[1] == 1 else score
         res = compute_group_classification_metrics(
-            y_score, lab[:, 0], g[:, 0], self.num_groups, self.threshold, **self.kwargs
+            y_score, lab[:, 0], g[:, 0], self.num_groups, self.threshold, **kwargs
         )
-        if self.reduction is None:
-            return res
-        if self.reduction.startswith("overall_"):
-            return torch.tensor(res["overall"][self.reduction[len("overall_") :]])
-        return torch.tensor(res["fairness"][self.reduction])
+        return reduce_result(res, self.reduction)

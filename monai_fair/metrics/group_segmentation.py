@@ -12,19 +12,29 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from monai.metrics import CumulativeIterationMetric, compute_dice, compute_iou
 from monai.networks.utils import one_hot
 
+from monai_fair.metrics.core import (
+    GroupSetup,
+    attach_intervals,
+    bootstrap_intervals,
+    build_result,
+    check_reduction,
+    collect_replicates,
+    option,
+    reduce_result,
+    setup_groups,
+)
+from monai_fair.metrics.resampling import bootstrap_scheme, bootstrap_weights, describe_bootstrap
 from monai_fair.metrics.utils import (
     FairnessMetricWarning,
-    bootstrap_weights,
     equity_scaled,
-    group_label,
     masked_max,
     masked_min,
     masked_range,
-    percentile_ci,
     to_flat_tensor,
 )
 
@@ -97,22 +107,7 @@ def compute_per_image_dice_iou(
     return torch.nanmean(d.double(), 1).cpu(), torch.nanmean(i.double(), 1).cpu()
 
 
-def _group_means(values: torch.Tensor, group: torch.Tensor, num_groups: int, weights: torch.Tensor | None):
-    """Per-group and overall weighted means ``(B, G)``, ``(B,)`` and per-group weighted counts."""
-    if weights is None:
-        n = torch.bincount(group, minlength=num_groups).to(torch.float64)[None]
-        s = torch.bincount(group, weights=values, minlength=num_groups).to(torch.float64)[None]
-    else:
-        b = weights.shape[0]
-        n = torch.zeros(b, num_groups, dtype=torch.float64).index_add_(1, group, weights)
-        s = torch.zeros(b, num_groups, dtype=torch.float64).index_add_(1, group, weights * values)
-    mean = torch.where(n > 0, s / n.clamp_min(1e-300), torch.full_like(s, _NAN))
-    tot = n.sum(1)
-    overall = torch.where(tot > 0, s.sum(1) / tot.clamp_min(1e-300), torch.full_like(tot, _NAN))
-    return mean, overall, n
-
-
-def _std(v: torch.Tensor, mask: torch.Tensor, ddof: int) -> torch.Tensor:
+def _std(v: torch.Tensor, mask: torch.Tensor, ddof: int):
     x = torch.where(mask, v, torch.full_like(v, _NAN))
     d = ~torch.isnan(x)
     k = d.sum(-1)
@@ -124,26 +119,103 @@ def _std(v: torch.Tensor, mask: torch.Tensor, ddof: int) -> torch.Tensor:
 
 def _seg_fairness(
     means: dict[str, torch.Tensor], overall: dict[str, torch.Tensor], mask: torch.Tensor, es_variant: str
-):
+) -> dict[str, torch.Tensor]:
+    """Segmentation fairness figures over the groups in ``mask`` (>= 2 defined groups each, else NaN)."""
     out: dict[str, torch.Tensor] = {}
     for m in ("dice", "iou"):
         v, o = means[m], overall[m]
+        n_def = (~torch.isnan(torch.where(mask, v, torch.full_like(v, _NAN)))).sum(-1)
+        two, nan = n_def >= 2, torch.full_like(o, _NAN)
         out[f"{m}_gap"] = masked_range(v, mask)
-        out[f"worst_group_{m}"] = masked_min(v, mask)
-        out[f"es_{m}_fairseg"] = equity_scaled(o, v, mask)
+        out[f"worst_group_{m}"] = torch.where(two, masked_min(v, mask), nan)
+        out[f"es_{m}_fairseg"] = torch.where(two, equity_scaled(o, v, mask), nan)
         sd1, _, _ = _std(v, mask, 1)
-        out[f"es_{m}_fairseg_std"] = o / (1.0 + sd1)
-        sd0, mu, k = _std(v, mask, 0)
-        out[f"es_{m}_fairmedfm"] = torch.where(k > 0, mu / (1.0 + sd0), torch.full_like(mu, _NAN))
+        out[f"es_{m}_fairseg_std"] = torch.where(two, o / (1.0 + sd1), nan)
+        sd0, mu, _ = _std(v, mask, 0)
+        out[f"es_{m}_fairmedfm"] = torch.where(two, mu / (1.0 + sd0), nan)
         out[f"es_{m}"] = out[f"es_{m}_{es_variant}"]
         err_max = 1.0 - masked_min(v, mask)
         err_min = 1.0 - masked_max(v, mask)
-        n_def = (~torch.isnan(torch.where(mask, v, torch.full_like(v, _NAN)))).sum(-1)
-        ok = (err_min > 0) & (n_def >= 2)
-        out["ser" if m == "dice" else "ser_iou"] = torch.where(
-            ok, err_max / err_min.clamp_min(1e-300), torch.full_like(err_max, _NAN)
-        )
+        ok = (err_min > 0) & two
+        out["ser" if m == "dice" else "ser_iou"] = torch.where(ok, err_max / err_min.clamp_min(1e-300), nan)
     return out
+
+
+class SegmentationEngine:
+    """Per-group and overall mean Dice/IoU and the segmentation fairness figures of ``M`` models on the same images,
+    on the data and on bootstrap replicates that resample the images once for all models (paired).
+
+    Args:
+        dice: ``(M, N)`` per-image Dice; iou: ``(M, N)`` per-image IoU (NaN rows when not given).
+        setup: the groups after NaN policy and suppression.
+        es_variant: which ES form is reported as ``es_dice``/``es_iou``.
+    """
+
+    def __init__(self, dice: torch.Tensor, iou: torch.Tensor, setup: GroupSetup, es_variant: str) -> None:
+        values = torch.stack([dice, iou], 1)  # (M, 2, N)
+        self.setup, self.es_variant = setup, es_variant
+        self.g, self.ng, self.m = setup.group, setup.num_groups, values.shape[0]
+        n = self.g.numel()
+        x = torch.zeros(n, self.m, 2, self.ng, dtype=torch.float64)
+        x[torch.arange(n), :, :, self.g] = values.permute(2, 0, 1)
+        self._x = x.view(n, -1)  # (N, M * 2 * G): a replicate's group sums are one matrix product
+        self._onehot = torch.nn.functional.one_hot(self.g, self.ng).to(torch.float64)
+
+    def _stats(self, w: torch.Tensor | None):
+        """``(per_group (b, M, G), overall (b, M), fairness (b, M))`` for weights ``(b, N)`` (None: the data)."""
+        w = torch.ones(1, self.g.numel(), dtype=torch.float64) if w is None else w
+        b = w.shape[0]
+        n = w @ self._onehot
+        s = (w @ self._x).view(b, self.m, 2, self.ng)
+        mean = torch.where(n[:, None, None] > 0, s / n[:, None, None].clamp_min(1e-300), torch.full_like(s, _NAN))
+        tot = n.sum(1)[:, None, None]
+        ov = torch.where(tot > 0, s.sum(-1) / tot.clamp_min(1e-300), torch.full_like(s[..., 0], _NAN))
+        pg = {"dice": mean[:, :, 0], "iou": mean[:, :, 1]}
+        overall = {"dice": ov[:, :, 0], "iou": ov[:, :, 1]}
+        return pg, overall, _seg_fairness(pg, overall, self.setup.reported, self.es_variant)
+
+    def point(self):
+        return self._stats(None)
+
+    def replicates(self, n_bootstrap: int, seed: int, stratified: bool, cluster: Any):
+        """Replicate chunks from per-image weights (:func:`bootstrap_weights`: iid, stratified by group, cluster)."""
+        strata = self.g if stratified else None
+        for w in bootstrap_weights(self.g.numel(), n_bootstrap, seed, strata=strata, cluster=cluster):
+            yield self._stats(w)
+
+
+def prepare_segmentation(
+    dices: Sequence[Any],
+    ious: Sequence[Any],
+    group: Any,
+    *,
+    num_groups: int | None,
+    nan_policy: str,
+    min_group_size: int,
+    group_names: Sequence[str] | None,
+    es_variant: str,
+    cluster: Any = None,
+) -> tuple[SegmentationEngine, Any]:
+    """Validate per-image scores of ``M`` models on the same images and build their :class:`SegmentationEngine`.
+
+    Images where any model's score is NaN follow ``nan_policy`` for all models. Returns the engine and the
+    cluster ids of the kept images."""
+    es_variant = option(es_variant, ES_VARIANTS, "es_variant")
+    d = torch.stack([to_flat_tensor(x, "dice", torch.float64).reshape(-1) for x in dices])
+    n = d.shape[1]
+    i = torch.stack(
+        [to_flat_tensor(x, "iou", torch.float64).reshape(-1) if x is not None else torch.full((n,), _NAN) for x in ious]
+    )
+    if i.shape[1] != n:
+        raise ValueError(f"dice ({n}) and iou ({i.shape[1]}) differ in length.")
+    has_iou = torch.tensor([x is not None for x in ious])
+    nan_rows = torch.isnan(d).any(0) | (torch.isnan(i) & has_iou[:, None]).any(0)
+    setup = setup_groups(group, n, num_groups, nan_rows, nan_policy, min_group_size, group_names, "Dice/IoU")
+    if setup.keep is not None:
+        d, i = d[:, setup.keep], i[:, setup.keep]
+        if cluster is not None:
+            cluster = np.asarray(cluster).reshape(-1)[setup.keep.numpy()]
+    return SegmentationEngine(d, i, setup, es_variant), cluster
 
 
 def compute_group_segmentation_metrics(
@@ -160,127 +232,56 @@ def compute_group_segmentation_metrics(
     ci: float = 0.95,
     seed: int = 0,
     stratified_bootstrap: bool = False,
+    cluster: Any = None,
 ) -> dict[str, Any]:
-    """Per-group Dice/IoU and segmentation fairness metrics from per-image scores.
+    """Per-group Dice/IoU and segmentation fairness metrics from per-image scores (figures: module docstring).
 
-    ``M_g`` is the mean over the images of group ``g``, ``M_all`` the mean over all images. Over the groups with
-    ``n >= min_group_size`` (and a defined mean):
-
-    * ``dice_gap``/``iou_gap = max_g M_g - min_g M_g``; ``worst_group_dice``/``worst_group_iou = min_g M_g``.
-    * ES variants (all returned as ``es_{dice,iou}_{variant}``; ``es_variant`` picks which one is ``es_dice``):
-
-      - ``"fairseg"`` (default; Harvard-FairSeg ``equity_scaled_perf``, Tian et al. ICLR 2024):
-        :math:`M_{all} / (1 + \\sum_g |M_{all} - M_g|)`;
-      - ``"fairseg_std"`` (FairSeg ``equity_scaled_std_perf``): :math:`M_{all} / (1 + sd_{ddof=1}(M_g))`;
-      - ``"fairmedfm"`` (FairMedFM ``evaluate_seg``): :math:`mean_g(M_g) / (1 + sd_{ddof=0}(M_g))`.
-    * ``ser`` (skewed error ratio, on Dice; ``ser_iou`` on IoU): :math:`\\max_g(1 - M_g) / \\min_g(1 - M_g)`,
-      NaN when the best group is perfect (``min_g(1 - M_g) = 0``) or fewer than two groups are defined.
-
-    Undefined values (empty group, NaN scores) are NaN with a
-    :class:`~monai_fair.metrics.utils.FairnessMetricWarning` naming the group.
+    ``M_g`` is the mean over the images of group ``g``, ``M_all`` the mean over all images. Group-level figures use
+    the reported groups (suppression as in :func:`~monai_fair.metrics.compute_group_classification_metrics`) and
+    need two of them with a defined mean (else NaN, reason in ``fairness_nan_reason``).
 
     Args:
         dice: ``(N,)`` per-image Dice (see :func:`compute_per_image_dice_iou`).
         iou: ``(N,)`` per-image IoU, or ``None``.
         group: ``(N,)`` integer group ids.
         num_groups: ``K``; default ``max(group) + 1``.
-        group_names: names used in warnings.
-        min_group_size: groups with fewer images are left out of every fairness aggregate.
+        group_names: names used in warnings (reported groups only).
+        min_group_size: suppression threshold (:func:`~monai_fair.metrics.suppress_groups`); 1 suppresses nothing.
         es_variant: which ES form is reported as ``es_dice``/``es_iou``.
         nan_policy: ``"propagate"`` (a NaN score makes its group's mean and the overall mean NaN) or ``"omit"``
             (NaN images are dropped with a warning, as MONAI's ``mean`` reduction does).
         n_bootstrap, ci, seed: seeded percentile bootstrap intervals (0: none).
         stratified_bootstrap: resample within each group (keeps the group sizes) instead of jointly.
+        cluster: ``(N,)`` patient ids: cluster bootstrap (patients resampled with all their images).
 
     Returns:
-        ``{"overall": {...}, "groups": {gid: {...}}, "fairness": {...}}`` (plus ``ci``/``fairness_ci`` when
-        bootstrapping), Python floats.
+        As :func:`~monai_fair.metrics.compute_group_classification_metrics`: ``overall``, reported ``groups``,
+        ``fairness``, ``fairness_nan_reason``, ``suppression``; with ``n_bootstrap > 0`` also ``ci`` entries,
+        ``fairness_ci``, ``ci_method`` and ``ci_level``.
     """
-    if es_variant not in ES_VARIANTS:
-        raise ValueError(f"es_variant must be one of {ES_VARIANTS}, got {es_variant!r}.")
-    if nan_policy not in ("propagate", "omit"):
-        raise ValueError(f"nan_policy must be 'propagate' or 'omit', got {nan_policy!r}.")
-    d = to_flat_tensor(dice, "dice", torch.float64).reshape(-1)
-    i = to_flat_tensor(iou, "iou", torch.float64).reshape(-1) if iou is not None else torch.full_like(d, _NAN)
-    g = to_flat_tensor(group, "group").reshape(-1)
-    if not (d.numel() == i.numel() == g.numel()):
-        raise ValueError(f"dice ({d.numel()}), iou ({i.numel()}) and group ({g.numel()}) differ in length.")
-    if g.is_floating_point():
-        if torch.isnan(g).any() or not torch.equal(g, g.round()):
-            raise ValueError("`group` must hold integer group ids (no NaN).")
-    g = g.long()
-    if g.numel() and int(g.min()) < 0:
-        raise ValueError(f"`group` ids must be >= 0, got {int(g.min())}.")
-    max_g = int(g.max()) + 1 if g.numel() else 0
-    if num_groups is None:
-        num_groups = max(max_g, 1)
-    elif max_g > num_groups:
-        raise ValueError(f"unknown group id {max_g - 1}: num_groups={num_groups}.")
-
-    nan_rows = torch.isnan(d) | (torch.isnan(i) if iou is not None else torch.zeros_like(d, dtype=torch.bool))
-    nan_groups: list[int] = []
-    if bool(nan_rows.any()):
-        bad = torch.bincount(g[nan_rows], minlength=num_groups)
-        nan_groups = torch.nonzero(bad).flatten().tolist()
-        desc = ", ".join(f"{group_label(k, group_names)}: {int(bad[k])}" for k in nan_groups)
-        if nan_policy == "omit":
-            warnings.warn(f"dropping images with NaN Dice/IoU ({desc}).", FairnessMetricWarning, stacklevel=2)
-            keep = ~nan_rows
-            d, i, g = d[keep], i[keep], g[keep]
-            nan_groups = []
-        else:
-            warnings.warn(
-                f"NaN Dice/IoU ({desc}): these groups' means and the overall means are NaN.",
-                FairnessMetricWarning,
-                stacklevel=2,
-            )
-
-    def _stats(w: torch.Tensor | None):
-        md, od, n = _group_means(d, g, num_groups, w)
-        mi, oi, _ = _group_means(i, g, num_groups, w)
-        return {"n": n, "dice": md, "iou": mi}, {"dice": od, "iou": oi}
-
-    means, overall = _stats(None)
-    n_g = means["n"][0]
-    for k in torch.nonzero(n_g == 0).flatten().tolist():
-        warnings.warn(
-            f"{group_label(k, group_names)} is empty: its metrics are NaN.", FairnessMetricWarning, stacklevel=2
-        )
-    mask = n_g >= max(int(min_group_size), 1)
-    fair = _seg_fairness(means, overall, mask, es_variant)
-    if bool((mask.sum() >= 2) & torch.isnan(fair["ser"]).all()) and not torch.isnan(means["dice"][0][mask]).any():
+    eng, cluster = prepare_segmentation(
+        [dice],
+        [iou],
+        group,
+        num_groups=num_groups,
+        nan_policy=nan_policy,
+        min_group_size=min_group_size,
+        group_names=group_names,
+        es_variant=es_variant,
+        cluster=cluster,
+    )
+    pg, ov, fair = eng.point()
+    res = build_result(eng.setup, eng.g.numel(), (pg, ov, fair), SEGMENTATION_FAIRNESS_METRICS)
+    best = [v for k, v in res["groups"].items() if v["n"] > 0]
+    if res["fairness_nan_reason"].get("ser") and len(best) >= 2 and all(v["dice"] == v["dice"] for v in best):
         warnings.warn("SER is undefined (NaN): the best group has a perfect Dice.", FairnessMetricWarning, stacklevel=2)
-
-    names = list(SEGMENTATION_GROUP_METRICS)
-    result: dict[str, Any] = {
-        "overall": {"n": int(d.numel()), **{m: float(overall[m][0]) for m in names}},
-        "groups": {k: {"n": int(n_g[k]), **{m: float(means[m][0, k]) for m in names}} for k in range(num_groups)},
-        "fairness": {m: float(fair[m][0]) for m in SEGMENTATION_FAIRNESS_METRICS},
-    }
-    if n_bootstrap > 0 and d.numel() > 0:
-        rg: dict[str, list] = {m: [] for m in names}
-        ro: dict[str, list] = {m: [] for m in names}
-        rf: dict[str, list] = {m: [] for m in SEGMENTATION_FAIRNESS_METRICS}
-        for w in bootstrap_weights(d.numel(), int(n_bootstrap), seed, strata=g if stratified_bootstrap else None):
-            mb, ob = _stats(w)
-            fb = _seg_fairness(mb, ob, mask, es_variant)
-            for m in names:
-                rg[m].append(mb[m])
-                ro[m].append(ob[m])
-            for m in SEGMENTATION_FAIRNESS_METRICS:
-                rf[m].append(fb[m])
-        cg = {m: percentile_ci(torch.cat(v), ci) for m, v in rg.items()}
-        co = {m: percentile_ci(torch.cat(v), ci) for m, v in ro.items()}
-        cf = {m: percentile_ci(torch.cat(v), ci) for m, v in rf.items()}
-        result["overall"]["ci"] = {m: [float(lo), float(hi)] for m, (lo, hi) in co.items()}
-        for k in range(num_groups):
-            result["groups"][k]["ci"] = {m: [float(lo[k]), float(hi[k])] for m, (lo, hi) in cg.items()}
-        result["fairness_ci"] = {m: [float(lo), float(hi)] for m, (lo, hi) in cf.items()}
-    if nan_groups:
-        for k in nan_groups:
-            result["groups"][k].update({m: _NAN for m in names})
-        result["overall"].update({m: _NAN for m in names})
-    return result
+    if n_bootstrap > 0 and eng.g.numel() > 0:
+        reps = collect_replicates(eng.replicates(int(n_bootstrap), seed, stratified_bootstrap, cluster))
+        reps = tuple({k: v[:, 0] for k, v in r.items()} for r in reps)
+        method = describe_bootstrap(bootstrap_scheme(stratified_bootstrap, cluster), n_bootstrap)
+        iv = bootstrap_intervals(reps, {m: v[0, 0] for m, v in pg.items()}, eng.setup, ci, method, False)
+        attach_intervals(res, iv, ci)
+    return res
 
 
 class GroupSegmentationMetric(CumulativeIterationMetric):
@@ -309,26 +310,22 @@ class GroupSegmentationMetric(CumulativeIterationMetric):
         super().__init__()
         self.num_groups = num_groups
         self.include_background = include_background
-        self.reduction = None if reduction in (None, "none") else reduction
-        if self.reduction is not None:
-            ok = self.reduction in SEGMENTATION_FAIRNESS_METRICS or self.reduction in ("overall_dice", "overall_iou")
-            if not ok:
-                raise ValueError(f"unknown reduction {reduction!r}.")
+        self.reduction = check_reduction(reduction, SEGMENTATION_GROUP_METRICS, SEGMENTATION_FAIRNESS_METRICS)
         self.kwargs = kwargs
 
-    def __call__(self, y_pred: Any, y: Any = None, group: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
+    def __call__(self, y_pred: Any, y: Any = None, group: Any = None, cluster: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
         if y is None or group is None:
             raise ValueError("GroupSegmentationMetric needs y_pred, y and group=...")
         if isinstance(y_pred, (list, tuple)):
             y_pred = torch.stack([_on_device(v, "y_pred") for v in y_pred])
         if isinstance(y, (list, tuple)):
             y = torch.stack([_on_device(v, "y") for v in y])
-        ret = self._compute_tensor(_on_device(y_pred, "y_pred"), _on_device(y, "y"), group=group)
+        ret = self._compute_tensor(_on_device(y_pred, "y_pred"), _on_device(y, "y"), group=group, cluster=cluster)
         self.extend(*ret)
         return ret
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None, **kwargs: Any) -> Any:
-        group = kwargs.get("group")
+        group, cluster = kwargs.get("group"), kwargs.get("cluster")
         if y is None or group is None:
             raise ValueError("GroupSegmentationMetric needs y_pred, y and group=...")
         if isinstance(group, (list, tuple)):
@@ -338,16 +335,23 @@ class GroupSegmentationMetric(CumulativeIterationMetric):
         if g.numel() != d.numel():
             raise ValueError(f"batch sizes differ: y_pred {d.numel()}, group {g.numel()}.")
         dev = y_pred.device  # buffers on the input device, as NCCL gathers device tensors
-        return d[:, None].to(dev), i[:, None].to(dev), g[:, None].to(dev)
+        out = (d[:, None].to(dev), i[:, None].to(dev), g[:, None].to(dev))
+        if cluster is None:
+            return out
+        if isinstance(cluster, (list, tuple)):
+            cluster = torch.stack([to_flat_tensor(v, "cluster").reshape(-1) for v in cluster])
+        cl = to_flat_tensor(cluster, "cluster").reshape(-1, 1).to(device=dev, dtype=torch.float64)
+        if cl.shape[0] != g.numel():
+            raise ValueError(f"batch sizes differ: cluster {cl.shape[0]}, group {g.numel()}.")
+        return (*out, cl)
 
     def aggregate(self) -> Any:  # type: ignore[override]
         buf = self.get_buffer()
         if buf is None:
             raise ValueError("GroupSegmentationMetric has no data: call it on at least one batch first.")
-        d, i, g = buf
-        res = compute_group_segmentation_metrics(d[:, 0], i[:, 0], g[:, 0], self.num_groups, **self.kwargs)
-        if self.reduction is None:
-            return res
-        if self.reduction.startswith("overall_"):
-            return torch.tensor(res["overall"][self.reduction[len("overall_") :]])
-        return torch.tensor(res["fairness"][self.reduction])
+        d, i, g = buf[:3]
+        kwargs = dict(self.kwargs)
+        if len(buf) == 4:
+            kwargs["cluster"] = buf[3][:, 0]
+        res = compute_group_segmentation_metrics(d[:, 0], i[:, 0], g[:, 0], self.num_groups, **kwargs)
+        return reduce_result(res, self.reduction)

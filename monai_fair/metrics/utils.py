@@ -1,7 +1,7 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
 """Shared helpers of the group fairness metrics: input conversion, warnings, masked reductions over groups,
-equity scaling and seeded bootstrap weights.
+equity scaling and percentile intervals (resampling: :mod:`monai_fair.metrics.resampling`).
 
 Everything here works on tensors with arbitrary leading "replicate" dimensions (``(..., G)``), so the same
 code computes a metric on the data (one replicate) and on all bootstrap replicates at once.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,6 @@ __all__ = [
     "masked_min",
     "masked_max",
     "equity_scaled",
-    "bootstrap_weights",
     "percentile_ci",
     "tensor_to_float",
 ]
@@ -112,45 +111,6 @@ def equity_scaled(overall: torch.Tensor, per_group: torch.Tensor, mask: torch.Te
     dev = torch.where(defined, (overall[..., None] - v).abs(), torch.zeros_like(v)).sum(-1)
     out = overall / (1.0 + dev)
     return torch.where(defined.any(-1), out, torch.full_like(out, float("nan")))
-
-
-def bootstrap_weights(
-    n: int, n_bootstrap: int, seed: int, max_elements: int = 2**24, strata: torch.Tensor | None = None
-) -> Iterator[torch.Tensor]:
-    """Yield chunks of bootstrap multiplicity weights ``(b, n)`` (float64) for ``n_bootstrap`` replicates.
-
-    Each replicate resamples ``n`` indices with replacement from a seeded ``torch.Generator``; its weights are
-    how often each sample was drawn. Chunks hold at most ``max_elements`` entries, so memory stays bounded.
-
-    With ``strata`` (``(n,)`` integer ids, e.g. the groups) the bootstrap is *stratified*: every stratum ``k`` of
-    size ``n_k`` is resampled ``n_k`` times from its own members only, so each replicate keeps the observed group
-    sizes (the usual choice for per-group intervals when the group sizes are fixed by design). Vectorised: the
-    samples are sorted by stratum and position ``j`` of stratum ``k`` draws ``start_k + floor(U * n_k)``.
-    """
-    gen = torch.Generator().manual_seed(int(seed))
-    chunk = max(1, min(n_bootstrap, max_elements // max(n, 1)))
-    if strata is not None:
-        s = torch.as_tensor(strata).reshape(-1).long()
-        if s.numel() != n:
-            raise ValueError(f"strata has {s.numel()} entries, expected {n}.")
-        order = torch.argsort(s, stable=True)  # sorted position -> original index
-        sizes = torch.bincount(s[order])
-        starts = torch.cumsum(sizes, 0) - sizes
-        start_of = starts[s[order]].double()  # per sorted position: first sorted position of its stratum
-        size_of = sizes[s[order]].double()
-    done = 0
-    while done < n_bootstrap:
-        b = min(chunk, n_bootstrap - done)
-        if strata is None:
-            idx = torch.randint(0, n, (b, n), generator=gen)
-        else:
-            u = torch.rand(b, n, generator=gen, dtype=torch.float64)
-            pos = (start_of + torch.floor(u * size_of).clamp_max(size_of - 1)).long()
-            idx = order[pos]
-        w = torch.zeros(b, n, dtype=torch.float64)
-        w.scatter_add_(1, idx, torch.ones(b, n, dtype=torch.float64))
-        done += b
-        yield w
 
 
 def percentile_ci(replicates: torch.Tensor, ci: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:

@@ -56,7 +56,7 @@ def test_binary_against_sklearn_with_ties():
     # (N, 2) probabilities give the same result
     r2 = compute_group_classification_metrics(np.stack([1 - s, s], 1), y, g)
     assert r2["groups"][1]["auc"] == pytest.approx(r["groups"][1]["auc"])
-    assert r2["fairness"]["eodds"] == pytest.approx(r["fairness"]["eodds"])
+    assert r2["fairness"]["eodds_mean"] == pytest.approx(r["fairness"]["eodds_mean"])
 
 
 def test_binary_fairness_definitions():
@@ -81,8 +81,8 @@ def test_binary_fairness_definitions():
     assert f["eopp1"] == pytest.approx(max(tpr) - min(tpr))
     assert f["eopp0"] == pytest.approx(max(tnr) - min(tnr))
     eo = [(t + p) / 2 for t, p in zip(tpr, fpr)]
-    assert f["eodds"] == pytest.approx(max(eo) - min(eo))
-    assert f["eodds_max"] == pytest.approx(max(max(tpr) - min(tpr), max(fpr) - min(fpr)))
+    assert f["eodds_mean"] == pytest.approx(max(eo) - min(eo))
+    assert f["eodds"] == pytest.approx(max(max(tpr) - min(tpr), max(fpr) - min(fpr)))
     assert f["demographic_parity"] == pytest.approx(max(sel) - min(sel))
 
 
@@ -95,12 +95,12 @@ def test_hand_computed_two_groups_signed():
     f = r["fairness"]
     assert f["eopp1"] == pytest.approx(0.5 - 1.0)
     assert f["eopp0"] == pytest.approx(1.0 - 0.5)
-    assert f["eodds"] == pytest.approx(0.5 * ((0.5 - 1.0) + (0.0 - 0.5)))
+    assert f["eodds_mean"] == pytest.approx(0.5 * ((0.5 - 1.0) + (0.0 - 0.5)))
     assert f["demographic_parity"] == pytest.approx(abs(0.25 - 0.75))
     assert r["groups"][0]["auc"] == pytest.approx(0.75)  # pos {0.9,0.2} vs neg {0.1,0.3}: 3 of 4 pairs
     assert r["groups"][1]["auc"] == pytest.approx(0.75)  # pos {0.8,0.6} vs neg {0.7,0.4}: 3 of 4
     rr = compute_group_classification_metrics(s, y, g)  # range form = |signed| for two groups
-    assert rr["fairness"]["eodds"] == pytest.approx(0.5)
+    assert rr["fairness"]["eodds_mean"] == pytest.approx(0.5)
     assert rr["fairness"]["eopp1"] == pytest.approx(0.5)
 
 
@@ -126,7 +126,7 @@ def test_multiclass_against_sklearn_and_scp():
     rng = lambda a: a.max(0) - a.min(0)  # noqa: E731
     assert f["eopp1"] == pytest.approx(rng(tpr_gc).mean())
     assert f["eopp0"] == pytest.approx(rng(tnr_gc).mean())
-    assert f["eodds"] == pytest.approx(rng((tpr_gc + fpr_gc) / 2).mean())
+    assert f["eodds_mean"] == pytest.approx(rng((tpr_gc + fpr_gc) / 2).mean())
     assert f["demographic_parity"] == pytest.approx(rng(rate_gc).sum())
 
 
@@ -173,19 +173,17 @@ def test_bootstrap_ci_seeded_and_contains_estimate():
         lo, hi = r1["groups"][k]["ci"]["auc"]
         assert lo <= r1["groups"][k]["auc"] <= hi and hi - lo < 0.5
     # the vectorised weighted bootstrap equals an explicit resample of replicate 0
-    from monai_fair.metrics.utils import bootstrap_weights
+    from monai_fair.metrics.resampling import bootstrap_weights
 
     w = next(bootstrap_weights(len(y), 1, seed=3))[0].numpy().astype(int)
     idx = np.repeat(np.arange(len(y)), w)
-    from monai_fair.metrics.group_classification import _make_auc, _stats
+    from monai_fair.metrics import GroupAUC
 
     yt, gt = torch.as_tensor(y), torch.as_tensor(g)
-    auc_fn = _make_auc(torch.as_tensor(s)[:, None], yt, gt, 3, 2, True)
-    pg, _ = _stats(
-        auc_fn, yt, (torch.as_tensor(s) >= 0.5).long(), gt, 3, 2, True, torch.as_tensor(w, dtype=torch.float64)[None]
-    )
+    auc_fn = GroupAUC(torch.as_tensor(s)[:, None], (yt == 1)[:, None], gt, 3)
+    auc_g, _ = auc_fn(torch.as_tensor(w, dtype=torch.float64)[None])
     m = g[idx] == 1
-    assert float(pg["auc"][0, 1]) == pytest.approx(roc_auc_score(y[idx][m], s[idx][m]), abs=1e-12)
+    assert float(auc_g[0, 1, 0]) == pytest.approx(roc_auc_score(y[idx][m], s[idx][m]), abs=1e-12)
 
 
 def test_metric_class_batches_equal_functional():
@@ -222,7 +220,7 @@ def test_empty_input_and_labels_only():
 
 
 def test_stratified_bootstrap_keeps_group_sizes_and_resamples_within_groups():
-    from monai_fair.metrics.utils import bootstrap_weights
+    from monai_fair.metrics.resampling import bootstrap_weights
 
     g = torch.tensor([2, 0, 1, 1, 0, 2, 2, 1, 0, 2, 1, 1])
     sizes = torch.bincount(g)

@@ -136,3 +136,21 @@ def test_with_group_supervised_evaluator_decollated(tmp_path):
     assert ev.state.metrics["wg_auc"] == pytest.approx(ref["fairness"]["worst_group_auc"])
     js = json.loads((tmp_path / "report.json").read_text())
     assert js["groups"]["B"]["auc"] == pytest.approx(ref["groups"][1]["auc"])
+
+
+def test_handler_cluster_key_gives_cluster_bootstrap():
+    data = _cls_batches()
+    for i, b in enumerate(data):
+        b["patient"] = torch.arange(16) // 2 + 8 * i  # two images per patient
+    eng = _engine()
+    GroupClassificationMetricHandler(reduction=None, n_bootstrap=30, cluster_key="patient").attach(eng, "fair")
+    eng.run(data)
+    res = eng.state.metrics["fair"]
+    assert res["ci_method"]["accuracy"] == "percentile bootstrap, cluster, B=30"
+    assert res["ci_method"]["auc"] == "DeLong, cluster-robust"
+    p = torch.cat([b["pred"] for b in data])
+    y = torch.cat([b["label"] for b in data])
+    g = torch.cat([b["group"] for b in data])
+    pid = torch.cat([b["patient"] for b in data])
+    ref = compute_group_classification_metrics(p, y, g, n_bootstrap=30, cluster=pid)
+    assert res["fairness_ci"]["accuracy_gap"] == pytest.approx(ref["fairness_ci"]["accuracy_gap"])

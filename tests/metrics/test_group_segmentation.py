@@ -41,11 +41,18 @@ def test_hand_computed_three_groups():
 
 
 def test_min_group_size_excludes_from_aggregates():
-    dice = [0.9, 0.7, 0.6, 0.8, 0.1]
-    g = [0, 0, 1, 1, 2]
+    # group 2 (n=1) is suppressed; secondary suppression also hides the smallest other group (group 0, n=2, lower id
+    # on a tie), else overall - groups 0 and 1 would give group 2 exactly; the aggregates use groups 1 and 3
+    dice = [0.9, 0.7, 0.6, 0.8, 0.1, 0.5, 0.5, 0.5]
+    g = [0, 0, 1, 1, 2, 3, 3, 3]
     r = compute_group_segmentation_metrics(dice, dice, g, min_group_size=2)
-    assert r["fairness"]["dice_gap"] == pytest.approx(0.1)
-    assert r["fairness"]["worst_group_dice"] == pytest.approx(0.7)
+    assert sorted(r["groups"]) == [1, 3] and r["suppression"]["suppressed_groups"] == 2
+    assert r["fairness"]["dice_gap"] == pytest.approx(0.2)
+    assert r["fairness"]["worst_group_dice"] == pytest.approx(0.5)
+    # three groups with one suppressed: one group is left, so no group-level figure (NaN with its reason)
+    r3 = compute_group_segmentation_metrics(dice[:5], dice[:5], g[:5], min_group_size=2)
+    assert list(r3["groups"]) == [1] and math.isnan(r3["fairness"]["dice_gap"])
+    assert r3["fairness_nan_reason"]["worst_group_dice"] == "fewer_than_2_reported_groups"
 
 
 def test_undefined_cases():

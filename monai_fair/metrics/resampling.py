@@ -1,0 +1,202 @@
+# Copyright (c) monai-fair contributors
+# Licensed under the Apache License, Version 2.0
+"""The one resampling core of the group metrics: seeded iid, stratified and cluster bootstrap replicates.
+
+Two views of the same resampling scheme, both seeded by one ``numpy.random.Generator``:
+
+* :func:`bootstrap_weights` yields per-sample multiplicities ``(b, N)`` (how often each sample is drawn), for
+  statistics that need them (per-image means, weighted rank statistics);
+* :func:`bootstrap_cell_counts` yields the replicate counts of *cells* (e.g. one cell per
+  ``(group, label, prediction)``) without drawing ``N`` indices per replicate: under multinomial resampling of
+  ``N`` samples the cell counts are exactly ``Multinomial(N, n_cell / N)`` (stratified: one multinomial per
+  stratum), so a replicate costs ``O(#cells)`` instead of ``O(N)``.
+
+Schemes (Efron & Tibshirani, *An Introduction to the Bootstrap*, 1993, ch. 6 and 8; Davison & Hinkley,
+*Bootstrap Methods and their Application*, 1997, sec. 3.8 for clustered data):
+
+* ``"iid"``: ``N`` draws with replacement from all samples;
+* ``"stratified"``: each stratum (the groups) of size ``n_s`` is resampled ``n_s`` times from its own members,
+  so every replicate keeps the observed group sizes;
+* ``"cluster"``: the ``U`` clusters (patients) are resampled with replacement and every drawn cluster brings all its
+  samples (images); with strata, clusters are resampled within their stratum (each cluster must lie in one stratum).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from monai_fair.utils import check_group_ids
+
+__all__ = [
+    "BOOTSTRAP_SCHEMES",
+    "bootstrap_scheme",
+    "describe_bootstrap",
+    "cluster_index",
+    "unit_counts",
+    "bootstrap_weights",
+    "bootstrap_cell_counts",
+]
+
+BOOTSTRAP_SCHEMES = ("iid", "stratified", "cluster")
+
+
+def bootstrap_scheme(stratified: bool, cluster: Any) -> str:
+    """The scheme name used in ``ci_method`` strings: ``"cluster"`` when cluster ids are given (stratified by group
+    too when ``stratified``), else ``"stratified"`` or ``"iid"``."""
+    if cluster is not None:
+        return "cluster, stratified" if stratified else "cluster"
+    return "stratified" if stratified else "iid"
+
+
+def describe_bootstrap(scheme: str, n_bootstrap: int) -> str:
+    """``"percentile bootstrap, <scheme>, B=<n>"``: the CI method named in every result."""
+    return f"percentile bootstrap, {scheme}, B={int(n_bootstrap)}"
+
+
+def cluster_index(cluster: Any, n: int) -> tuple[np.ndarray, int]:
+    """Cluster ids (any hashable numbers or strings, ``(N,)``) as ``0..U-1`` in ``numpy.unique`` order, and ``U``."""
+    arr = cluster.detach().cpu().numpy() if isinstance(cluster, torch.Tensor) else np.asarray(cluster)
+    arr = arr.reshape(-1)
+    if arr.size != n:
+        raise ValueError(f"`cluster` has {arr.size} entries, expected one per sample ({n}).")
+    if arr.dtype.kind == "f" and np.isnan(arr).any():
+        raise ValueError("`cluster` contains NaN: every sample needs a cluster (patient) id.")
+    uniq, inv = np.unique(arr, return_inverse=True)
+    return inv.reshape(-1).astype(np.int64), int(uniq.size)
+
+
+def _unit_strata(strata: Any, n: int, cl: np.ndarray | None, num_units: int) -> np.ndarray | None:
+    """Stratum of every resampling unit (a sample, or a cluster that must lie in one stratum)."""
+    if strata is None:
+        return None
+    size = strata.numel() if isinstance(strata, torch.Tensor) else np.size(strata)
+    if size != n:
+        raise ValueError(f"strata has {size} entries, expected {n}.")
+    s = check_group_ids(strata, name="strata").numpy()
+    if cl is None:
+        return s
+    us = np.full(num_units, -1, dtype=np.int64)
+    us[cl] = s
+    if not np.array_equal(us[cl], s):
+        raise ValueError("stratified cluster bootstrap needs every cluster (patient) to lie in one stratum (group).")
+    return us
+
+
+def unit_counts(rng: np.random.Generator, unit_strata: np.ndarray | None, num_units: int, b: int) -> np.ndarray:
+    """``(b, U)`` float64 draw counts of ``U`` units for ``b`` replicates.
+
+    iid: replicate ``r`` draws ``rng.integers(0, U, U)`` (one ``(b, U)`` call per chunk). Stratified: the units are
+    ordered by stratum and position ``j`` of stratum ``s`` draws ``start_s + floor(u * n_s)`` with ``u`` uniform.
+    """
+    if num_units == 0:
+        return np.zeros((b, 0))
+    if unit_strata is None:
+        idx = rng.integers(0, num_units, size=(b, num_units))
+    else:
+        order = np.argsort(unit_strata, kind="stable")
+        sizes = np.bincount(unit_strata)
+        starts = np.cumsum(sizes) - sizes
+        so = unit_strata[order]
+        pos = starts[so] + np.minimum(np.floor(rng.random((b, num_units)) * sizes[so]), sizes[so] - 1).astype(np.int64)
+        idx = order[pos]
+    flat = (idx + (np.arange(b, dtype=np.int64) * num_units)[:, None]).reshape(-1)
+    return np.bincount(flat, minlength=b * num_units).reshape(b, num_units).astype(np.float64)
+
+
+def bootstrap_weights(
+    n: int,
+    n_bootstrap: int,
+    seed: int,
+    max_elements: int = 2**24,
+    strata: Any = None,
+    cluster: Any = None,
+) -> Iterator[torch.Tensor]:
+    """Yield chunks of per-sample bootstrap multiplicities ``(b, n)`` (float64) for ``n_bootstrap`` replicates.
+
+    Replicates are drawn with ``numpy.random.default_rng(seed)`` (see :func:`unit_counts`). With ``strata``
+    (``(n,)`` integer ids, e.g. the groups) the bootstrap is stratified; with ``cluster`` (``(n,)`` patient ids) the
+    units are the clusters (numbered in ``numpy.unique`` order) and every sample gets its cluster's count. Chunks
+    hold at most ``max_elements`` entries, so memory stays bounded.
+    """
+    rng = np.random.default_rng(int(seed))
+    cl, num_units = cluster_index(cluster, n) if cluster is not None else (None, n)
+    us = _unit_strata(strata, n, cl, num_units)
+    chunk = max(1, min(int(n_bootstrap), max_elements // max(n, num_units, 1)))
+    done = 0
+    while done < n_bootstrap:
+        b = min(chunk, n_bootstrap - done)
+        w = unit_counts(rng, us, num_units, b)
+        done += b
+        yield torch.from_numpy(w if cl is None else w[:, cl])
+
+
+def _multinomial_cells(
+    rng: np.random.Generator, counts: np.ndarray, cell_stratum: np.ndarray | None, b: int
+) -> np.ndarray:
+    """``(b, K)`` multinomial replicate counts of ``K`` cells with observed ``counts`` (per stratum if given)."""
+    total = counts.sum()
+    if total == 0:
+        return np.zeros((b, counts.size))
+    if cell_stratum is None:
+        return rng.multinomial(int(total), counts / total, size=b).astype(np.float64)
+    num_s = int(cell_stratum.max()) + 1
+    n_s = np.bincount(cell_stratum, weights=counts, minlength=num_s)
+    pv = np.zeros((num_s, counts.size))
+    pv[cell_stratum, np.arange(counts.size)] = counts / np.maximum(n_s[cell_stratum], 1)
+    pv[n_s == 0, 0] = 1.0  # empty strata draw 0 samples; any valid distribution will do
+    out = rng.multinomial(n_s.astype(np.int64), pv, size=(b, num_s))
+    return out.sum(1).astype(np.float64)
+
+
+def bootstrap_cell_counts(
+    cell: Any,
+    num_cells: int,
+    n_bootstrap: int,
+    seed: int,
+    *,
+    cell_stratum: Any = None,
+    cluster: Any = None,
+    max_elements: int = 2**24,
+) -> Iterator[torch.Tensor]:
+    """Yield chunks ``(b, num_cells)`` (float64) of bootstrap replicate counts of the cells ``cell (N,)``.
+
+    Exactly the counts that resampling the samples would give, without drawing per-sample indices:
+
+    * no cluster, no ``cell_stratum``: ``Multinomial(N, n_c / N)`` per replicate (iid);
+    * ``cell_stratum`` (``(num_cells,)`` stratum of each cell; strata = groups, cells nested in them): one
+      multinomial per stratum with its own size (stratified);
+    * ``cluster``: clusters are drawn as in :func:`bootstrap_weights` (same seed, same draws; stratified by the
+      samples' cell strata when ``cell_stratum`` is given) and each drawn cluster adds its cell counts.
+    """
+    rng = np.random.default_rng(int(seed))
+    c = cell.detach().cpu().numpy() if isinstance(cell, torch.Tensor) else np.asarray(cell)
+    c = c.reshape(-1).astype(np.int64)
+    cs = None
+    if cell_stratum is not None:
+        cs = np.asarray(cell_stratum, dtype=np.int64).reshape(-1)
+    if cluster is None:
+        counts = np.bincount(c, minlength=num_cells).astype(np.float64)
+        per = max(1, num_cells * (1 if cs is None else int(cs.max()) + 1))
+        chunk = max(1, min(int(n_bootstrap), max_elements // per))
+        done = 0
+        while done < n_bootstrap:
+            b = min(chunk, n_bootstrap - done)
+            done += b
+            yield torch.from_numpy(_multinomial_cells(rng, counts, cs, b))
+        return
+    cl, num_units = cluster_index(cluster, c.size)
+    us = _unit_strata(cs[c], c.size, cl, num_units) if cs is not None else None
+    pair, pair_n = np.unique(cl * num_cells + c, return_counts=True)
+    p_unit, p_cell = torch.from_numpy(pair // num_cells), torch.from_numpy(pair % num_cells)
+    p_n = torch.from_numpy(pair_n.astype(np.float64))
+    chunk = max(1, min(int(n_bootstrap), max_elements // max(num_units, pair.size, 1)))
+    done = 0
+    while done < n_bootstrap:
+        b = min(chunk, n_bootstrap - done)
+        done += b
+        w = torch.from_numpy(unit_counts(rng, us, num_units, b))
+        yield torch.zeros(b, num_cells, dtype=torch.float64).index_add_(1, p_cell, w[:, p_unit] * p_n)

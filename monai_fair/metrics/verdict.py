@@ -1,0 +1,228 @@
+# Copyright (c) monai-fair contributors
+# Licensed under the Apache License, Version 2.0
+"""Verdicts on fairness figures and the smallest gap the data could detect.
+
+**Verdict** of a difference-type figure (a gap, EOpp, EOdds, DP, the ECE gap) with estimate ``d``, interval
+``[lo, hi]`` and a tolerance ``tol`` set by the user (:func:`disparity_verdict`):
+
+* ``"disparity"``: the disparity is shown to be non-zero and ``|d| > tol``;
+* ``"no disparity shown"``: the interval lies inside ``[-tol, tol]`` -- an *equivalence* claim, the logic of the two
+  one-sided tests (Schuirmann, J. Pharmacokinet. Biopharm. 15, 1987): with a ``1 - 2a`` interval it is TOST at level
+  ``a``; with the reported 95 % interval it is TOST at 2.5 % (conservative). A non-significant difference is
+  *not* this verdict;
+* ``"insufficient evidence"``: neither (the interval is too wide), or the figure is undefined.
+
+"Non-zero" for a *signed* difference (a paired model difference, the signed SCP form) means the interval excludes
+0. A *range over groups* (``max_g M_g - min_g M_g``) is positive on every resample even when all groups are equal,
+so its interval always "excludes 0"; for these figures non-zero means that the test of equal group values rejects
+at ``alpha`` (:func:`homogeneity_test`): the Wald chi-square test ``(L m)^T (L S L^T)^{-1} (L m) ~ chi2_{K-1}`` with
+``L`` the ``K-1`` contrasts to the first reported group and ``S`` the covariance of the group values (bootstrap
+covariance of the replicates; for AUC the DeLong covariance, which is DeLong's test of ``K`` AUCs).
+
+**Detectable gap** (:func:`detectable_gaps`): the smallest true difference between the two smallest reported groups
+that a two-sided test at level ``alpha`` detects with probability ``power``:
+``(z_{1-alpha/2} + z_{power}) sqrt(V_a + V_b)``, with ``V = p (1 - p) / n`` for a rate (two-proportion z-test;
+``p`` the pooled rate, ``n`` the group's denominator: all samples, positives for TPR, negatives for FPR), the
+Hanley-McNeil variance for AUC (Radiology 143, 1982; ``A`` the pooled AUC, ``Q1 = A/(2-A)``,
+``Q2 = 2A^2/(1+A)``), and ``s^2 / n`` with the pooled standard deviation for mean Dice.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from monai_fair.metrics.group_counts import segment_auc
+from monai_fair.metrics.suppression import suppress_groups
+from monai_fair.utils import check_group_ids
+
+__all__ = [
+    "VERDICTS",
+    "DIFFERENCE_FIGURES",
+    "homogeneity_test",
+    "bootstrap_homogeneity",
+    "gap_tests",
+    "disparity_verdict",
+    "fairness_verdicts",
+    "detectable_gaps",
+]
+
+VERDICTS = ("disparity", "no disparity shown", "insufficient evidence")
+#: fairness figures that are differences (a verdict applies); others (worst group, ES, SER) are not
+DIFFERENCE_FIGURES = ("eopp0", "eopp1", "eodds", "eodds_mean", "demographic_parity")
+_NAN = float("nan")
+
+
+def _z(q: float) -> float:
+    return math.sqrt(2.0) * float(torch.special.erfinv(torch.tensor(2.0 * q - 1.0, dtype=torch.float64)))
+
+
+def homogeneity_test(values: torch.Tensor, cov: torch.Tensor) -> tuple[float, int]:
+    """Wald chi-square test that all ``K`` entries of ``values`` are equal, given their covariance ``(K, K)``.
+
+    NaN entries (undefined groups) are left out. Returns the p-value and the degrees of freedom ``K - 1`` (NaN and
+    0 with fewer than two entries or a zero covariance)."""
+    ok = ~torch.isnan(values) & ~torch.isnan(torch.diagonal(cov))
+    v, s = values[ok], cov[ok][:, ok]
+    k = v.numel()
+    if k < 2:
+        return _NAN, 0
+    lmat = torch.cat([-torch.ones(k - 1, 1, dtype=torch.float64), torch.eye(k - 1, dtype=torch.float64)], 1)
+    d, sd = lmat @ v, lmat @ s @ lmat.t()
+    if not bool((torch.diagonal(sd) > 0).all()):
+        return (_NAN if bool((d == 0).all()) else 0.0), k - 1
+    stat = float(d @ torch.linalg.solve(sd, d))
+    half = torch.tensor([(k - 1) / 2.0, stat / 2.0], dtype=torch.float64)
+    return float(torch.special.gammaincc(half[0], half[1])), k - 1
+
+
+def bootstrap_homogeneity(point: torch.Tensor, reps: torch.Tensor, mask: torch.Tensor) -> float:
+    """:func:`homogeneity_test` of the groups in ``mask`` with the covariance of bootstrap replicates ``(B, G)``."""
+    r = reps[:, mask]
+    keep = ~torch.isnan(r).any(1)
+    r = r[keep]
+    if r.shape[0] < 3:
+        return _NAN
+    cov = torch.cov(r.t()).reshape(r.shape[1], r.shape[1])
+    return homogeneity_test(point[mask], cov)[0]
+
+
+#: per-group metric whose homogeneity test decides a binary fairness figure that is not named ``<metric>_gap``
+_FIGURE_METRIC = {"eopp1": "tpr", "eopp0": "tnr", "demographic_parity": "selection_rate", "eodds_mean": "eodds_c"}
+
+
+def gap_tests(point: dict[str, torch.Tensor], reps: dict[str, torch.Tensor], mask: torch.Tensor, binary: bool):
+    """Homogeneity p-value of every range-type fairness figure from per-group values ``(G,)`` and bootstrap
+    replicates ``(B, G)``: ``<m>_gap`` tests metric ``m``; for binary tasks ``eopp1``/``eopp0``/DP/``eodds_mean``
+    test TPR/TNR/selection rate/(TPR+FPR)/2, and ``eodds`` is Bonferroni over TPR and FPR (``2 min(p_TPR, p_FPR)``).
+    """
+    pt, rp = dict(point), dict(reps)
+    if binary and "tpr" in pt and "fpr" in pt:
+        pt["eodds_c"], rp["eodds_c"] = 0.5 * (pt["tpr"] + pt["fpr"]), 0.5 * (rp["tpr"] + rp["fpr"])
+    p = {m: bootstrap_homogeneity(pt[m], rp[m], mask) for m in pt}
+    out = {f"{m}_gap": v for m, v in p.items() if m != "eodds_c"}
+    if binary and "tpr" in p:
+        out.update({f: p[m] for f, m in _FIGURE_METRIC.items() if m in p})
+        out["eodds"] = min(1.0, 2 * min(p["tpr"], p["fpr"])) if p["tpr"] == p["tpr"] and p["fpr"] == p["fpr"] else _NAN
+    return out
+
+
+def disparity_verdict(estimate: float, ci: Any, tol: float, p_value: float | None = None, alpha: float = 0.05) -> str:
+    """The verdict of one difference-type figure (module docstring).
+
+    Args:
+        estimate: the point estimate ``d``.
+        ci: its interval ``[lo, hi]``.
+        tol: the tolerance (same unit as ``d``, e.g. 0.05 for five AUC points).
+        p_value: the test that the disparity is zero (for ranges over groups: :func:`homogeneity_test`); ``None``
+            means ``d`` is a signed difference and "non-zero" is "the interval excludes 0".
+        alpha: level of that test.
+    """
+    lo, hi = (float(v) if v is not None else _NAN for v in ci) if ci is not None else (_NAN, _NAN)
+    est = float(estimate) if estimate is not None else _NAN
+    if any(math.isnan(v) for v in (est, lo, hi)):
+        return "insufficient evidence"
+    nonzero = (lo > 0 or hi < 0) if p_value is None else (p_value == p_value and p_value < alpha)
+    if nonzero and abs(est) > tol:
+        return "disparity"
+    if -tol <= lo and hi <= tol:
+        return "no disparity shown"
+    return "insufficient evidence"
+
+
+def fairness_verdicts(result: dict[str, Any], tol: float | dict[str, float], alpha: float = 0.05) -> dict[str, dict]:
+    """Verdict of every difference-type figure of a ``compute_group_*`` result computed with ``n_bootstrap > 0``.
+
+    ``tol``: one tolerance or ``{figure: tol}``. Uses ``result["fairness_ci"]`` and, for ranges over groups,
+    ``result["fairness_p_value"]`` (the homogeneity test). Returns ``{figure: {"verdict", "estimate", "ci", "tol",
+    "p_value", "alpha"}}``."""
+    out = {}
+    for name, ci in result.get("fairness_ci", {}).items():
+        if not (name.endswith("_gap") or name in DIFFERENCE_FIGURES):
+            continue
+        t = tol.get(name, _NAN) if isinstance(tol, dict) else float(tol)
+        if t != t:
+            continue
+        p = result.get("fairness_p_value", {}).get(name)
+        signed = result.get("fairness_form") == "signed" and name in ("eopp0", "eopp1", "eodds_mean")
+        verdict = disparity_verdict(
+            result["fairness"][name], ci, t, None if signed else (_NAN if p is None else p), alpha
+        )
+        out[name] = {"verdict": verdict, "estimate": result["fairness"][name], "ci": ci, "tol": t, "p_value": p,
+                     "alpha": float(alpha)}  # fmt: skip
+    return out
+
+
+def _hanley_mcneil(a: float, n_pos: float, n_neg: float) -> float:
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    return (a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / max(n_pos * n_neg, 1)
+
+
+def detectable_gaps(
+    group: Any,
+    *,
+    y: Any = None,
+    y_score: Any = None,
+    y_pred: Any = None,
+    dice: Any = None,
+    threshold: float = 0.5,
+    min_group_size: int = 1,
+    alpha: float = 0.05,
+    power: float = 0.8,
+) -> dict[str, Any]:
+    """The smallest difference between the two smallest reported groups detectable at ``alpha`` with ``power``.
+
+    Binary classification (``y`` and ``y_score`` or ``y_pred``): accuracy, TPR, FPR, selection rate
+    (two-proportion z) and AUC (Hanley-McNeil; needs ``y_score``); multi-class: accuracy only. Segmentation
+    (``dice``): mean Dice (z with the pooled SD). Suppressed groups are not used
+    (:func:`~monai_fair.metrics.suppress_groups`).
+
+    Returns:
+        ``{"alpha", "power", "groups_compared": 2, "figures": {metric: {"detectable_gap", "variance_model"}}}``
+        (NaN/None where fewer than two groups are reported or a denominator is empty).
+    """
+    g = check_group_ids(group)
+    counts = torch.bincount(g)
+    rep = torch.nonzero(suppress_groups(counts, min_group_size) & (counts > 0)).flatten()
+    out: dict[str, Any] = {"alpha": float(alpha), "power": float(power), "groups_compared": 2, "figures": {}}
+    if rep.numel() < 2:
+        return out
+    a, b = rep[torch.argsort(counts[rep], stable=True)[:2]].tolist()
+    zz = _z(1 - alpha / 2) + _z(power)
+    sel = [np.flatnonzero(g.numpy() == k) for k in (a, b)]
+
+    def mdd(va: float, vb: float) -> float:
+        return zz * math.sqrt(va + vb) if (va == va and vb == vb) else _NAN
+
+    if dice is not None:
+        d = np.asarray(dice, dtype=np.float64).reshape(-1)
+        sd = float(np.nanstd(d, ddof=1))
+        out["figures"]["dice"] = {"detectable_gap": mdd(sd**2 / sel[0].size, sd**2 / sel[1].size),
+                                  "variance_model": "z test of two means, pooled SD"}  # fmt: skip
+        return out
+    yt = np.asarray(y).reshape(-1).astype(np.int64)
+    sc = None if y_score is None else np.asarray(y_score, dtype=np.float64).reshape(yt.size, -1)
+    multi = sc is not None and sc.shape[1] > 2
+    s = None if sc is None or multi else sc[:, -1]
+    if y_pred is not None:
+        yh = np.asarray(y_pred).reshape(-1).astype(np.int64)
+    else:
+        yh = sc.argmax(1) if multi else (s >= threshold).astype(np.int64)
+    rate = {"accuracy": (yh == yt, None)}
+    if not multi and yt.max(initial=0) <= 1:  # binary: the positive-class rates
+        rate.update(tpr=(yh == 1, yt == 1), fpr=(yh == 1, yt == 0), selection_rate=(yh == 1, None))
+    for name, (hit, den) in rate.items():
+        den = np.ones_like(yt, dtype=bool) if den is None else den
+        p = hit[den].mean() if den.any() else _NAN
+        n_ab = [max(int(den[i].sum()), 0) for i in sel]
+        v = [p * (1 - p) / n if n > 0 else _NAN for n in n_ab]
+        out["figures"][name] = {"detectable_gap": mdd(*v), "variance_model": "two-proportion z test, pooled rate"}
+    if s is not None:
+        pos = torch.from_numpy(yt == 1)[:, None]
+        auc = float(segment_auc(torch.from_numpy(s)[:, None], pos, torch.zeros(yt.size, dtype=torch.long), 1)[0, 0, 0])
+        v = [_hanley_mcneil(auc, (yt[i] == 1).sum(), (yt[i] == 0).sum()) for i in sel]
+        out["figures"]["auc"] = {"detectable_gap": mdd(*v), "variance_model": "Hanley-McNeil, pooled AUC"}
+    return out
