@@ -8,11 +8,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
 from monai.handlers import from_engine
+from monai.metrics import Cumulative
 from monai.utils import IgniteInfo, min_version, optional_import
 
 from monai_fair.metrics.group_classification import GroupClassificationMetric
 from monai_fair.metrics.group_segmentation import GroupSegmentationMetric
+from monai_fair.report.card import find_bundle_metadata, write_fairness_card
 from monai_fair.report.writer import format_report_summary, write_fairness_report
 
 idist, _ = optional_import("ignite", IgniteInfo.OPT_IMPORT_VERSION, min_version, "distributed")
@@ -29,7 +32,8 @@ class FairnessReportHandler:
     """Accumulate predictions per iteration and write the fairness report at ``Events.COMPLETED``.
 
     Attach to a MONAI evaluator (e.g. :class:`monai_fair.engines.GroupSupervisedEvaluator`, whose output carries
-    the group). Each iteration ``output_transform(engine.state.output)`` gives ``(y_pred, y, group)``:
+    the group). Each iteration ``output_transform(engine.state.output)`` gives ``(y_pred, y, group)`` or
+    ``(y_pred, y, group, cluster)`` (integer patient ids: the intervals then use the cluster bootstrap):
 
     * classification: ``y_pred`` probabilities ``(B,)``/``(B, C)`` (after ``Activations``) and ``y`` labels; the
       handler keeps one score row, label and group per sample;
@@ -38,9 +42,12 @@ class FairnessReportHandler:
 
     At completion the buffers are gathered across DDP ranks (MONAI's ``Cumulative`` buffers, which all-gather);
     rank 0 writes ``report.json``, ``report.md`` and the PNGs with
-    :func:`monai_fair.report.write_fairness_report` and logs a short aggregated summary with ``engine.logger``.
+    :func:`monai_fair.report.write_fairness_report`, the fairness card (``fairness_card.md``/``.json``,
+    :func:`monai_fair.report.write_fairness_card`) and logs a short aggregated summary with ``engine.logger``.
     The report is also put in ``engine.state.fairness_report``. Buffers are reset when a run starts, so with
-    periodic validation each run overwrites the report. Nothing per patient is logged.
+    periodic validation each run overwrites the report. Nothing per patient is logged, and every log line, warning
+    and file shows only the reported groups (suppression with the secondary rule, see
+    :mod:`monai_fair.report.writer`).
 
     Args:
         output_dir: folder of the report.
@@ -54,6 +61,14 @@ class FairnessReportHandler:
         include_background: channel 0 in the per-image Dice/IoU (segmentation).
         plots: write the PNGs.
         log_summary: log the summary through ``engine.logger``.
+        tolerance: largest gap that counts as negligible (the verdicts).
+        threshold_source: where ``threshold`` came from, in words (default: "default 0.5" or "user").
+        attribute: name of the attribute the groups come from (titles, card).
+        split: name of the evaluated split (titles, card).
+        card: write the fairness card next to the report.
+        metadata_file: the bundle's ``configs/metadata.json`` (model name and version of the card); default: found
+            from ``output_dir`` (``<bundle>/eval`` or ``<bundle>/eval/<sub>``).
+        record_in_metadata: also record the headline figures under ``fairness`` in ``metadata_file`` (opt-in).
     """
 
     def __init__(
@@ -71,6 +86,13 @@ class FairnessReportHandler:
         stratified_bootstrap: bool = False,
         plots: bool = True,
         log_summary: bool = True,
+        tolerance: float = 0.05,
+        threshold_source: str | None = None,
+        attribute: str | None = None,
+        split: str | None = None,
+        card: bool = True,
+        metadata_file: str | Path | None = None,
+        record_in_metadata: bool = False,
     ) -> None:
         if task not in ("classification", "segmentation"):
             raise ValueError(f"task must be 'classification' or 'segmentation', got {task!r}.")
@@ -86,6 +108,18 @@ class FairnessReportHandler:
         self.threshold = threshold
         self.plots = plots
         self.log_summary = log_summary
+        self.tolerance = tolerance
+        self.threshold_source = threshold_source or ("default 0.5" if threshold == 0.5 else "user")
+        self.attribute = attribute
+        self.split = split
+        self.card = card
+        self.metadata_file = metadata_file
+        self.record_in_metadata = record_in_metadata
+        if record_in_metadata and metadata_file is None and find_bundle_metadata(self.output_dir) is None:
+            raise ValueError(
+                f"record_in_metadata=True: no configs/metadata.json found above {self.output_dir}; give metadata_file."
+            )
+        self.cluster_buffer = Cumulative()
         self.buffer: GroupClassificationMetric | GroupSegmentationMetric
         if task == "classification":
             self.buffer = GroupClassificationMetric(threshold=threshold)
@@ -104,23 +138,37 @@ class FairnessReportHandler:
 
     def reset(self, engine: Engine | None = None) -> None:
         self.buffer.reset()
+        self.cluster_buffer.reset()
 
     def iteration_completed(self, engine: Engine) -> None:
         out = self.output_transform(engine.state.output)
-        if len(out) != 3:
-            raise ValueError("FairnessReportHandler's output_transform must return (y_pred, y, group).")
-        y_pred, y, group = out
+        if len(out) not in (3, 4):
+            raise ValueError("FairnessReportHandler's output_transform must return (y_pred, y, group[, cluster]).")
+        y_pred, y, group = out[:3]
         self.buffer(y_pred, y, group=group)
+        if len(out) == 4:
+            c = out[3]
+            c = torch.stack([torch.as_tensor(v).reshape(-1) for v in c]) if isinstance(c, (list, tuple)) else c
+            self.cluster_buffer.extend(torch.as_tensor(c).reshape(-1, 1))
 
     def completed(self, engine: Engine) -> None:
         buf = self.buffer.get_buffer()  # collective under DDP: every rank calls it
+        cl_buf = self.cluster_buffer.get_buffer()
+        cluster = cl_buf[:, 0].cpu() if isinstance(cl_buf, torch.Tensor) and cl_buf.numel() else None
         if buf is None:
             engine.logger.warning("FairnessReportHandler: no samples were seen; no report written.")
             return
         if idist.get_rank() != 0:
             return
         a, b, g = buf
+        common: dict[str, Any] = {
+            "tolerance": self.tolerance,
+            "attribute": self.attribute,
+            "split": self.split,
+            "cluster": cluster,
+        }
         if self.task == "classification":
+            common["threshold_source"] = self.threshold_source
             y_score = a[:, 0] if a.shape[1] == 1 else a
             report = write_fairness_report(
                 self.output_dir,
@@ -136,6 +184,7 @@ class FairnessReportHandler:
                 stratified_bootstrap=self.stratified_bootstrap,
                 threshold=self.threshold,
                 plots=self.plots,
+                **common,
             )
         else:
             report = write_fairness_report(
@@ -152,9 +201,13 @@ class FairnessReportHandler:
                 ci=self.ci,
                 stratified_bootstrap=self.stratified_bootstrap,
                 plots=self.plots,
+                **common,
             )
         self.report = report
         engine.state.fairness_report = report  # type: ignore[attr-defined]
+        if self.card:
+            meta = Path(self.metadata_file) if self.metadata_file else find_bundle_metadata(self.output_dir)
+            write_fairness_card(self.output_dir, report, metadata_file=meta, record_metadata=self.record_in_metadata)
         if self.log_summary:
             engine.logger.info(format_report_summary(report))
             engine.logger.info(f"fairness report written to {self.output_dir}")

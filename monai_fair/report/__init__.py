@@ -1,14 +1,33 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
-"""Fairness report (JSON, Markdown, PNG) used by the CLI and :class:`monai_fair.handlers.FairnessReportHandler`."""
+"""Fairness report (JSON, Markdown, PNG), fairness card and compare report; used by the CLIs and
+:class:`monai_fair.handlers.FairnessReportHandler`.
+
+The public names are imported on first use, so that ``python -m monai_fair report --help`` does not import torch
+and MONAI.
+"""
 
 from __future__ import annotations
 
-from monai_fair.report.writer import (
-    build_fairness_report,
-    format_report_markdown,
-    format_report_summary,
-    write_fairness_report,
-)
+import importlib
+from typing import Any
 
-__all__ = ["build_fairness_report", "format_report_markdown", "format_report_summary", "write_fairness_report"]
+_EXPORTS = {
+    "build_fairness_card": "monai_fair.report.card",
+    "record_in_metadata": "monai_fair.report.card",
+    "write_fairness_card": "monai_fair.report.card",
+    "build_fairness_report": "monai_fair.report.writer",
+    "format_report_markdown": "monai_fair.report.writer",
+    "format_report_summary": "monai_fair.report.writer",
+    "write_fairness_report": "monai_fair.report.writer",
+    "compare_predictions": "monai_fair.report.compare",
+    "write_compare_report": "monai_fair.report.compare",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'monai_fair.report' has no attribute {name!r}")

@@ -1,66 +1,121 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
-"""``python -m monai_fair report``: the fairness report from a predictions CSV.
+"""``python -m monai_fair report``: the fairness report (and fairness card) from a predictions CSV.
 
-Classification::
+A bundle's inference output needs no column flag (the ``predictions.csv`` convention is detected, see
+:mod:`monai_fair.report.predictions`)::
 
-    python -m monai_fair report preds.csv --label-col label --pred-col pred --score-col score \\
-        --group-col group --out report/
+    python -m monai_fair report eval/predictions.csv --out report/
+
+Any other table names its columns::
+
+    python -m monai_fair report preds.csv --label-col finding --positive-label yes --score-col p_yes \\
+        --group-col sex --group-alias male=M --group-alias female=F --cluster-col patient --out report/
 
 Segmentation (the pred/label columns hold NIfTI mask paths, relative to the CSV's folder)::
 
-    python -m monai_fair report preds.csv --task segmentation --label-col label --pred-col pred \\
-        --group-col group --out report/
+    python -m monai_fair report seg.csv --task segmentation --out report/
+
+User mistakes (a missing file or column, a value that cannot be read) print one line ``error: ...`` naming the
+file, column and value, and exit with status 2. Heavy modules are imported only when the command runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-from collections.abc import Sequence
+import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from monai.utils import optional_import
+__all__ = ["add_compare_parser", "add_report_parser", "run_compare", "run_report", "DEFAULT_TOLERANCE"]
 
-from monai_fair.metrics.group_segmentation import compute_per_image_dice_iou
-from monai_fair.report.writer import format_report_summary, write_fairness_report
+#: default tolerance of the verdicts: gaps up to 0.05 (5 percentage points of a rate, 0.05 AUC) are "no disparity"
+DEFAULT_TOLERANCE = 0.05
 
-nib, has_nib = optional_import("nibabel")
 
-__all__ = ["add_report_parser", "run_report", "read_predictions_csv"]
+def add_common_statistics_args(p: argparse.ArgumentParser, tolerance: bool = True) -> None:
+    """Arguments shared by ``report`` and ``compare``: bootstrap, CI level, suppression (and the tolerance)."""
+    p.add_argument("--min-group-size", type=int, default=10, help="groups with fewer cases are suppressed (10)")
+    p.add_argument("--n-bootstrap", type=int, default=1000, help="bootstrap replicates of the intervals (1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (0)")
+    p.add_argument("--ci", type=float, default=0.95, help="confidence level of the intervals (0.95)")
+    p.add_argument("--stratified-bootstrap", action="store_true", help="resample within each group (sizes fixed)")
+    if tolerance:
+        p.add_argument(
+            "--tolerance",
+            type=float,
+            default=DEFAULT_TOLERANCE,
+            help=f"largest gap that counts as negligible, in the figure's units ({DEFAULT_TOLERANCE})",
+        )
+
+
+def add_table_args(p: argparse.ArgumentParser, pred: bool = True) -> None:
+    """Column and value options of a classification predictions CSV (shared by ``report`` and ``compare``)."""
+    p.add_argument("--label-col", default=None, help="true label column (default: label)")
+    p.add_argument(
+        "--score-col",
+        nargs="+",
+        default=None,
+        help="positive-class probability column, or one per class (default: the prob_<class> columns, or score)",
+    )
+    if pred:
+        p.add_argument(
+            "--pred-col",
+            default=None,
+            help="predicted-label column; by default the scores are thresholded at --threshold (binary) or argmax",
+        )
+    p.add_argument("--threshold", type=float, default=None, help="binary decision threshold on the score (0.5)")
+    p.add_argument("--group-col", default=None, help="group column: names or ids 0..K-1 (default: group)")
+    p.add_argument("--group-names", default=None, help="comma-separated names of group ids 0..K-1")
+    p.add_argument(
+        "--group-alias",
+        action="append",
+        default=None,
+        metavar="VALUE=NAME",
+        help="merge group spellings, e.g. --group-alias male=M (case and spaces are ignored anyway); repeatable",
+    )
+    p.add_argument("--positive-label", default=None, help="the positive class of string labels (binary)")
+    p.add_argument("--id-col", default=None, help="case id column (default: case_id/id; 'none' for no ids)")
+    p.add_argument(
+        "--cluster-col",
+        default=None,
+        help="patient (cluster) column for the cluster bootstrap (default: patient_id if present; 'none': off)",
+    )
+    p.add_argument(
+        "--nan-policy",
+        choices=["omit", "error"],
+        default="omit",
+        help="a row with an empty/NaN value in a used column: drop and count it (omit), or stop naming it",
+    )
 
 
 def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``report`` subcommand to an ``argparse`` subparsers object (sets ``func``)."""
     p = subparsers.add_parser(
         "report",
-        help="fairness report (JSON, Markdown, PNG) from a predictions CSV",
-        description="Write report.json, report.md and PNG plots of per-group metrics and fairness metrics.",
+        help="fairness report from a predictions CSV",
+        description="Write report.json, report.md, PNG plots and the fairness card (fairness_card.md/.json).",
     )
-    p.add_argument("predictions", help="CSV file with one row per sample")
-    p.add_argument("--task", choices=["classification", "segmentation"], default="classification")
-    p.add_argument("--label-col", default="label", help="true label (classification) or label mask path")
-    p.add_argument("--pred-col", default="pred", help="predicted label (classification) or predicted mask path")
-    p.add_argument(
-        "--score-col",
-        nargs="+",
-        default=None,
-        help="positive-class probability column (binary), or one column per class (multi-class); gives AUC",
-    )
-    p.add_argument("--group-col", default="group", help="group id (0..K-1) or group name")
-    p.add_argument("--group-names", default=None, help="comma-separated names of group ids 0..K-1")
+    p.add_argument("predictions", help="CSV file with one row per case")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--min-group-size", type=int, default=10)
-    p.add_argument("--n-bootstrap", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--ci", type=float, default=0.95)
     p.add_argument(
-        "--stratified-bootstrap",
-        action="store_true",
-        help="resample within each group (group sizes fixed) instead of over all rows",
+        "--task",
+        choices=["classification", "segmentation"],
+        default=None,
+        help="default: segmentation when the CSV has a dice column, else classification",
+    )
+    add_table_args(p)
+    add_common_statistics_args(p)
+    p.add_argument("--attribute", default=None, help="name of the attribute the groups come from (plot titles)")
+    p.add_argument("--split", default=None, help="name of the evaluated split (plot titles; default: the file name)")
+    p.add_argument(
+        "--model", default=None, help="model name for the fairness card (default: the bundle's metadata name)"
+    )
+    p.add_argument(
+        "--record-in-metadata",
+        default=None,
+        metavar="METADATA_JSON",
+        help="also record the headline figures under 'fairness' in this bundle metadata.json (opt-in)",
     )
     p.add_argument("--num-classes", type=int, default=2, help="segmentation: label values 0..C-1 (2: mask > 0)")
     p.add_argument("--include-background", action="store_true", help="segmentation: include label 0 in Dice/IoU")
@@ -69,140 +124,233 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def read_predictions_csv(path: str | Path, columns: Sequence[str]) -> dict[str, list[str]]:
-    """Read ``columns`` of a CSV file; raises ``ValueError`` naming a missing column or an empty cell."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"predictions CSV not found: {path}")
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; the header has {header}.")
-        out: dict[str, list[str]] = {c: [] for c in columns}
-        for i, row in enumerate(reader, start=2):
-            for c in columns:
-                v = (row.get(c) or "").strip()
-                if v == "":
-                    raise ValueError(f"{path}: empty value in column {c!r} at line {i}.")
-                out[c].append(v)
-    return out
-
-
-def _groups(values: list[str], names_arg: str | None, path: Path, col: str) -> tuple[np.ndarray, list[str]]:
-    names = [n.strip() for n in names_arg.split(",")] if names_arg else None
-    if all(v.lstrip("-").isdigit() for v in values):
-        ids = np.array([int(v) for v in values], dtype=np.int64)
-        if ids.min() < 0:
-            raise ValueError(f"{path}: negative group id in column {col!r}.")
-        k = int(ids.max()) + 1
-        if names is None:
-            names = [str(i) for i in range(k)]
-        elif len(names) < k:
-            raise ValueError(f"{path}: group id {k - 1} in column {col!r} has no name in --group-names {names}.")
-        return ids, names
-    if names is None:
-        names = sorted(set(values))
-    lookup = {n: i for i, n in enumerate(names)}
-    unknown = sorted(set(values) - set(lookup))
-    if unknown:
-        raise ValueError(f"{path}: unknown group(s) {unknown} in column {col!r} (known: {names}).")
-    return np.array([lookup[v] for v in values], dtype=np.int64), names
-
-
-def _float(values: list[str], path: Path, col: str) -> np.ndarray:
-    try:
-        return np.array([float(v) for v in values], dtype=np.float64)
-    except ValueError as e:
-        raise ValueError(f"{path}: non-numeric value in column {col!r}: {e}") from e
-
-
-def _load_mask(p: str, base: Path) -> np.ndarray:
-    f = Path(p) if Path(p).is_absolute() else base / p
-    if not f.is_file():
-        raise FileNotFoundError(f"mask file not found: {f}")
-    try:
-        return np.asarray(nib.load(str(f)).dataobj)
-    except Exception as e:  # nibabel raises several types for corrupt files
-        raise ValueError(f"cannot read mask {f}: {e}") from e
-
-
-def _per_image_scores(
-    preds: list[str], labels: list[str], base: Path, num_classes: int, include_background: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    dice, iou = np.empty(len(preds)), np.empty(len(preds))
-    for k, (pp, lp) in enumerate(zip(preds, labels)):  # one image at a time: volumes may be large
-        pm, lm = _load_mask(pp, base), _load_mask(lp, base)
-        if pm.shape != lm.shape:
-            raise ValueError(f"prediction {pp} {pm.shape} and label {lp} {lm.shape} differ in shape.")
-        pt = torch.as_tensor(np.rint(pm).astype(np.int64))
-        lt = torch.as_tensor(np.rint(lm).astype(np.int64))
-        if num_classes == 2:
-            pt, lt = (pt > 0).long(), (lt > 0).long()
-        elif int(max(pt.max(), lt.max())) >= num_classes:
-            raise ValueError(f"label value >= --num-classes {num_classes} in {pp} or {lp}.")
-        p1 = torch.nn.functional.one_hot(pt, num_classes).movedim(-1, 0)[None].float()
-        l1 = torch.nn.functional.one_hot(lt, num_classes).movedim(-1, 0)[None].float()
-        d, i = compute_per_image_dice_iou(p1, l1, include_background=include_background)
-        dice[k], iou[k] = float(d[0]), float(i[0])
-    return dice, iou
+def user_error(message: str) -> int:
+    """Print a one-line user error to stderr; the exit status of a user mistake (2)."""
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+    return 2
 
 
 def run_report(args: argparse.Namespace) -> int:
-    """Run the ``report`` subcommand; prints the summary and returns 0."""
+    """Run the ``report`` subcommand; returns 0, or 2 after a one-line error for a user mistake."""
+    from monai_fair.report.predictions import ReportInputError
+
+    try:
+        return _run_report(args)
+    except (ReportInputError, FileNotFoundError, ValueError) as e:
+        return user_error(str(e))
+
+
+def _detect_task(path: Path) -> str:
+    """``segmentation`` when the CSV's header has a ``dice`` column (the bundles' segmentation predictions.csv)."""
+    import csv
+
+    try:
+        with path.open(newline="") as f:
+            header = [h.strip() for h in next(csv.reader(f), [])]
+    except OSError:
+        return "classification"  # the reader reports the missing file
+    return "segmentation" if "dice" in header and not any(h.startswith("prob_") for h in header) else "classification"
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from monai_fair.report.card import find_bundle_metadata, write_fairness_card
+    from monai_fair.report.predictions import ReportInputError, parse_group_aliases, read_prediction_table
+    from monai_fair.report.writer import format_report_summary, write_fairness_report
+
     path = Path(args.predictions)
-    if args.task == "classification":
-        cols = [args.label_col, args.pred_col, args.group_col] + list(args.score_col or [])
-        data = read_predictions_csv(path, cols)
-        group, names = _groups(data[args.group_col], args.group_names, path, args.group_col)
-        y = _float(data[args.label_col], path, args.label_col)
-        y_pred = _float(data[args.pred_col], path, args.pred_col)
-        for col, v in ((args.label_col, y), (args.pred_col, y_pred)):
-            if not np.all(v == np.round(v)):
-                raise ValueError(f"{path}: column {col!r} must hold integer class labels.")
-        y_score = None
-        if args.score_col:
-            sc = np.stack([_float(data[c], path, c) for c in args.score_col], 1)
-            y_score = sc[:, 0] if sc.shape[1] == 1 else sc
+    names = [n.strip() for n in args.group_names.split(",")] if args.group_names else None
+    aliases = parse_group_aliases(args.group_alias)
+    common: dict[str, Any] = {
+        "min_group_size": args.min_group_size,
+        "n_bootstrap": args.n_bootstrap,
+        "seed": args.seed,
+        "ci": args.ci,
+        "tolerance": args.tolerance,
+        "plots": not args.no_plots,
+        "stratified_bootstrap": args.stratified_bootstrap,
+        "split": args.split or path.stem,
+    }
+    if args.n_bootstrap < 0 or not 0 < args.ci < 1 or args.tolerance < 0 or args.min_group_size < 1:
+        raise ReportInputError("--n-bootstrap >= 0, 0 < --ci < 1, --tolerance >= 0 and --min-group-size >= 1.")
+    task = args.task or _detect_task(path)
+    if task == "classification":
+        t = read_prediction_table(
+            path,
+            label_col=args.label_col,
+            score_cols=args.score_col,
+            pred_col=args.pred_col,
+            group_col=args.group_col,
+            id_col=args.id_col,
+            cluster_col=args.cluster_col,
+            positive_label=args.positive_label,
+            threshold=args.threshold,
+            nan_policy=args.nan_policy,
+            group_aliases=aliases,
+            group_names=names,
+        )
         report = write_fairness_report(
             args.out,
             "classification",
-            y.astype(np.int64),
-            group,
-            names,
-            y_score=y_score,
-            y_pred=y_pred.astype(np.int64),
-            min_group_size=args.min_group_size,
-            n_bootstrap=args.n_bootstrap,
-            seed=args.seed,
-            ci=args.ci,
-            plots=not args.no_plots,
-            stratified_bootstrap=args.stratified_bootstrap,
+            t.y,
+            t.group,
+            t.group_names,
+            y_score=t.y_score,
+            y_pred=t.y_pred if "pred" in t.columns else None,
+            threshold=t.threshold if t.threshold is not None else 0.5,
+            threshold_source=t.threshold_source,
+            cluster=t.cluster,
+            attribute=args.attribute or t.columns.get("group"),
+            n_omitted=t.n_omitted,
+            class_names=t.class_names,
+            **common,
         )
     else:
-        if not has_nib:
-            raise ImportError("nibabel is needed for --task segmentation.")
-        data = read_predictions_csv(path, [args.label_col, args.pred_col, args.group_col])
-        group, names = _groups(data[args.group_col], args.group_names, path, args.group_col)
-        dice, iou = _per_image_scores(
-            data[args.pred_col], data[args.label_col], path.parent, args.num_classes, args.include_background
+        from monai_fair.report.segmentation_masks import read_segmentation_table
+
+        dice, iou, group, gnames, n_omitted, cluster = read_segmentation_table(
+            path,
+            label_col=args.label_col,
+            pred_col=args.pred_col,
+            group_col=args.group_col,
+            cluster_col=args.cluster_col,
+            group_aliases=aliases,
+            group_names=names,
+            nan_policy=args.nan_policy,
+            num_classes=args.num_classes,
+            include_background=args.include_background,
         )
         report = write_fairness_report(
             args.out,
             "segmentation",
             None,
             group,
-            names,
+            gnames,
             dice=dice,
             iou=iou,
-            min_group_size=args.min_group_size,
-            n_bootstrap=args.n_bootstrap,
-            seed=args.seed,
-            ci=args.ci,
-            plots=not args.no_plots,
-            stratified_bootstrap=args.stratified_bootstrap,
+            cluster=cluster,
+            attribute=args.attribute or args.group_col or "group",
+            n_omitted=n_omitted,
+            **common,
         )
+    meta = args.record_in_metadata or find_bundle_metadata(path)
+    write_fairness_card(
+        args.out,
+        report,
+        model={"name": args.model} if args.model else None,
+        data={"source": path.name},
+        metadata_file=meta,
+        record_metadata=bool(args.record_in_metadata),
+    )
     print(format_report_summary(report))
     print(f"report written to {args.out}")
+    return 0
+
+
+def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``compare`` subcommand (paired model comparison on the same cases; sets ``func``)."""
+    p = subparsers.add_parser(
+        "compare",
+        help="paired comparison of models on the same cases",
+        description="Compare every OTHER model with BASE on the same cases (matched by case id): differences of "
+        "every per-group, gap, worst-group and ES figure with paired CIs, p-values, Holm correction and a verdict. "
+        "Writes compare.json, compare.md and a forest plot per comparison.",
+        epilog="Seeds: --base a_s0.csv a_s1.csv --other b_s0.csv b_s1.csv [--other c_s0.csv c_s1.csv] compares the "
+        "seed-averaged figures (the interval resamples the cases; the seed spread is reported beside it).",
+    )
+    p.add_argument("files", nargs="*", metavar="CSV", help="BASE.csv OTHER.csv [MORE.csv ...] (one seed each)")
+    p.add_argument("--base", nargs="+", default=None, metavar="CSV", help="the base model's CSVs (one per seed)")
+    p.add_argument(
+        "--other", nargs="+", action="append", default=None, metavar="CSV", help="another model's CSVs; repeatable"
+    )
+    p.add_argument("--names", nargs="+", default=None, help="model names: base first, then the others in order")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--task",
+        choices=["classification", "segmentation"],
+        default=None,
+        help="default: segmentation when the CSVs have a dice column (per-image scores), else classification",
+    )
+    add_table_args(p, pred=False)
+    add_common_statistics_args(p, tolerance=False)
+    p.add_argument("--alpha", type=float, default=0.05, help="family-wise error rate of the verdicts (0.05)")
+    p.add_argument("--no-plots", action="store_true")
+    p.set_defaults(func=run_compare)
+    return p
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """Run the ``compare`` subcommand; returns 0, or 2 after a one-line error for a user mistake."""
+    from monai_fair.report.predictions import ReportInputError
+
+    try:
+        return _run_compare(args)
+    except (ReportInputError, FileNotFoundError, ValueError) as e:
+        return user_error(str(e))
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from monai_fair.report.compare import _model_name, compare_prediction_files
+    from monai_fair.report.predictions import ReportInputError, parse_group_aliases
+
+    if args.files and (args.base or args.other):
+        raise ReportInputError("give either positional CSVs (BASE OTHER ...) or --base/--other, not both.")
+    if args.files:
+        if len(args.files) < 2:
+            raise ReportInputError("compare needs BASE.csv and at least one OTHER.csv.")
+        base, others = [args.files[0]], [[f] for f in args.files[1:]]
+    else:
+        if not args.base or not args.other:
+            raise ReportInputError("give --base CSV... and at least one --other CSV... (or positional CSVs).")
+        base, others = args.base, args.other
+    names = args.names or [_model_name(base)] + [_model_name(o) for o in others]
+    if len(names) != 1 + len(others):
+        raise ReportInputError(f"--names gives {len(names)} names for {1 + len(others)} models.")
+    if len(set(names)) != len(names):
+        raise ReportInputError(f"model names {names} are not unique; set them with --names.")
+    if args.n_bootstrap < 2 or not 0 < args.ci < 1 or not 0 < args.alpha < 1 or args.min_group_size < 1:
+        raise ReportInputError("--n-bootstrap >= 2, 0 < --ci < 1, 0 < --alpha < 1 and --min-group-size >= 1.")
+    read = {
+        "label_col": args.label_col,
+        "score_cols": args.score_col,
+        "group_col": args.group_col,
+        "id_col": args.id_col,
+        "cluster_col": args.cluster_col,
+        "positive_label": args.positive_label,
+        "threshold": args.threshold,
+        "nan_policy": args.nan_policy,
+        "group_aliases": parse_group_aliases(args.group_alias),
+        "group_names": [n.strip() for n in args.group_names.split(",")] if args.group_names else None,
+    }
+    task = args.task or _detect_task(Path(base[0]))
+    if task == "segmentation":
+        read = {
+            k: read[k] for k in ("group_col", "id_col", "cluster_col", "nan_policy", "group_aliases", "group_names")
+        }
+    result = compare_prediction_files(
+        args.out,
+        base,
+        dict(zip(names[1:], others)),
+        base_name=names[0],
+        task=task,
+        read_options=read,
+        plots=not args.no_plots,
+        min_group_size=args.min_group_size,
+        n_bootstrap=args.n_bootstrap,
+        ci=args.ci,
+        alpha=args.alpha,
+        seed=args.seed,
+        stratified_bootstrap=args.stratified_bootstrap,
+    )
+    for c in result["comparisons"]:
+        v = [f["verdict"] for f in c["figures"]]
+        head = [f for f in c["figures"] if f["scope"] != "group" and f["figure"] in ("auc", "dice", "auc_gap",
+                "dice_gap", "worst_group_auc", "worst_group_dice", "eodds")]  # fmt: skip
+        desc = ", ".join(
+            f"{f['figure']} {f['difference']:+.3f} ({f['verdict']})" for f in head if f["difference"] is not None
+        )
+        print(
+            f"{c['other']} vs {names[0]}: {v.count('better')} better, {v.count('worse')} worse, "
+            f"{v.count('no evidence')} no evidence; {desc}"
+        )
+    print(f"compare report written to {args.out}")
     return 0
