@@ -18,9 +18,13 @@ from collections.abc import Sequence
 __all__ = ["COMMANDS", "main"]
 
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "datalist": ("monai_fair.data.cli", "add_datalist_parser", "datalist.json from a table or DICOM headers"),
+    "check": ("monai_fair.data.cli", "add_check_parser", "check a datalist's images, labels, groups, splits"),
     "synth": ("monai_fair.data.cli", "add_synth_parser", "write a synthetic, realistically biased dataset"),
     "adapt": ("monai_fair.data.cli", "add_adapt_parser", "datalist from a public dataset's metadata"),
     "report": ("monai_fair.report.cli", "add_report_parser", "fairness report from a predictions CSV"),
+    "compare": ("monai_fair.report.cli", "add_compare_parser", "paired comparison of models on the same cases"),
+    "trial": ("monai_fair.trial.cli", "add_trial_parser", "run methods against ERM over seeds; comparison report"),
 }
 
 

@@ -1,9 +1,10 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
-"""Command-line front ends of the data layer: ``python -m monai_fair synth`` and ``python -m monai_fair adapt``.
+"""Command-line front ends of the data layer: ``python -m monai_fair {datalist,check,synth,adapt}``.
 
-``add_synth_parser(subparsers)`` and ``add_adapt_parser(subparsers)`` register the subcommands on the CLI's
-``argparse`` subparsers; each sets ``func`` (called with the parsed namespace, returns an exit code).
+``add_datalist_parser``, ``add_check_parser``, ``add_synth_parser`` and ``add_adapt_parser`` register the
+subcommands on the CLI's ``argparse`` subparsers; each sets ``func`` (called with the parsed namespace, returns an
+exit code). Module-level imports are standard-library only: MONAI and torch load when a command runs.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-__all__ = ["add_synth_parser", "add_adapt_parser"]
+__all__ = ["add_synth_parser", "add_adapt_parser", "add_datalist_parser", "add_check_parser"]
 
 
 def _floats(text: str) -> list[float]:
@@ -42,6 +43,8 @@ def _run_synth(args: argparse.Namespace) -> int:
         "group_difficulty",
         "group_label_noise",
         "splits",
+        "scenario",
+        "strength",
     ):
         value = getattr(args, name, None)
         if value is not None:
@@ -72,6 +75,14 @@ def add_synth_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--modality", help="dermoscopy|xray (classification), ultrasound|fundus (segmentation)")
     p.add_argument("--file-format", dest="file_format", choices=["dicom", "nifti"])
     p.add_argument("--seed", type=int)
+    p.add_argument(
+        "--scenario",
+        choices=["irreducible", "underrep", "shortcut", "label_noise", "acquisition"],
+        help="bias mechanism (default irreducible; see monai_fair.data.synthetic); explicit --group-* values override",
+    )
+    p.add_argument(
+        "--strength", type=float, help="strength of the scenario's mechanism in [0, 1] (default 1; 0 removes it)"
+    )
     for name in (
         "group_proportions",
         "group_contrast",
@@ -158,4 +169,155 @@ def add_adapt_parser(subparsers: Any) -> argparse.ArgumentParser:
     a.add_argument("--attribute", choices=["race", "gender", "ethnicity", "language", "maritalstatus"])
     a.add_argument("--mask", choices=["cup", "disc", "rim_cup"])
     p.set_defaults(func=_run_adapt)
+    return p
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _user_error(e: BaseException) -> int:
+    """Print a user mistake as one message, without a traceback; exit code 2."""
+    import sys
+
+    msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+    print(f"error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _run_datalist(args: argparse.Namespace) -> int:
+    from monai_fair.data.builder import datalist_from_dicom_headers, datalist_from_table, format_split_counts
+
+    common: dict[str, Any] = {
+        "image_col": args.image_col,
+        "attributes": args.attributes,
+        "label_col": args.label_col,
+        "mask_col": args.mask_col,
+        "positive_label": args.positive_label,
+        "label_order": args.label_order,
+        "age_bins": args.age_bins,
+        "unknown": args.unknown,
+        "split_col": args.split_col,
+        "split_fractions": args.split_fractions,
+        "seed": args.seed,
+    }
+    try:
+        if args.dicom_dir:
+            if args.table or not args.labels:
+                raise ValueError("with --dicom-dir give --labels labels.csv (and no table argument).")
+            if args.patient_col:
+                raise ValueError("--patient-col does not apply to --dicom-dir: PatientID is read from the headers.")
+            path = datalist_from_dicom_headers(args.dicom_dir, args.labels, args.out, **common)
+        else:
+            if not args.table:
+                raise ValueError("give a table (CASES.csv) or --dicom-dir DIR --labels labels.csv.")
+            path = datalist_from_table(args.table, args.out, patient_col=args.patient_col, **common)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        return _user_error(e)
+    print(f"wrote {path}")
+    print(format_split_counts(path, args.min_group_size))
+    return 0
+
+
+def add_datalist_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``datalist``: a table or a DICOM folder -> a checked datalist (see ``monai_fair.data.builder``)."""
+    p = subparsers.add_parser(
+        "datalist",
+        help="datalist.json from a table or from DICOM headers",
+        description="Build a monai-fair datalist from a CSV table (images: NIfTI, DICOM files or series folders, "
+        "PNG/JPEG) or from a DICOM folder whose demographics are in the headers; print per split x group x label "
+        "counts (small cells suppressed). Fails, listing every offender, on missing/unreadable images, ambiguous "
+        "text labels and splits that would be empty or lack a group.",
+    )
+    p.add_argument("table", nargs="?", help="CSV with one row per image")
+    p.add_argument("--dicom-dir", dest="dicom_dir", help="DICOM folder (attributes from the headers only)")
+    p.add_argument("--labels", help="with --dicom-dir: CSV naming each file (relative path or SOPInstanceUID)")
+    p.add_argument("--image-col", dest="image_col", default="image", help="image column (default: image)")
+    p.add_argument("--label-col", dest="label_col", help="class label column (classification)")
+    p.add_argument("--mask-col", dest="mask_col", help="mask path column (segmentation)")
+    p.add_argument("--positive-label", dest="positive_label", help="text label of the positive class (-> 1)")
+    p.add_argument("--label-order", dest="label_order", type=_names, help="text labels of classes 0,1,...")
+    p.add_argument(
+        "--attributes",
+        type=_names,
+        required=True,
+        help="attribute columns forming the groups, e.g. sex,age (DICOM: sex, age, ethnic_group, manufacturer, "
+        "model, institution)",
+    )
+    p.add_argument("--age-bins", dest="age_bins", type=_floats, help="age bin edges, e.g. 0,40,60 (last bin open)")
+    p.add_argument(
+        "--unknown",
+        choices=["separate", "drop", "error"],
+        default="separate",
+        help="missing attribute values: an 'unknown' group (default), drop the rows, or fail",
+    )
+    p.add_argument("--patient-col", dest="patient_col", help="patient id column (a patient stays in one split)")
+    p.add_argument("--split-col", dest="split_col", help="column with train/val/test (otherwise a seeded split)")
+    p.add_argument(
+        "--split-fractions",
+        dest="split_fractions",
+        type=_floats,
+        default=[0.7, 0.15, 0.15],
+        help="default 0.7,0.15,0.15",
+    )
+    p.add_argument("--seed", type=int, default=0, help="split seed")
+    p.add_argument("--min-group-size", dest="min_group_size", type=int, default=10, help="suppress smaller counts")
+    p.add_argument("--out", required=True, help="datalist JSON to write")
+    p.set_defaults(func=_run_datalist)
+    return p
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from monai_fair.data.check import DatalistCheckError, check_datalist
+
+    try:
+        if not Path(args.datalist).is_file():
+            raise FileNotFoundError(f"datalist not found: {args.datalist}")
+        task = args.task or json.loads(Path(args.datalist).read_text()).get("task", "classification")
+        summary = check_datalist(
+            args.datalist,
+            task=task,
+            spatial_dims=args.spatial_dims,
+            in_channels=args.in_channels,
+            num_classes=args.num_classes,
+            spatial_size=None if args.no_resize else (0,),
+            batch_size=args.batch_size,
+            verbose=False,
+        )
+    except DatalistCheckError as e:
+        print(f"error: {e}")
+        return 1
+    except (ValueError, KeyError, OSError) as e:
+        return _user_error(e)
+    print(f"{args.datalist}: OK ({task})")
+    print(f"  split sizes: {summary['splits']}")
+    shapes = list(summary["shapes"].items())
+    print(f"  image sizes: {', '.join(f'{s} x{n}' for s, n in shapes[:8])}" + (" ..." if len(shapes) > 8 else ""))
+    print(f"  channels: {summary['channels']}")
+    for w in summary["warnings"]:
+        print(f"  warning: {w}")
+    return 0
+
+
+def add_check_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``check``: every problem of a datalist's images, labels, groups and splits in one message."""
+    p = subparsers.add_parser(
+        "check",
+        help="check a datalist's files, labels, groups and splits before training",
+        description="Read every image header once and report ALL problems (unreadable/truncated files, channel "
+        "count, size, dimensionality, label values, groups, split sizes) in one message.",
+    )
+    p.add_argument("datalist")
+    p.add_argument("--task", choices=["classification", "segmentation"], help="default: the datalist's 'task'")
+    p.add_argument("--spatial-dims", dest="spatial_dims", type=int, default=2)
+    p.add_argument("--in-channels", dest="in_channels", type=int, help="the network's input channels")
+    p.add_argument("--num-classes", dest="num_classes", type=int, help="classification: labels in 0..N-1")
+    p.add_argument(
+        "--no-resize", dest="no_resize", action="store_true", help="images are not resized (sizes must match)"
+    )
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=2)
+    p.set_defaults(func=_run_check)
     return p

@@ -1,18 +1,25 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
-"""Reading and writing monai-fair datalists (decathlon JSON with group ids, see ``docs/design.md``).
+"""Reading and writing monai-fair datalists (decathlon JSON with group ids, see ``docs/data.md``).
 
 A datalist file::
 
-    {"training": [...], "validation": [...], "test": [...],
-     "group_names": ["F", "M"], "group_spec": {...}, "label_names": [...], "label_bias": {...}}
+    {"training": [{"case_id": "c001", "image": "images/c001.dcm", "label": 1, "group": 0}, ...],
+     "validation": [...], "test": [...],
+     "group_names": ["F", "M"], "group_spec": {...}, "label_names": ["normal", "abnormal"],
+     "metadata": {"c001": {"sex": "F", "age": null, "patient_id": "p17"}, ...}}
 
-Every item has ``image``, ``label`` and the integer ``group`` (0..K-1, K = ``len(group_names)``) and may keep
-the raw attributes it was built from. Paths are relative to the datalist's folder. The file is readable by
-``monai.data.load_decathlon_datalist`` as well as by :func:`load_fair_datalist`, which also validates groups.
+Items carry only what training needs (:data:`ITEM_KEYS`: ``case_id``, ``image``, ``label`` or ``mask``, the
+integer ``group`` in 0..K-1 with K = ``len(group_names)``). The raw attributes (sex, age, patient id, scanner,
+...) stay in the top-level ``metadata`` block keyed by case id: they never enter a batch, so a ``null`` age
+can neither break collation nor reach a log. Paths are relative to the datalist's folder. The file is readable
+by ``monai.data.load_decathlon_datalist`` as well as by :func:`load_fair_datalist`, which validates groups and
+returns only :data:`ITEM_KEYS` (older files with attributes inside the items load the same way).
 
 Builders: :func:`datalist_from_csv` (a CSV table), :func:`datalist_from_json` (a JSON list or a decathlon
-file without groups) and :func:`build_fair_datalist` (in-memory records; used by the public-dataset adapters).
+file without groups) and :func:`build_fair_datalist` (in-memory records; used by the public-dataset adapters,
+the ``python -m monai_fair datalist`` command and MONAI Label). Each refuses to write a datalist whose splits
+are empty or lack a group (listing every offender), and never orders text labels alphabetically.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import csv
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,15 +39,21 @@ from monai_fair.data.groups import GroupSpec
 
 __all__ = [
     "SPLIT_KEYS",
+    "ITEM_KEYS",
     "load_fair_datalist",
+    "load_case_metadata",
     "write_fair_datalist",
     "build_fair_datalist",
     "datalist_from_csv",
     "datalist_from_json",
+    "encode_labels",
     "stratified_split",
+    "check_split_coverage",
 ]
 
 SPLIT_KEYS = ("training", "validation", "test")
+#: the keys an item keeps when loaded (everything else is metadata)
+ITEM_KEYS = ("case_id", "image", "label", "mask", "group")
 _SPLIT_ALIASES = {
     "train": "training",
     "training": "training",
@@ -53,7 +67,7 @@ _SPLIT_ALIASES = {
     "testing": "test",
     "te": "test",
 }
-_DEFAULT_PATH_KEYS = ("image", "label")
+_DEFAULT_PATH_KEYS = ("image", "label", "mask")
 
 
 def _is_path_like(value: Any) -> bool:
@@ -76,6 +90,35 @@ def _resolve(value: Any, base: Path) -> Any:
     return value
 
 
+def _stem(path: Any) -> str:
+    name = os.path.basename(str(path).rstrip("/\\"))
+    for ext in (".nii.gz", ".nii", ".dcm", ".png", ".jpg", ".jpeg", ".mha", ".nrrd", ".tif", ".tiff"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def _case_id(item: Mapping[str, Any], split: str, index: int) -> str:
+    for key in ("case_id", "id"):
+        if item.get(key) not in (None, ""):
+            return str(item[key])
+    if item.get("image") not in (None, ""):
+        return _stem(item["image"] if not isinstance(item["image"], list) else item["image"][0])
+    return f"{split}_{index}"
+
+
+def _read_json(path: Path) -> Mapping[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"datalist not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as e:
+        raise ValueError(f"datalist {path} is not valid JSON: {e}") from e
+    if not isinstance(data, Mapping):
+        raise ValueError(f"datalist {path} must be a JSON object with 'training'/'validation'/'test' lists.")
+    return data
+
+
 def load_fair_datalist(
     path: str | os.PathLike,
     split: str = "training",
@@ -84,6 +127,7 @@ def load_fair_datalist(
     path_keys: Sequence[str] = _DEFAULT_PATH_KEYS,
     base_dir: str | os.PathLike | None = None,
     check_files: bool = False,
+    keys: Sequence[str] | None = ITEM_KEYS,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Read one split of a monai-fair datalist, resolving paths and validating the group ids.
 
@@ -95,6 +139,9 @@ def load_fair_datalist(
             classification ``label`` of ``1`` stays a label).
         base_dir: folder the relative paths are relative to (default: the datalist's folder).
         check_files: also check that every resolved path exists.
+        keys: item keys to keep (default :data:`ITEM_KEYS` plus ``group_key``): raw attributes never reach a
+            batch. ``None`` keeps every key. Every returned item has a ``case_id`` (from ``case_id``, ``id``, or
+            the image file name).
 
     Returns:
         ``(items, group_names)``: copies of the split's items with absolute paths, and the group names.
@@ -103,22 +150,16 @@ def load_fair_datalist(
         FileNotFoundError / ValueError / KeyError: naming the file, the split, the item index and the key at fault.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"datalist not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except ValueError as e:
-        raise ValueError(f"datalist {path} is not valid JSON: {e}") from e
-    if not isinstance(data, Mapping):
-        raise ValueError(f"datalist {path} must be a JSON object with 'training'/'validation'/'test' lists.")
+    data = _read_json(path)
     if split not in data:
         lists = sorted(k for k, v in data.items() if isinstance(v, list))
         raise KeyError(f"datalist {path} has no split {split!r}; it has {lists}.")
     names = data.get("group_names")
     if not isinstance(names, list) or not names:
-        raise ValueError(f"datalist {path} has no non-empty 'group_names' list (see monai_fair docs/design.md).")
+        raise ValueError(f"datalist {path} has no non-empty 'group_names' list (see monai_fair docs/data.md).")
     k = len(names)
     base = Path(base_dir) if base_dir is not None else path.parent
+    keep = None if keys is None else set(keys) | {group_key}
     items = []
     for i, it in enumerate(data[split]):
         if not isinstance(it, Mapping):
@@ -135,6 +176,9 @@ def load_fair_datalist(
                 f"datalist {path}, {split}[{i}]['{group_key}'] = {g!r} is outside 0..{k - 1} (group_names {names})."
             )
         d[group_key] = int(g)
+        d["case_id"] = _case_id(d, split, i)
+        if keep is not None:
+            d = {key: v for key, v in d.items() if key in keep}
         for key in path_keys:
             if key in d:
                 d[key] = _resolve(d[key], base)
@@ -146,6 +190,24 @@ def load_fair_datalist(
     return items, [str(n) for n in names]
 
 
+def load_case_metadata(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """The raw attributes of every case, keyed by case id (the ``metadata`` block; for older datalists, the
+    non-:data:`ITEM_KEYS` entries of each item). For reporting and auditing code, never for a batch."""
+    path = Path(path)
+    data = _read_json(path)
+    meta = data.get("metadata")
+    out: dict[str, dict[str, Any]] = {}
+    if isinstance(meta, Mapping):
+        out = {str(k): dict(v) for k, v in meta.items() if isinstance(v, Mapping)}
+    for split in SPLIT_KEYS:
+        for i, it in enumerate(data.get(split) or []):
+            if isinstance(it, Mapping):
+                extra = {k: v for k, v in it.items() if k not in ITEM_KEYS and k != "id"}
+                if extra:
+                    out.setdefault(_case_id(it, split, i), {}).update(extra)
+    return out
+
+
 def write_fair_datalist(
     path: str | os.PathLike,
     splits: Mapping[str, Sequence[Mapping[str, Any]]],
@@ -155,10 +217,12 @@ def write_fair_datalist(
     label_names: Sequence[str] | None = None,
     extra: Mapping[str, Any] | None = None,
     path_keys: Sequence[str] = _DEFAULT_PATH_KEYS,
+    metadata: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
-    """Write a datalist JSON; absolute paths under ``path_keys`` are made relative to its folder.
+    """Write a datalist JSON atomically; absolute paths under ``path_keys`` are made relative to its folder.
 
-    Every split key of :data:`SPLIT_KEYS` is written (empty when absent).
+    Every split key of :data:`SPLIT_KEYS` is written (empty when absent); ``metadata`` (case id -> raw
+    attributes) is written as the top-level ``metadata`` block.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,6 +245,8 @@ def write_fair_datalist(
         out["label_names"] = [str(n) for n in label_names]
     if extra:
         out.update(extra)
+    if metadata:
+        out["metadata"] = {str(k): dict(v) for k, v in metadata.items()}
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(out, indent=1, default=_json_default))
     os.replace(tmp, path)
@@ -220,38 +286,150 @@ def stratified_split(strata: np.ndarray, fractions: Sequence[float] = (0.7, 0.15
     return split
 
 
-def _encode_labels(
-    labels: Sequence[Any], label_map: Mapping[str, int] | None, row_offset: int, source: str, infer: bool = True
+def _cover(split: np.ndarray, keys: Sequence[np.ndarray], required: Sequence[int], seed: int) -> np.ndarray:
+    """Move whole units between splits so that every value of each key array reaches every required split.
+
+    For each key (in order: group, then label) and each value with at least ``len(required)`` units, a required
+    split lacking that value receives one unit with that value from the split holding most of them, chosen at
+    random (seeded) among the units whose move leaves every earlier coverage intact. Vectorised per value;
+    the loop runs over (key, value, split) triples, of which there are a handful.
+    """
+    split = split.copy()
+    rng = np.random.default_rng(seed + 7919)
+    for kk, key in enumerate(keys):
+        for value in np.unique(key):
+            has = key == value
+            if has.sum() < len(required):
+                continue
+            for s in required:
+                if np.any(has & (split == s)):
+                    continue
+                counts = np.bincount(split[has], minlength=3)
+                donor = int(np.argmax(counts))
+                cand = np.flatnonzero(has & (split == donor))
+                safe = np.ones(cand.size, dtype=bool)
+                for other in keys[: kk + 1]:  # the donor keeps at least one unit of each value it covers
+                    n_in_donor = Counter(other[split == donor].tolist())
+                    safe &= np.asarray([n_in_donor[other[c]] > 1 for c in cand], dtype=bool)
+                pool = cand[safe] if safe.any() else cand
+                split[rng.choice(pool)] = s
+    return split
+
+
+def check_split_coverage(
+    splits: Mapping[str, Sequence[Mapping[str, Any]]],
+    group_names: Sequence[str],
+    required: Sequence[str] = SPLIT_KEYS,
+    source: str = "datalist",
+    group_key: str = "group",
+) -> None:
+    """Raise one ``ValueError`` listing every required split that is empty or lacks a group present in the data.
+
+    A group with items in some split but not in a required one cannot be measured (validation/test) or learned
+    (training) there: rebuild with more cases, other split fractions, ``--unknown drop``, or merge groups.
+    """
+    present = sorted({int(it[group_key]) for items in splits.values() for it in items})
+    problems = []
+    for s in required:
+        items = splits.get(s, [])
+        if not items:
+            problems.append(f"split '{s}' is empty")
+            continue
+        have = {int(it[group_key]) for it in items}
+        lacking = [str(group_names[g]) for g in present if g not in have]
+        if lacking:
+            problems.append(f"split '{s}' has no case of group(s) {lacking}")
+    if problems:
+        sizes = {s: len(splits.get(s, [])) for s in SPLIT_KEYS}
+        raise ValueError(
+            f"{source}: {'; '.join(problems)} (split sizes {sizes}). Each of {list(required)} needs cases of every "
+            "group: add cases, change the split fractions or the split column, drop or merge small groups "
+            "(e.g. --unknown drop, coarser --age-bins)."
+        )
+
+
+def encode_labels(
+    labels: Sequence[Any],
+    *,
+    positive_label: str | None = None,
+    label_order: Sequence[str] | None = None,
+    label_map: Mapping[str, int] | None = None,
+    source: str = "labels",
+    row_offset: int = 0,
 ) -> tuple[list[Any], list[str] | None]:
-    """Map raw labels to ints with ``label_map``; numeric labels stay numbers; other strings become class ids
-    in sorted order when ``infer`` (else they are kept, e.g. mask paths)."""
-    if label_map is not None:
-        lm = {str(k): int(v) for k, v in label_map.items()}
-        out = []
-        for i, v in enumerate(labels):
-            key = str(v).strip()
-            if key not in lm:
-                raise ValueError(f"{source}: row {i + row_offset}: label {v!r} not in label_map {sorted(lm)}.")
-            out.append(lm[key])
-        names: list[str] = [""] * (max(lm.values()) + 1)
-        for k, v in lm.items():
-            names[v] = names[v] or k
-        return out, names
-    out = []
-    for v in labels:
-        if isinstance(v, str) and _looks_numeric(v):
-            fv = float(v)
-            out.append(int(fv) if fv.is_integer() else fv)
-        else:
-            out.append(v)
-    texts = sorted({str(v).strip() for v in out if isinstance(v, str)})
-    if infer and texts:  # class names: sorted unique values -> 0..C-1
-        if len(texts) != len(out) and any(not isinstance(v, str) for v in out):
-            bad = next(i for i, v in enumerate(out) if not isinstance(v, str))
-            raise ValueError(f"{source}: row {bad + row_offset}: mixed numeric and text labels ({labels[bad]!r}).")
-        lm = {t: k for k, t in enumerate(texts)}
-        return [lm[str(v).strip()] for v in out], texts
+    """Turn raw classification labels into class indices, never guessing which text label is positive.
+
+    * ``label_map`` (text -> index) or ``label_order`` (text of class 0, 1, ...): every value must be listed;
+    * ``positive_label``: that value -> 1, every other value -> 0 (names ``["not <positive>", positive]``; with
+      exactly two values the other one names class 0);
+    * otherwise labels must be non-negative integers (``"1"``, ``1.0`` accepted); text labels are an error that
+      lists the values found and says to pass ``--positive-label`` or ``--label-order``.
+      Lists (multi-label vectors) are kept as they are.
+
+    Returns:
+        ``(indices, label_names or None)``.
+
+    Raises:
+        ValueError: naming the rows and values at fault.
+    """
+    texts = [str(v).strip() if v is not None else "" for v in labels]
+    if label_map is not None or label_order is not None:
+        lm = {str(k).strip(): int(v) for k, v in label_map.items()} if label_map is not None else None
+        if lm is None:
+            order = [str(x).strip() for x in label_order]  # type: ignore[union-attr]
+            if len(set(order)) != len(order):
+                raise ValueError(f"{source}: label order {order} lists a value twice.")
+            lm = {t: k for k, t in enumerate(order)}
+        bad = [(i + row_offset, labels[i]) for i, t in enumerate(texts) if t not in lm]
+        if bad:
+            raise ValueError(f"{source}: label(s) not in {sorted(lm, key=lm.get)}: {_rows(bad)}.")
+        names = [""] * (max(lm.values()) + 1)
+        for t, v in lm.items():
+            names[v] = names[v] or t
+        return [lm[t] for t in texts], names
+    if positive_label is not None:
+        pos = str(positive_label).strip()
+        empty = [(i + row_offset, labels[i]) for i, t in enumerate(texts) if not t]
+        if empty:
+            raise ValueError(f"{source}: empty label(s): {_rows(empty)}.")
+        values = set(texts)
+        if pos not in values:
+            raise ValueError(f"{source}: positive label {pos!r} is not among the labels {sorted(values)}.")
+        others = sorted(values - {pos})
+        neg = others[0] if len(others) == 1 else f"not {pos}"
+        return [int(t == pos) for t in texts], [neg, pos]
+    out: list[Any] = []
+    bad = []
+    for i, v in enumerate(labels):
+        if isinstance(v, (list, tuple)):
+            out.append(list(v))
+            continue
+        if isinstance(v, bool):
+            out.append(int(v))
+            continue
+        try:
+            f = float(v)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            bad.append((i + row_offset, v))
+            continue
+        if not f.is_integer() or f < 0:
+            bad.append((i + row_offset, v))
+            continue
+        out.append(int(f))
+    if bad:
+        values = Counter(texts[r - row_offset] for r, _ in bad)
+        hint = ", ".join(f"{t!r} x{n}" for t, n in sorted(values.items()))
+        raise ValueError(
+            f"{source}: labels must be class indices 0, 1, ... or text with an explicit meaning; found {hint} "
+            f"({_rows(bad, 5)}). Say which value is positive (--positive-label / positive_label=) or give the class "
+            "order (--label-order a,b / label_order=); text labels are never ordered alphabetically."
+        )
     return out, None
+
+
+def _rows(rows: Sequence[tuple[int, Any]], limit: int = 20) -> str:
+    shown = ", ".join(f"row {r}: {v!r}" for r, v in rows[:limit])
+    return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
 
 
 def build_fair_datalist(
@@ -271,6 +449,10 @@ def build_fair_datalist(
     row_offset: int = 0,
     source: str = "records",
     cluster: Sequence[Any] | None = None,
+    cluster_key: str = "cluster",
+    case_id_key: str | None = None,
+    required_splits: Sequence[str] | None = None,
+    mask: bool = False,
 ) -> Path:
     """Write a datalist from in-memory records (absolute or out-relative image/label paths).
 
@@ -278,62 +460,182 @@ def build_fair_datalist(
         records: one mapping per case with ``image_key``, ``label_key`` and the raw attributes of ``group_spec``.
         out_path: the datalist JSON to write.
         group_spec: how groups are built (undeclared categories are inferred with ``GroupSpec.fit``); its
-            unknown policy decides about missing attributes.
+            unknown policy decides about missing attributes (under ``"separate"``, the ``unknown`` group is only
+            added when some case lacks an attribute; the spec is then recorded with ``"drop"``).
         image_key / label_key: record keys, written as ``image`` / ``label``.
-        keep_keys: other record keys to keep in the items (default: the attributes of the spec).
+        keep_keys: record keys kept in the ``metadata`` block (default: the attributes of the spec); never in
+            the items.
         split: per record ``"training"``/``"validation"``/``"test"`` (aliases such as ``train``/``val``), or
-            ``None`` for a seeded random split by ``split_fractions`` stratified by group (and label).
+            ``None`` for a seeded random split by ``split_fractions`` stratified by group (and label), then
+            adjusted so that every group and every label reaches each split when it has enough units. Given splits
+            without any validation case get ``f_val / (f_train + f_val)`` of the training cases as validation
+            (same stratification; recorded as ``validation_from_training``).
         label_names: written as ``label_names``.
         extra: more top-level keys (e.g. ``source``).
         row_offset, source: for error messages (row numbers and file name).
         cluster: per record a patient/lesion id; a random split then keeps every cluster in one split (no
-            leakage between splits), stratified by the group (and label) of the cluster's first record.
+            leakage between splits), stratified by the group (and label) of the cluster's first record. Stored in
+            the metadata under ``cluster_key``.
+        case_id_key: record key of the case id (default: ``case_id`` when present, else the image file name,
+            made unique).
+        required_splits: splits that must be non-empty and hold every group (default: those with a positive
+            fraction, or all three with ``split``); see :func:`check_split_coverage`.
+        mask: the label is a mask path; it is written under ``label`` (MONAI's convention for segmentation).
+
+    Raises:
+        ValueError: listing every offending row (missing image/label, unknown attribute or split value) or
+            every empty / incomplete split.
     """
     if not all(a.is_binned or a.categories is not None for a in group_spec.attributes):
         group_spec = group_spec.fit(records)
     ids = group_spec.encode(records, row_offset=row_offset)
+    if group_spec.unknown == "separate" and not np.any(ids == group_spec.num_groups - 1):
+        # no case lacks an attribute: no empty "unknown" group (same ids, one name fewer)
+        group_spec = GroupSpec.from_dict({**group_spec.to_dict(), "unknown": "drop"})
     keep = list(keep_keys) if keep_keys is not None else group_spec.attribute_names
-    items = []
+    missing = []
     for i, r in enumerate(records):
         for key in (image_key, label_key):
             if key not in r or r[key] is None or (isinstance(r[key], str) and not r[key].strip()):
-                raise ValueError(f"{source}: row {i + row_offset} has no {key!r} value.")
-        it: dict[str, Any] = {"image": r[image_key], "label": r[label_key], "group": int(ids[i])}
-        for k in keep:
-            if k in r and k not in it:
-                v = r[k]
-                it[k] = None if isinstance(v, float) and math.isnan(v) else v
-        items.append(it)
+                missing.append(f"row {i + row_offset} has no {key!r} value")
+    if missing:
+        raise ValueError(f"{source}: {'; '.join(missing)}.")
+    case_ids = _unique_case_ids(records, image_key, case_id_key)
+    items, metadata = [], {}
+    for i, r in enumerate(records):
+        items.append({"case_id": case_ids[i], "image": r[image_key], "label": r[label_key], "group": int(ids[i])})
+        meta = {k: _plain(r[k]) for k in keep if k in r}
+        if cluster is not None:
+            meta[cluster_key] = str(cluster[i])
+        if meta:
+            metadata[case_ids[i]] = meta
     kept = np.flatnonzero(ids >= 0)
+    fractions = np.asarray(split_fractions, dtype=float)
     if split is not None:
-        sp = []
+        sp, bad = [], []
         for i in kept:
             key = _SPLIT_ALIASES.get(str(split[i]).strip().lower())
             if key is None:
-                raise ValueError(f"{source}: row {i + row_offset}: unknown split {split[i]!r}; use train/val/test.")
-            sp.append(SPLIT_KEYS.index(key))
+                bad.append(f"row {i + row_offset}: {split[i]!r}")
+            sp.append(SPLIT_KEYS.index(key) if key else 0)
+        if bad:
+            raise ValueError(f"{source}: unknown split value(s) {'; '.join(bad)}; use train/val/test.")
         split_idx = np.asarray(sp, dtype=np.int64)
+        required = list(required_splits) if required_splits is not None else list(SPLIT_KEYS)
+        if not np.any(split_idx == 1) and np.any(split_idx == 0) and "validation" in required:
+            # given training/test only (e.g. FairSeg's folders): validation is carved out of training
+            tr = np.flatnonzero(split_idx == 0)
+            f_val = fractions[1] / max(fractions[0] + fractions[1], 1e-12)
+            sub = _random_split(
+                ids[kept][tr],
+                [items[kept[j]]["label"] for j in tr],
+                None if cluster is None else [cluster[kept[j]] for j in tr],
+                (1.0 - f_val, f_val, 0.0),
+                seed,
+                stratify_by_label,
+                [0, 1],
+                source,
+                len(tr),
+                None if cluster is None else [cluster[kept[j]] for j in tr],
+            )
+            split_idx[tr] = sub
+            extra = {**dict(extra or {}), "validation_from_training": float(f_val)}
     else:
-        strata = ids[kept].astype(str)
-        labels = [items[i]["label"] for i in kept]
-        if stratify_by_label and all(isinstance(v, (int, np.integer)) for v in labels):
-            strata = np.char.add(np.char.add(strata, "_"), np.asarray(labels).astype(str))
-        if cluster is not None:
-            if len(cluster) != len(records):
-                raise ValueError(f"{source}: cluster has {len(cluster)} entries for {len(records)} records.")
-            cl = np.asarray([str(cluster[i]) for i in kept])
-            _, first, inv = np.unique(cl, return_index=True, return_inverse=True)
-            split_idx = stratified_split(strata[first], split_fractions, seed)[inv.reshape(-1)]
-        else:
-            split_idx = stratified_split(strata, split_fractions, seed)
+        required = (
+            list(required_splits)
+            if required_splits is not None
+            else [s for s, f in zip(SPLIT_KEYS, fractions) if f > 0]
+        )
+        split_idx = _random_split(
+            ids[kept],
+            [items[i]["label"] for i in kept],
+            None if cluster is None else [cluster[i] for i in kept],
+            split_fractions,
+            seed,
+            stratify_by_label,
+            [SPLIT_KEYS.index(s) for s in required],
+            source,
+            len(records),
+            cluster,
+        )
     splits: dict[str, list[dict[str, Any]]] = {k: [] for k in SPLIT_KEYS}
     for j, i in enumerate(kept):
         splits[SPLIT_KEYS[int(split_idx[j])]].append(items[i])
+    check_split_coverage(splits, group_spec.group_names, required, source=source)
     ex = dict(extra or {})
     n_dropped = int((ids < 0).sum())
     if n_dropped:
         ex["dropped_unknown_attribute"] = n_dropped
-    return write_fair_datalist(out_path, splits, group_spec.group_names, group_spec, label_names=label_names, extra=ex)
+    ex.setdefault("task", "segmentation" if mask else "classification")
+    kept_ids = {items[i]["case_id"] for i in kept}
+    return write_fair_datalist(
+        out_path,
+        splits,
+        group_spec.group_names,
+        group_spec,
+        label_names=label_names,
+        extra=ex,
+        metadata={k: v for k, v in metadata.items() if k in kept_ids},
+    )
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, str) and not v.strip():  # an empty CSV cell is a missing value
+        return None
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _unique_case_ids(records: Sequence[Mapping[str, Any]], image_key: str, case_id_key: str | None) -> list[str]:
+    key = case_id_key or "case_id"
+    raw = [
+        str(r[key]) if r.get(key) not in (None, "") else _stem(r[image_key] if r.get(image_key) else f"case{i}")
+        for i, r in enumerate(records)
+    ]
+    counts = Counter(raw)
+    seen: Counter = Counter()
+    out = []
+    for c in raw:
+        if counts[c] > 1:
+            seen[c] += 1
+            out.append(f"{c}_{seen[c]}")
+        else:
+            out.append(c)
+    return out
+
+
+def _random_split(
+    gids: np.ndarray,
+    labels: Sequence[Any],
+    cluster: Sequence[Any] | None,
+    fractions: Sequence[float],
+    seed: int,
+    stratify_by_label: bool,
+    required: Sequence[int],
+    source: str,
+    n_records: int,
+    full_cluster: Sequence[Any] | None,
+) -> np.ndarray:
+    """Seeded split of the kept records: units (clusters or records) stratified by group (and label), then
+    :func:`_cover` so that small pilot sets still reach every required split with every group and label."""
+    scalar = all(isinstance(v, (int, np.integer)) for v in labels)
+    lab = np.asarray([str(v) for v in labels]) if scalar else np.zeros(len(labels), dtype="<U1")
+    strata = gids.astype(str)
+    if stratify_by_label and scalar:
+        strata = np.char.add(np.char.add(strata, "_"), lab)
+    if full_cluster is not None:
+        if len(full_cluster) != n_records:
+            raise ValueError(f"{source}: cluster has {len(full_cluster)} entries for {n_records} records.")
+        cl = np.asarray([str(c) for c in cluster])  # type: ignore[union-attr]
+        _, first, inv = np.unique(cl, return_index=True, return_inverse=True)
+    else:
+        first, inv = np.arange(gids.size), np.arange(gids.size)
+    unit = stratified_split(strata[first], fractions, seed)
+    unit = _cover(unit, [gids[first], lab[first]] if scalar else [gids[first]], required, seed)
+    return unit[inv.reshape(-1)]
 
 
 def _abs_path(value: str, base: Path, suffix: str = "") -> str:
@@ -354,7 +656,10 @@ def datalist_from_csv(
     label_is_path: bool = False,
     label_map: Mapping[str, int] | None = None,
     label_names: Sequence[str] | None = None,
+    positive_label: str | None = None,
+    label_order: Sequence[str] | None = None,
     split_col: str | None = None,
+    patient_col: str | None = None,
     split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
     seed: int = 0,
     delimiter: str = ",",
@@ -365,16 +670,20 @@ def datalist_from_csv(
         csv_path: the table; the first line is the header.
         out_path: the datalist JSON to write (paths are stored relative to its folder).
         image_col / label_col: columns of the image path (relative to ``image_dir``, default the CSV's folder)
-            and the label (a class, mapped by ``label_map``; or a mask path when ``label_is_path``).
+            and the label (a class; or a mask path when ``label_is_path``).
         group_spec: how groups are built from ``attribute_cols`` (default: the spec's attribute names).
-        attribute_cols: raw attribute columns kept in the items.
+        attribute_cols: raw attribute columns kept in the datalist's metadata.
         image_suffix: appended to the image value (e.g. ``".jpg"`` when the table holds ids).
+        label_map / label_order / positive_label: how text labels become classes (see :func:`encode_labels`;
+            text labels without one of them are an error, never ordered alphabetically).
         split_col: a column with train/val/test; otherwise a seeded split by ``split_fractions``.
+        patient_col: a patient id column: a random split keeps each patient's images in one split; kept in the
+            metadata as ``patient_id``.
 
     Raises:
         KeyError: a named column is missing (the message lists the header).
         ValueError: an unknown group attribute / label / split value (the message names the value and the CSV
-            line), or missing attributes under the "error" policy.
+            line), missing attributes under the "error" policy, ambiguous text labels, empty or incomplete splits.
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
@@ -384,35 +693,49 @@ def datalist_from_csv(
         header = list(reader.fieldnames or [])
         rows = list(reader)
     attrs = list(attribute_cols) if attribute_cols is not None else group_spec.attribute_names
-    needed = [image_col, label_col] + attrs + group_spec.attribute_names + ([split_col] if split_col else [])
+    needed = [image_col, label_col] + attrs + group_spec.attribute_names
+    needed += [c for c in (split_col, patient_col) if c]
     missing = [c for c in dict.fromkeys(needed) if c not in header]
     if missing:
         raise KeyError(f"{csv_path}: column(s) {missing} not in the header {header}.")
     base = Path(image_dir) if image_dir is not None else csv_path.parent
-    labels, names = _encode_labels(
-        [r[label_col] for r in rows], None if label_is_path else label_map, 2, str(csv_path), infer=not label_is_path
-    )
+    if label_is_path:
+        labels, names = [r[label_col] for r in rows], None
+    else:
+        labels, names = encode_labels(
+            [r[label_col] for r in rows],
+            positive_label=positive_label,
+            label_order=label_order,
+            label_map=label_map,
+            source=str(csv_path),
+            row_offset=2,
+        )
     binned = {a.name for a in group_spec.attributes if a.is_binned}
     records = []
     for r, lab in zip(rows, labels):
-        rec = {k: r[k] for k in dict.fromkeys(attrs + group_spec.attribute_names)}
+        rec: dict[str, Any] = {k: r[k] for k in dict.fromkeys(attrs + group_spec.attribute_names)}
         for k in binned:  # continuous attributes are stored as numbers when they parse
             if isinstance(rec.get(k), str) and _looks_numeric(rec[k]) and rec[k].strip().lower() != "nan":
                 rec[k] = float(rec[k])
         rec["image"] = _abs_path(r[image_col], base, image_suffix) if r[image_col].strip() else ""
         rec["label"] = _abs_path(lab, base) if label_is_path and isinstance(lab, str) and lab.strip() else lab
+        if patient_col:
+            rec["patient_id"] = r[patient_col].strip()
         records.append(rec)
     return build_fair_datalist(
         records,
         out_path,
         group_spec,
-        keep_keys=attrs,
+        keep_keys=attrs + (["patient_id"] if patient_col else []),
         split=[r[split_col] for r in rows] if split_col else None,
         split_fractions=split_fractions,
         seed=seed,
         label_names=label_names if label_names is not None else names,
         row_offset=2,
         source=str(csv_path),
+        cluster=[r["patient_id"] or f"row{i}" for i, r in enumerate(records)] if patient_col else None,
+        cluster_key="patient_id",
+        mask=label_is_path,
         extra={"source": {"type": "csv", "file": csv_path.name}},
     )
 
@@ -428,6 +751,8 @@ def datalist_from_json(
     label_is_path: bool = False,
     label_map: Mapping[str, int] | None = None,
     label_names: Sequence[str] | None = None,
+    positive_label: str | None = None,
+    label_order: Sequence[str] | None = None,
     split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
     seed: int = 0,
 ) -> Path:
@@ -435,7 +760,8 @@ def datalist_from_json(
 
     A decathlon input keeps its splits (``training``/``validation``/``test``; a file with only ``training``
     is split by ``split_fractions``); a plain list is split by ``split_fractions``. Relative paths are taken
-    relative to the input file's folder. Errors name the split and index (``row`` = 0-based index).
+    relative to the input file's folder. Errors name the split and index (``row`` = 0-based index). Text labels
+    need ``label_map``, ``label_order`` or ``positive_label`` (see :func:`encode_labels`).
     """
     json_path = Path(json_path)
     if not json_path.is_file():
@@ -463,15 +789,18 @@ def datalist_from_json(
                         rec[key] = str((base / v).resolve())
             records.append(rec)
             split.append(part)
-    labels, names = _encode_labels(
-        [r.get(label_key) for r in records],
-        None if label_is_path else label_map,
-        0,
-        str(json_path),
-        infer=not label_is_path,
-    )
-    for r, lab in zip(records, labels):
-        r[label_key] = lab
+    if not label_is_path:
+        labels, names = encode_labels(
+            [r.get(label_key) for r in records],
+            positive_label=positive_label,
+            label_order=label_order,
+            label_map=label_map,
+            source=str(json_path),
+        )
+        for r, lab in zip(records, labels):
+            r[label_key] = lab
+    else:
+        names = None
     use_given = set(split) != {""} and set(split) != {"training"}
     return build_fair_datalist(
         records,
@@ -485,5 +814,6 @@ def datalist_from_json(
         seed=seed,
         label_names=label_names if label_names is not None else names,
         source=str(json_path),
+        mask=label_is_path,
         extra={"source": {"type": "json", "file": json_path.name}},
     )

@@ -12,6 +12,8 @@ Reading uses ``pydicom.dcmread(path, stop_before_pixels=True)``: pixel data is n
   when the birthday has not been reached in the study year, plus the fraction of the year elapsed since the
   last birthday); ``SeriesDate``/``AcquisitionDate``/``ContentDate`` stand in for a missing ``StudyDate``.
 * ``EthnicGroup`` (0010,2160).
+* Acquisition (site/scanner bias): ``Manufacturer`` (0008,0070), ``ManufacturerModelName`` (0008,1090),
+  ``InstitutionName`` (0008,0080).
 
 Only version-neutral pydicom APIs are used (works with pydicom 2.4 and 3.x).
 """
@@ -120,7 +122,9 @@ def read_dicom_demographics(path: str | os.PathLike) -> dict[str, Any]:
 
     Returns:
         ``{"sex": "M"|"F"|"O"|None, "age": float years | None, "age_source": "PatientAge"|"dates"|None,
-        "ethnic_group": str | None, "patient_id": str | None}``.
+        "ethnic_group": str | None, "patient_id": str | None, "manufacturer": str | None, "model": str | None,
+        "institution": str | None}`` (``model`` is ManufacturerModelName (0008,1090), ``institution``
+        InstitutionName (0008,0080), ``manufacturer`` Manufacturer (0008,0070): site/scanner attributes).
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -158,6 +162,9 @@ def read_dicom_demographics(path: str | os.PathLike) -> dict[str, Any]:
         "age_source": source,
         "ethnic_group": _str_or_none(ds, "EthnicGroup"),
         "patient_id": _str_or_none(ds, "PatientID"),
+        "manufacturer": _str_or_none(ds, "Manufacturer"),
+        "model": _str_or_none(ds, "ManufacturerModelName"),
+        "institution": _str_or_none(ds, "InstitutionName"),
     }
 
 
@@ -165,8 +172,11 @@ class DicomDemographicsd(MapTransform):
     """Dictionary transform that adds the DICOM header demographics of ``data[key]`` to the data dict.
 
     Use it *before* ``LoadImaged`` (``data[key]`` must still be a path; for a series folder the first file
-    in sorted order is read). It adds ``sex``, ``age`` and ``ethnic_group`` (names configurable via
-    ``attribute_keys``) and, when ``group_spec`` is given, the integer group id under ``group_key``.
+    in sorted order is read). With a ``group_spec`` it adds only the integer group id under ``group_key``: the raw
+    attributes are used to compute it and then left out, so that they never reach a batch (a ``None`` age would
+    break collation, and batches reach logs); ``keep_attributes=True`` keeps them. Without a ``group_spec`` it adds
+    ``sex``, ``age`` and ``ethnic_group`` (names configurable via ``attribute_keys``) for code that audits them.
+    Prefer ``python -m monai_fair datalist --dicom-dir``, which reads the headers once into the datalist's metadata.
 
     Args:
         keys: key(s) of the DICOM path(s); the first key present is read.
@@ -175,6 +185,7 @@ class DicomDemographicsd(MapTransform):
         group_spec: a :class:`~monai_fair.data.GroupSpec` (or its dict) over those output keys.
         group_key: where to put the group id.
         overwrite: replace attributes already in the dict (default ``False``: keep datalist values).
+        keep_attributes: keep the raw attributes in the output (default: only when there is no ``group_spec``).
         allow_missing_keys: as MONAI's ``MapTransform``.
 
     Raises:
@@ -189,6 +200,7 @@ class DicomDemographicsd(MapTransform):
         group_spec: GroupSpec | Mapping[str, Any] | None = None,
         group_key: str = "group",
         overwrite: bool = False,
+        keep_attributes: bool | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
@@ -198,6 +210,7 @@ class DicomDemographicsd(MapTransform):
         self.group_spec = group_spec
         self.group_key = group_key
         self.overwrite = overwrite
+        self.keep_attributes = group_spec is None if keep_attributes is None else bool(keep_attributes)
 
     @staticmethod
     def _first_file(path: Any) -> Path:
@@ -217,14 +230,16 @@ class DicomDemographicsd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             demo = read_dicom_demographics(self._first_file(d[key]))
+            attrs = {}
             for attr, out_key in self.attribute_keys.items():
                 if attr not in demo:
                     raise KeyError(f"unknown DICOM demographic attribute {attr!r}; choose from {sorted(demo)}.")
-                if self.overwrite or out_key not in d:
-                    d[out_key] = demo[attr]
+                attrs[out_key] = demo[attr] if self.overwrite or out_key not in d else d[out_key]
+            if self.keep_attributes:
+                d.update(attrs)
             if self.group_spec is not None:
                 try:
-                    gid = int(self.group_spec.encode([d])[0])
+                    gid = int(self.group_spec.encode([{**d, **attrs}])[0])
                 except ValueError as e:
                     raise ValueError(f"{d[key]}: {e}") from e
                 if gid < 0:
@@ -270,7 +285,17 @@ def _base_dataset(
     ds.Modality = modality
     ds.PatientName = str(demographics.get("PatientName", demographics.get("PatientID", "ANON")))
     ds.PatientID = str(demographics.get("PatientID", "ANON"))
-    for kw in ("PatientSex", "PatientAge", "PatientBirthDate", "EthnicGroup", "StudyDate", "StudyTime"):
+    for kw in (
+        "PatientSex",
+        "PatientAge",
+        "PatientBirthDate",
+        "EthnicGroup",
+        "StudyDate",
+        "StudyTime",
+        "Manufacturer",
+        "ManufacturerModelName",
+        "InstitutionName",
+    ):
         v = demographics.get(kw)
         if v is not None:
             setattr(ds, kw, str(v))
@@ -320,7 +345,8 @@ def write_dicom_image(
         path: output file.
         image: ``(H, W)`` uint8/uint16 (MONOCHROME2) or ``(H, W, 3)`` uint8 (RGB); row ``r`` column ``c``.
         demographics: DICOM keywords to set: ``PatientID``, ``PatientSex``, ``PatientAge`` (``"045Y"``),
-            ``PatientBirthDate``/``StudyDate`` (``YYYYMMDD``), ``EthnicGroup``, ``PatientName``.
+            ``PatientBirthDate``/``StudyDate`` (``YYYYMMDD``), ``EthnicGroup``, ``PatientName``, ``Manufacturer``,
+            ``ManufacturerModelName``, ``InstitutionName``.
         modality: DICOM Modality (``"XC"`` photography, ``"DX"``, ``"US"``, ``"OT"``).
         pixel_spacing: row and column spacing in mm.
         uid_seed: makes the generated UIDs deterministic (random otherwise).

@@ -26,6 +26,7 @@ names the value and the row, whatever the policy: unknown labels are never merge
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -289,17 +290,24 @@ class GroupSpec:
 
     # ------------------------------------------------------------------ fitting and encoding
     def fit(self, items: Sequence[Mapping[str, Any]]) -> GroupSpec:
-        """Return a copy whose undeclared categorical attributes get the sorted unique non-missing values."""
+        """Return a copy whose undeclared categorical attributes get the sorted unique non-missing values.
+
+        Values differing only in case or surrounding spaces (``"Male"``, ``"male "``) are one category, spelled
+        as most items spell it; encoding matches categories case-insensitively.
+        """
         attrs = []
         for a in self.attributes:
             if a.is_binned or a.categories is not None:
                 attrs.append(GroupAttribute.from_dict(a.to_dict()))
                 continue
-            values = set()
+            spellings: dict[str, Counter] = {}
             for it in items:
                 v = it.get(a.name)
                 if not is_missing_value(v, self.unknown_values):
-                    values.add(a.canonical(v))
+                    c = a.canonical(v)
+                    spellings.setdefault(c.lower(), Counter())[c] += 1
+            # one category per case-insensitive value ("Male"/"male"), spelled as most rows spell it
+            values = [min(cnt, key=lambda t: (-cnt[t], t)) for cnt in spellings.values()]
             attrs.append(GroupAttribute(a.name, categories=sorted(values), aliases=dict(a.aliases)))
         return GroupSpec(attrs, unknown=self.unknown, unknown_values=self.unknown_values, separator=self.separator)
 

@@ -47,7 +47,7 @@ def inject_label_bias(
     split: str = "training",
     group_key: str = "group",
     label_key: str = "label",
-    id_key: str = "id",
+    id_key: str = "case_id",
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Flip ``fraction`` of class ``from_label`` to ``to_label`` within ``group`` (see the module docstring).
 
@@ -58,7 +58,7 @@ def inject_label_bias(
         from_label, to_label: the classes.
         seed: seed of the choice.
         split: the split the items come from; anything but ``"training"`` is refused.
-        id_key: item key used to identify flipped items in the record (the item index when absent).
+        id_key: item key used to identify flipped items in the record (then ``id``; the item index when absent).
 
     Returns:
         ``(new_items, record)``: copies of the items with the flips applied, and the record
@@ -107,7 +107,7 @@ def inject_label_bias(
         "seed": int(seed),
         "n_candidates": int(candidates.size),
         "n_flipped": int(n_flip),
-        "flipped_ids": [out[i].get(id_key, i) for i in chosen.tolist()],
+        "flipped_ids": [out[i].get(id_key, out[i].get("id", i)) for i in chosen.tolist()],
     }
     return out, record
 

@@ -14,14 +14,20 @@ worse, validation. :class:`TrainingResumeHandler` keeps one fixed file, written 
   better model, as in an uninterrupted run),
 * the evaluator's ``best_metric`` / ``best_metric_epoch``,
 
-and restores all of it when the trainer starts, if the file exists. Everything in it is tensors and Python
-primitives, so it loads with ``torch.load(..., weights_only=True)``. A killed run (process killed, machine
-rebooted, exception) restarts from the last completed epoch; iterations of the interrupted epoch are redone.
-Under ``torch.distributed`` every rank loads the file and only rank 0 writes it (attach the handler on every rank).
+and restores all of it when the trainer starts, if the file exists - but only into the run that wrote it: the file also
+records a ``fingerprint`` (:func:`resume_fingerprint`: a hash of the datalist file and of the resolved network,
+loss, optimiser and chosen config values), and a file written under another fingerprint is a clear error that says
+how to start afresh, never a silent resume of another run's counters and best-metric bookkeeping. Everything in
+it is tensors and Python primitives, so it loads with ``torch.load(..., weights_only=True)``. A killed run
+(process killed, machine rebooted, exception) restarts from the last completed epoch; iterations of the
+interrupted epoch are redone. Under ``torch.distributed`` every rank loads the file and only rank 0 writes it
+(attach the handler on every rank).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -40,9 +46,51 @@ if TYPE_CHECKING:
 else:
     Engine, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine")
 
-__all__ = ["TrainingResumeHandler"]
+__all__ = ["TrainingResumeHandler", "resume_fingerprint"]
 
 _TRAINER_KEY = "trainer"
+_FINGERPRINT_KEY = "fingerprint"
+
+
+def _describe(obj: Any) -> Any:
+    """A JSON-able description of a resolved config object (architecture, hyper-parameters; never weights)."""
+    if isinstance(obj, torch.nn.Module):
+        return {"type": type(obj).__qualname__, "repr": repr(obj)}
+    if isinstance(obj, torch.optim.Optimizer):
+        groups = [{k: v for k, v in g.items() if k != "params"} for g in obj.param_groups]
+        return {
+            "type": type(obj).__qualname__,
+            "groups": to_builtin(groups),
+            "n_params": [len(g["params"]) for g in obj.param_groups],
+        }
+    if isinstance(obj, Mapping):
+        return {str(k): _describe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_describe(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    return {"type": type(obj).__qualname__, "repr": repr(obj)}
+
+
+def resume_fingerprint(datalist: str | os.PathLike | None = None, **objects: Any) -> str:
+    """SHA-256 fingerprint of a training run: the datalist file's bytes and the resolved objects given.
+
+    Args:
+        datalist: the datalist JSON (its content counts, not its name; ``None``: no datalist).
+        objects: resolved config objects and values, e.g. ``network=@network, loss=@loss, optimizer=@optimizer,
+            config={"spatial_size": @spatial_size}``. Modules count by their ``repr`` (architecture), optimisers
+            by type and hyper-parameters, other values by value (or ``repr``). Leave out what may change between a
+            run and its resumption, such as ``max_epochs``.
+
+    Returns:
+        A 64-character hex digest.
+    """
+    h = hashlib.sha256()
+    if datalist is not None:
+        p = Path(datalist)
+        h.update(p.read_bytes() if p.is_file() else f"missing:{p}".encode())
+    h.update(json.dumps({k: _describe(v) for k, v in sorted(objects.items())}, sort_keys=True, default=repr).encode())
+    return h.hexdigest()
 
 
 class TrainingResumeHandler:
@@ -65,11 +113,14 @@ class TrainingResumeHandler:
             workflow, so that a restart after a kill in a later stage reloads this finished stage at its last epoch
             and trains nothing; call :meth:`remove` at the end of the workflow).
         enabled: ``False`` makes the handler a no-op (a bundle switch).
+        fingerprint: identifies the run (:func:`resume_fingerprint`); a resume file with another (or no)
+            fingerprint is refused with an error naming the file and how to start afresh. ``None``: not checked.
 
     Raises:
         RuntimeError: the resume file exists but cannot be read (truncated or not a checkpoint), naming the file;
             it is never overwritten or deleted in that case.
         KeyError: the resume file lacks an entry of ``save_dict`` (it belongs to another configuration).
+        ValueError: the resume file was written by a run with another ``fingerprint`` (datalist or configuration).
     """
 
     def __init__(
@@ -82,6 +133,7 @@ class TrainingResumeHandler:
         save_interval: int = 1,
         remove_on_completion: bool = True,
         enabled: bool = True,
+        fingerprint: str | None = None,
     ) -> None:
         if save_interval < 1:
             raise ValueError(f"save_interval must be >= 1, got {save_interval}.")
@@ -97,6 +149,7 @@ class TrainingResumeHandler:
         self.save_interval = int(save_interval)
         self.remove_on_completion = bool(remove_on_completion)
         self.enabled = bool(enabled)
+        self.fingerprint = None if fingerprint is None else str(fingerprint)
         self.resumed_from_epoch: int | None = None
         self.logger = logging.getLogger(__name__)
 
@@ -117,6 +170,8 @@ class TrainingResumeHandler:
     def _state(self, engine: Engine) -> dict[str, Any]:
         state: dict[str, Any] = {k: obj.state_dict() for k, obj in self.save_dict.items()}
         state[_TRAINER_KEY] = engine.state_dict()
+        if self.fingerprint is not None:
+            state[_FINGERPRINT_KEY] = self.fingerprint
         savers = []
         for saver in self.checkpoint_savers:
             tracker = getattr(saver, "_key_metric_checkpoint", None)
@@ -169,6 +224,13 @@ class TrainingResumeHandler:
             raise RuntimeError(
                 f"cannot read the resume checkpoint {self.path}: {e}. Delete or move it to train from scratch."
             ) from e
+        saved = state.get(_FINGERPRINT_KEY)
+        if self.fingerprint is not None and saved != self.fingerprint:
+            raise ValueError(
+                f"resume checkpoint {self.path} belongs to another run (its datalist or configuration differ: "
+                f"fingerprint {str(saved)[:12] if saved else 'none'} vs {self.fingerprint[:12]} now). To start afresh, "
+                f"delete {self.path} (or run with --resume false); to resume it, rerun the command that started it."
+            )
         missing = [k for k in [*self.save_dict, _TRAINER_KEY] if k not in state]
         if missing:
             raise KeyError(f"resume checkpoint {self.path} has no {missing} (it was written by another configuration).")

@@ -1,16 +1,56 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
-"""End-to-end: the baseline bundle trains, evaluates (fairness report), infers and passes verify_net_in_out."""
+"""The baseline classification bundle: model-zoo ids, no side effect when an id is resolved, a real short run on its
+default synthetic data (the `make demo` path), verify_net_in_out, and resuming only the run that was started."""
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
+from monai.bundle import ConfigParser
 
-from tests.conftest import kill_overlay, run_bundle_cli, verify_net_in_out
+from tests.conftest import BUNDLES_DIR, kill_overlay, run_bundle_cli, verify_net_in_out
 
-TINY = {"synthetic": {"n_samples": 60, "image_size": 32, "seed": 1}, "epochs": 1, "batch_size": 16, "min_group_size": 1}
+TINY = {
+    "synthetic": {"n_samples": 60, "image_size": 32, "seed": 1},
+    "epochs": 1,
+    "batch_size": 16,
+    "min_group_size": 1,
+    "spatial_size": [32, 32],
+}
+CONFIGS = BUNDLES_DIR / "baseline_classification" / "configs"
+ZOO_IDS = ("train#trainer", "train#trainer#max_epochs", "train#dataset#data", "train#handlers", "validate#evaluator")
+ZOO_IDS += ("validate#handlers", "validate#dataset#data", "bundle_root", "device", "dataset_dir", "network_def")
+#: ids the fairness trial (ERM arm) overrides: plain ids, not nested in expressions
+TRIAL_IDS = ("loss", "network_def", "optimizer", "train#dataloader", "validate#key_metric", "train#handlers")
+
+
+def _expressions(cfg) -> list[str]:
+    if isinstance(cfg, dict):
+        return [e for v in cfg.values() for e in _expressions(v)]
+    if isinstance(cfg, list):
+        return [e for v in cfg for e in _expressions(v)]
+    return [cfg] if isinstance(cfg, str) and cfg.startswith("$") else []
+
+
+def test_zoo_ids_and_no_side_effect_on_resolution(tmp_path):
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / "train.json")])
+    for key in ZOO_IDS + TRIAL_IDS:
+        assert key in parser, key
+    assert set(parser["validate#key_metric"]) == {"val_auc"}
+    assert not [e for e in _expressions(parser.get()) if len(e) > 160]
+    parser["bundle_root"] = str(tmp_path)
+    for key in ("datalist", "network_def", "train#preprocessing", "validate#preprocessing", "loss"):
+        parser.get_parsed_content(key)  # resolving ids generates no data and writes no file
+    assert parser.get_parsed_content("datalist") == str(tmp_path / "data" / "synthetic" / "datalist.json")
+    assert not list(tmp_path.iterdir())
+    evaluate = ConfigParser()
+    evaluate.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "evaluate.json")])
+    names = set(evaluate["validate#key_metric"]) | set(evaluate["validate#additional_metrics"])
+    assert names == {"test_auc", "test_worst_group_auc", "test_auc_gap"}  # the test split is never named val_*
 
 
 @pytest.mark.slow
@@ -19,6 +59,7 @@ def test_baseline_bundle_train_evaluate_infer(bundle_copy, tmp_path):
     overrides = dict(TINY, dataset_dir=str(tmp_path / "data"))
     out = run_bundle_cli(root, ["train.json"], overrides)
     assert (root / "models" / "model.pt").exists(), out[-2000:]
+    assert "checked: splits" in out  # the datalist check ran before training
 
     run_bundle_cli(root, ["train.json", "evaluate.json"], overrides)
     report = json.loads((root / "eval" / "report.json").read_text())
@@ -28,9 +69,13 @@ def test_baseline_bundle_train_evaluate_infer(bundle_copy, tmp_path):
         assert name in report["fairness"]
     assert (root / "eval" / "report.md").exists()
 
-    run_bundle_cli(root, ["inference.json"], {"dataset_dir": str(tmp_path / "data"), "synthetic": TINY["synthetic"]})
-    lines = (root / "eval" / "predictions.csv").read_text().strip().splitlines()
-    assert len(lines) > 0 and len(lines[0].split(",")) == 3  # filename + 2 class probabilities
+    infer = {k: overrides[k] for k in ("dataset_dir", "synthetic", "spatial_size")}
+    run_bundle_cli(root, ["inference.json"], infer)
+    with (root / "eval" / "predictions.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["case_id", "image", "prob_benign", "prob_malignant", "pred", "label", "group"]
+    n_test = len(json.loads((tmp_path / "data" / "datalist.json").read_text())["test"])
+    assert len(rows) == n_test and {r["group"] for r in rows} <= {"F", "M"}
 
 
 def test_baseline_bundle_verify_net_in_out(bundle_copy):
@@ -39,7 +84,7 @@ def test_baseline_bundle_verify_net_in_out(bundle_copy):
 
 
 @pytest.mark.slow
-def test_baseline_bundle_killed_run_resumes(bundle_copy, tmp_path):
+def test_baseline_bundle_resumes_only_the_run_it_started(bundle_copy, tmp_path):
     root = bundle_copy("baseline_classification")
     overrides = dict(TINY, dataset_dir=str(tmp_path / "data"), epochs=2)
     kill = kill_overlay(tmp_path / "kill.json", "train#trainer", epoch=2)
@@ -47,6 +92,11 @@ def test_baseline_bundle_killed_run_resumes(bundle_copy, tmp_path):
         run_bundle_cli(root, ["train.json", kill], overrides)
     resume_file = root / "models" / "resume_checkpoint.pt"
     assert resume_file.is_file()
+
+    other = dict(overrides, dataset_dir=str(tmp_path / "other"), synthetic=dict(TINY["synthetic"], seed=2))
+    with pytest.raises(AssertionError, match=r"resume_checkpoint.pt belongs to another run") as e:
+        run_bundle_cli(root, ["train.json"], other)
+    assert "--resume false" in str(e.value) and resume_file.is_file()
 
     out = run_bundle_cli(root, ["train.json"], overrides)
     assert "resuming training from" in out and "at epoch 1" in out, out[-3000:]

@@ -37,9 +37,17 @@ def _touch(folder: Path, names: list[str]) -> None:
         (folder / n).write_bytes(b"\xff\xd8\xff")  # JPEG magic; adapters never decode images
 
 
+ALL_TRAIN = (1.0, 0.0, 0.0)  # tiny fixtures: every case in training, asked for explicitly
+
+
 def _all(path):
+    """The datalist and its items, each merged with its raw attributes from the metadata block."""
     data = json.loads(Path(path).read_text())
-    return data, [it for k in ("training", "validation", "test") for it in data[k]]
+    meta = data.get("metadata", {})
+    for k in ("training", "validation", "test"):
+        for it in data[k]:
+            assert set(it) <= {"case_id", "image", "label", "group"}, it  # no raw attribute in an item
+    return data, [{**it, **meta.get(it["case_id"], {})} for k in ("training", "validation", "test") for it in data[k]]
 
 
 # ------------------------------------------------------------------------------------------------ HAM10000
@@ -63,16 +71,23 @@ def _ham(tmp_path):
 def test_ham10000(tmp_path):
     meta, folders = _ham(tmp_path)
     with pytest.raises(ValueError, match=r"row 5 \(sex='unknown'\)"):
-        ham10000_datalist(meta, folders, tmp_path / "d.json")
-    out = ham10000_datalist(meta, folders, tmp_path / "d.json", unknown="separate")
+        ham10000_datalist(meta, folders, tmp_path / "d.json", split_fractions=ALL_TRAIN)
+    out = ham10000_datalist(meta, folders, tmp_path / "d.json", unknown="separate", split_fractions=ALL_TRAIN)
     data, items = _all(out)
     assert data["group_names"] == ["F", "M", "unknown"] and data["label_names"][4] == "mel"
     by_id = {it["image_id"]: it for it in items}
     assert by_id["ISIC_0026769"]["label"] == 4 and by_id["ISIC_0026769"]["group"] == 0
     assert by_id["ISIC_0031633"]["group"] == 2 and by_id["ISIC_0026769"]["age"] is None
-    split_of = {it["image_id"]: k for k in ("training", "validation", "test") for it in data[k]}
-    assert split_of["ISIC_0027419"] == split_of["ISIC_0025030"]  # same lesion, same split
-    out = ham10000_datalist(meta, folders, tmp_path / "b.json", attribute="age", label_mode="binary", unknown="drop")
+    assert data["metadata"]["ISIC_0027419"]["cluster"] == data["metadata"]["ISIC_0025030"]["cluster"] == "HAM_0000118"
+    out = ham10000_datalist(
+        meta,
+        folders,
+        tmp_path / "b.json",
+        attribute="age",
+        label_mode="binary",
+        unknown="drop",
+        split_fractions=ALL_TRAIN,
+    )
     data, items = _all(out)
     assert len(items) == 4 and data["group_names"] == ["0-60", ">=60"]
     assert data["label_names"] == ["benign", "malignant"]
@@ -94,6 +109,8 @@ def test_ham10000(tmp_path):
                 str(tmp_path / "cli.json"),
                 "--unknown",
                 "drop",
+                "--split-fractions",
+                "1,0,0",
             ]
         )
         == 0
@@ -107,9 +124,9 @@ def test_ham10000_bad_dx_and_missing_image(tmp_path):
     rows[2][2] = "melanoma"
     bad = _csv(tmp_path / "bad.csv", rows)
     with pytest.raises(ValueError, match="row 3: unknown dx 'melanoma'"):
-        ham10000_datalist(bad, folders, tmp_path / "d.json", unknown="drop")
+        ham10000_datalist(bad, folders, tmp_path / "d.json", unknown="drop", split_fractions=ALL_TRAIN)
     with pytest.raises(FileNotFoundError, match="ISIC_0031633"):
-        ham10000_datalist(meta, folders[:1], tmp_path / "d.json", unknown="drop")
+        ham10000_datalist(meta, folders[:1], tmp_path / "d.json", unknown="drop", split_fractions=ALL_TRAIN)
 
 
 # ------------------------------------------------------------------------------------------------ Fitzpatrick17k
@@ -140,12 +157,20 @@ def _fitz(tmp_path):
 def test_fitzpatrick17k_unknown_is_explicit(tmp_path):
     meta = _fitz(tmp_path)
     with pytest.raises(ValueError, match=r"row 8 \(fitzpatrick=None\)"):
-        fitzpatrick17k_datalist(meta, tmp_path / "images", tmp_path / "d.json")
-    data, items = _all(fitzpatrick17k_datalist(meta, tmp_path / "images", tmp_path / "d.json", unknown="drop"))
+        fitzpatrick17k_datalist(meta, tmp_path / "images", tmp_path / "d.json", split_fractions=ALL_TRAIN)
+    data, items = _all(
+        fitzpatrick17k_datalist(
+            meta, tmp_path / "images", tmp_path / "d.json", unknown="drop", split_fractions=ALL_TRAIN
+        )
+    )
     assert data["group_names"] == ["light", "dark"] and len(items) == 7
     assert {it["md5hash"][-1]: it["group"] for it in items} == {"0": 0, "1": 0, "2": 0, "3": 1, "4": 1, "5": 1, "7": 0}
     assert data["label_names"] == ["benign", "malignant", "non-neoplastic"]
-    data, items = _all(fitzpatrick17k_datalist(meta, tmp_path / "images", tmp_path / "s.json", unknown="separate"))
+    data, items = _all(
+        fitzpatrick17k_datalist(
+            meta, tmp_path / "images", tmp_path / "s.json", unknown="separate", split_fractions=ALL_TRAIN
+        )
+    )
     assert data["group_names"] == ["light", "dark", "unknown"]
     assert [it["group"] for it in items if it["md5hash"].endswith("6")] == [2]  # -1 is NOT merged into dark
     data, items = _all(
@@ -156,6 +181,7 @@ def test_fitzpatrick17k_unknown_is_explicit(tmp_path):
             unknown="drop",
             grouping="six",
             scale_col="fitzpatrick_centaur",
+            split_fractions=ALL_TRAIN,
         )
     )
     assert data["group_names"] == ["1", "2", "3", "4", "5", "6"]
@@ -181,17 +207,19 @@ def test_isic2019(tmp_path):
     ]
     gt = _csv(tmp_path / "ISIC_2019_Training_GroundTruth.csv", gt_rows)
     _touch(tmp_path / "img", [f"ISIC_000000{i}.jpg" for i in range(4)])
-    data, items = _all(isic2019_datalist(meta, gt, tmp_path / "img", tmp_path / "d.json"))
+    data, items = _all(isic2019_datalist(meta, gt, tmp_path / "img", tmp_path / "d.json", split_fractions=ALL_TRAIN))
     assert data["label_names"] == classes[:-1] and data["group_names"] == ["F", "M"]
     by = {it["image_id"]: it for it in items}
     assert (by["ISIC_0000002"]["label"], by["ISIC_0000003"]["label"], by["ISIC_0000000"]["label"]) == (0, 7, 1)
     assert by["ISIC_0000002"]["group"] == 1 and by["ISIC_0000000"]["age"] == 55.0
     with pytest.raises(ValueError, match=r"row 5 \(age=None\)"):
-        isic2019_datalist(meta, gt, tmp_path / "img", tmp_path / "d.json", attribute="sex_age")
+        isic2019_datalist(
+            meta, gt, tmp_path / "img", tmp_path / "d.json", attribute="sex_age", split_fractions=ALL_TRAIN
+        )
     gt_rows[2][1] = "1.0"  # two classes for ISIC_0000001
     bad = _csv(tmp_path / "bad_gt.csv", gt_rows)
     with pytest.raises(ValueError, match=r"row\(s\) \[3\] are not one-hot"):
-        isic2019_datalist(meta, bad, tmp_path / "img", tmp_path / "d.json")
+        isic2019_datalist(meta, bad, tmp_path / "img", tmp_path / "d.json", split_fractions=ALL_TRAIN)
 
 
 # ------------------------------------------------------------------------------------------------ CheXpert
@@ -217,13 +245,16 @@ def test_chexpert(tmp_path):
     ]
     train = _chexpert(tmp_path, "train.csv", pats, sexes, vals)
     valid = _chexpert(tmp_path, "valid.csv", [9, 9, 9], ["Female", "Unknown", "Male"], vals[:3])
+    valid2 = _chexpert(tmp_path, "valid2.csv", [9, 9, 9], ["Unknown", "Female", "Male"], [vals[0], vals[2], vals[0]])
     with pytest.raises(ValueError, match=r"valid.csv: .*line 3 \(sex='Unknown'\)"):
-        chexpert_datalist(train, tmp_path, tmp_path / "d.json", valid_metadata=valid, finding="Edema")
+        chexpert_datalist(
+            train, tmp_path, tmp_path / "d.json", valid_metadata=valid, finding="Edema", split_fractions=ALL_TRAIN
+        )
     out = chexpert_datalist(
         train,
         tmp_path,
         tmp_path / "d.json",
-        valid_metadata=valid,
+        valid_metadata=valid2,
         finding="Edema",
         uncertain="ignore",
         unknown="drop",
@@ -234,20 +265,23 @@ def test_chexpert(tmp_path):
     frontal = [k for k in range(12) if k % 3]
     kept = [k for k in frontal if vals[k]["Edema"] != "-1.0"]
     assert len(data["training"]) + len(data["validation"]) == len(kept)
-    assert len(data["test"]) == 1  # valid.csv: one frontal row with known sex (the other is 'Unknown', dropped)
+    assert len(data["test"]) == 2  # valid2.csv: the two frontal rows (the lateral 'Unknown' row is left out)
     assert data["label_names"] == ["Edema"]
-    for it in data["training"] + data["validation"]:
+    meta = data["metadata"]
+    for it in [{**x, **meta[x["case_id"]]} for x in data["training"] + data["validation"]]:
         k = int(it["age"]) - 40
         assert it["label"] == int(vals[k]["Edema"] == "1.0") and it["view"] == "Frontal"
-    patients = {k: {it["patient_id"] for it in data[k]} for k in ("training", "validation")}
+    patients = {k: {meta[it["case_id"]]["patient_id"] for it in data[k]} for k in ("training", "validation")}
     assert not patients["training"] & patients["validation"]
-    out = chexpert_datalist(train, tmp_path, tmp_path / "m.json", uncertain="ones", frontal_only=False)
+    out = chexpert_datalist(
+        train, tmp_path, tmp_path / "m.json", uncertain="ones", frontal_only=False, split_fractions=ALL_TRAIN
+    )
     data, items = _all(out)
     assert len(items) == 12 and data["label_names"] == list(CHEXPERT_FINDINGS)
     by_age = {int(it["age"]) - 40: it["label"] for it in items}
     edema, nofinding = CHEXPERT_FINDINGS.index("Edema"), 0
     assert by_age[1][edema] == 1.0 and by_age[3][edema] == 0.0 and by_age[3][nofinding] == 1.0
-    out = chexpert_datalist(train, tmp_path, tmp_path / "z.json", uncertain="zeros")
+    out = chexpert_datalist(train, tmp_path, tmp_path / "z.json", uncertain="zeros", split_fractions=ALL_TRAIN)
     assert {int(it["age"]) - 40: it["label"] for it in _all(out)[1]}[5][edema] == 0.0
 
 
@@ -273,22 +307,31 @@ def test_papila_csv_exports(tmp_path):
         _papila_rows([2, 4, 5, 7], [39, 71, 55, 60], [0, 1, 1, 0], [0, 1, 0, 1]),
     )
     _touch(tmp_path / "FundusImages", [f"RET{i:03d}{e}.jpg" for i in (2, 4, 5, 7) for e in ("OD", "OS")])
-    data, items = _all(papila_datalist(od, os_, tmp_path / "FundusImages", tmp_path / "d.json"))
+    data, items = _all(
+        papila_datalist(od, os_, tmp_path / "FundusImages", tmp_path / "d.json", split_fractions=ALL_TRAIN)
+    )
     assert len(items) == 7  # the OD suspect of #005 is excluded
     by = {(it["patient_id"], it["eye"]): it for it in items}
     assert by[("#002", "OD")]["sex"] == "M" and by[("#002", "OD")]["group"] == 1
     assert by[("#004", "OS")]["sex"] == "F" and by[("#004", "OS")]["label"] == 1 and by[("#004", "OS")]["age"] == 71
     assert by[("#007", "OS")]["label"] == 1 and by[("#007", "OD")]["label"] == 0
-    split_of = {(it["patient_id"], it["eye"]): k for k in ("training", "validation", "test") for it in data[k]}
-    assert all(split_of[(p, "OD")] == split_of[(p, "OS")] for p in ("#002", "#004", "#007"))
+    assert all(by[(p, "OD")]["cluster"] == by[(p, "OS")]["cluster"] == p for p in ("#002", "#004", "#007"))
     data, items = _all(
-        papila_datalist(od, os_, tmp_path / "FundusImages", tmp_path / "c.json", suspect="class", attribute="age")
+        papila_datalist(
+            od,
+            os_,
+            tmp_path / "FundusImages",
+            tmp_path / "c.json",
+            suspect="class",
+            attribute="age",
+            split_fractions=ALL_TRAIN,
+        )
     )
     assert len(items) == 8 and data["label_names"] == ["healthy", "glaucoma", "suspect"]
     assert {(it["patient_id"], it["eye"]): (it["label"], it["group"]) for it in items}[("#005", "OD")] == (2, 0)
     bad = _csv(tmp_path / "bad.csv", _papila_rows([2], [39], [3], [0]))
     with pytest.raises(ValueError, match=r"line 4: Gender '3'"):
-        papila_datalist(bad, os_, tmp_path / "FundusImages", tmp_path / "d.json")
+        papila_datalist(bad, os_, tmp_path / "FundusImages", tmp_path / "d.json", split_fractions=ALL_TRAIN)
 
 
 def test_papila_xlsx(tmp_path):
@@ -301,7 +344,11 @@ def test_papila_xlsx(tmp_path):
     _touch(tmp_path / "img", [f"RET{i:03d}{e}.jpg" for i in (2, 4) for e in ("OD", "OS")])
     _, items = _all(
         papila_datalist(
-            tmp_path / "patient_data_od.xlsx", tmp_path / "patient_data_os.xlsx", tmp_path / "img", tmp_path / "d.json"
+            tmp_path / "patient_data_od.xlsx",
+            tmp_path / "patient_data_os.xlsx",
+            tmp_path / "img",
+            tmp_path / "d.json",
+            split_fractions=ALL_TRAIN,
         )
     )
     assert len(items) == 4
@@ -327,7 +374,9 @@ def _npz(path: Path, race: int, gender: int, rng, age=61.5, image_key="slo_fundu
     return image, mask
 
 
-def test_fairseg(tmp_path):
+def test_fairseg(tmp_path, monkeypatch):
+    # three files cannot cover 3 groups x 3 splits: this test is about parsing, so the coverage check is off
+    monkeypatch.setattr("monai_fair.data.datalist.check_split_coverage", lambda *a, **k: None)
     rng = np.random.default_rng(0)
     img0, mask0 = _npz(tmp_path / "npz" / "Training" / "data_00001.npz", race=0, gender=0, rng=rng)
     _npz(
@@ -340,7 +389,7 @@ def test_fairseg(tmp_path):
         mask_key="disc_cup",
     )
     _npz(tmp_path / "npz" / "Test" / "data_00003.npz", race=1, gender=1, rng=rng)
-    out = fairseg_datalist(tmp_path / "npz", tmp_path / "out" / "d.json")
+    out = fairseg_datalist(tmp_path / "npz", tmp_path / "out" / "d.json", split_fractions=ALL_TRAIN)
     data, items = _all(out)
     assert data["group_names"] == ["Asian", "Black", "White"] and [len(data["training"]), len(data["test"])] == [2, 1]
     assert data["label_names"] == ["background", "rim", "cup"]
@@ -350,19 +399,33 @@ def test_fairseg(tmp_path):
     loaded, _ = load_fair_datalist(out, "training", check_files=True)
     import nibabel as nib
 
-    it = next(x for x in loaded if x["npz"].endswith("data_00001.npz"))
+    it = next(x for x in loaded if x["case_id"] == first["case_id"])
     np.testing.assert_array_equal(np.asarray(nib.load(it["image"]).dataobj), img0.T)
     np.testing.assert_array_equal(np.asarray(nib.load(it["label"]).dataobj), np.where(mask0 == -2, 2, -mask0).T)
     _, items = _all(
         fairseg_datalist(
-            tmp_path / "npz", tmp_path / "out" / "e.json", attribute="ethnicity", mask="cup", unknown="separate"
+            tmp_path / "npz",
+            tmp_path / "out" / "e.json",
+            attribute="ethnicity",
+            mask="cup",
+            unknown="separate",
+            split_fractions=ALL_TRAIN,
         )
     )
     assert {it["group"] for it in items} == {2}  # all Unknown -> own group
     with pytest.raises(ValueError, match=r"row 0 \(ethnicity=None\)"):
-        fairseg_datalist(tmp_path / "npz", tmp_path / "out" / "f.json", attribute="ethnicity")
+        fairseg_datalist(
+            tmp_path / "npz", tmp_path / "out" / "f.json", attribute="ethnicity", split_fractions=ALL_TRAIN
+        )
     np.savez(
         tmp_path / "npz" / "Test" / "data_00004.npz", slo_fundus=np.zeros((4, 4)), disc_cup_mask=np.full((4, 4), 5)
     )
     with pytest.raises(ValueError, match=r"data_00004.npz: disc_cup_mask holds values \[5\]"):
-        fairseg_datalist(tmp_path / "npz", tmp_path / "out" / "g.json")
+        fairseg_datalist(tmp_path / "npz", tmp_path / "out" / "g.json", split_fractions=ALL_TRAIN)
+
+
+def test_pilot_set_never_silently_all_in_training(tmp_path):
+    meta, folders = _ham(tmp_path)
+    with pytest.raises(ValueError, match=r"split 'validation' is empty.*split 'test' is empty") as e:
+        ham10000_datalist(meta, folders, tmp_path / "d.json", unknown="separate")
+    assert "HAM10000_metadata.csv" in str(e.value) and not (tmp_path / "d.json").exists()

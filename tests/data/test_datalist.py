@@ -12,7 +12,17 @@ import numpy as np
 import pytest
 from monai.data import load_decathlon_datalist
 
-from monai_fair.data import GroupSpec, datalist_from_csv, datalist_from_json, load_fair_datalist, stratified_split
+from monai_fair.data import (
+    GroupSpec,
+    build_fair_datalist,
+    datalist_from_csv,
+    datalist_from_json,
+    encode_labels,
+    load_case_metadata,
+    load_fair_datalist,
+    stratified_split,
+)
+from monai_fair.data.datalist import SPLIT_KEYS
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
@@ -33,22 +43,82 @@ def test_csv_to_datalist_round_trip(tmp_path):
     rows = [[f"img/{i}.png", ["benign", "malignant"][i % 2], "FM"[i % 3 == 0], 20 + 7 * i] for i in range(12)]
     csv_path = _write_csv(tmp_path / "meta.csv", ["file", "dx", "sex", "age"], rows)
     out = datalist_from_csv(
-        csv_path, tmp_path / "out" / "datalist.json", image_col="file", label_col="dx", group_spec=_spec(), seed=1
+        csv_path,
+        tmp_path / "out" / "datalist.json",
+        image_col="file",
+        label_col="dx",
+        group_spec=_spec(),
+        positive_label="malignant",
+        split_fractions=(1.0, 0.0, 0.0),
+        seed=1,
     )
     data = json.loads(out.read_text())
     assert data["group_names"] == ["F|<50", "F|>=50", "M|<50", "M|>=50"]
     assert data["label_names"] == ["benign", "malignant"]
     assert GroupSpec.from_dict(data["group_spec"]) == _spec()
     items = [it for k in ("training", "validation", "test") for it in data[k]]
-    assert len(items) == 12
+    assert len(items) == 12 and all(set(it) == {"case_id", "image", "label", "group"} for it in items)
     by_img = {it["image"]: it for it in items}
     it = by_img["../img/3.png"]  # relative to the datalist folder
-    assert it["label"] == 1 and it["sex"] == "M" and it["age"] == 41.0 and it["group"] == 2
+    assert it["label"] == 1 and it["group"] == 2 and it["case_id"] == "3"
+    assert data["metadata"]["3"] == {"sex": "M", "age": 41.0}  # raw attributes live in the metadata block
     loaded, names = load_fair_datalist(out, "training")
     assert names == data["group_names"]
     assert all(Path(x["image"]).is_absolute() and Path(x["image"]).parent == tmp_path / "img" for x in loaded)
+    assert load_case_metadata(out)["3"]["age"] == 41.0
     # MONAI reads the same file
     assert len(load_decathlon_datalist(str(out), False, "training")) == len(loaded)
+
+
+def test_text_labels_are_never_ordered_alphabetically(tmp_path):
+    rows = [[f"{i}.png", ["abnormal", "normal"][i % 2], "FM"[i % 2]] for i in range(6)]
+    csv_path = _write_csv(tmp_path / "m.csv", ["file", "finding", "sex"], rows)
+    kw = dict(image_col="file", label_col="finding", group_spec=GroupSpec.categorical("sex"))
+    with pytest.raises(ValueError, match=r"'abnormal' x3, 'normal' x3.*--positive-label") as e:
+        datalist_from_csv(csv_path, tmp_path / "d.json", split_fractions=(1.0, 0.0, 0.0), **kw)
+    assert "m.csv" in str(e.value) and not (tmp_path / "d.json").exists()
+    out = datalist_from_csv(
+        csv_path, tmp_path / "d.json", positive_label="abnormal", split_fractions=(1.0, 0.0, 0.0), **kw
+    )
+    data = json.loads(out.read_text())
+    assert data["label_names"] == ["normal", "abnormal"]
+    assert {it["case_id"]: it["label"] for it in data["training"]} == {str(i): int(i % 2 == 0) for i in range(6)}
+    out = datalist_from_csv(
+        csv_path, tmp_path / "o.json", label_order=["normal", "abnormal"], split_fractions=(1.0, 0.0, 0.0), **kw
+    )
+    assert json.loads(out.read_text())["label_names"] == ["normal", "abnormal"]
+    with pytest.raises(ValueError, match=r"positive label 'yes' is not among the labels \['abnormal', 'normal'\]"):
+        datalist_from_csv(csv_path, tmp_path / "x.json", positive_label="yes", **kw)
+
+
+def test_encode_labels():
+    assert encode_labels(["1", 0, 1.0, "0"]) == ([1, 0, 1, 0], None)
+    assert encode_labels(["yes", "no", "maybe"], positive_label="yes") == ([1, 0, 0], ["not yes", "yes"])
+    assert encode_labels(["b", "a"], label_order=["b", "a"]) == ([0, 1], ["b", "a"])
+    with pytest.raises(ValueError, match=r"row 1: 'c'"):
+        encode_labels(["a", "c"], label_order=["a", "b"])
+    with pytest.raises(ValueError, match=r"'-1' x1"):
+        encode_labels(["0", "-1"])
+
+
+def test_pilot_split_reaches_every_split_and_keeps_patients_together(tmp_path):
+    # 18 cases of 3 groups, 2 images per patient: plain per-stratum rounding would leave test without a group
+    recs = [
+        {"image": f"/d/{i}.png", "label": i % 2, "sex": ["F", "M", "O"][(i // 2) % 3], "pid": f"p{i // 2}"}
+        for i in range(18)
+    ]
+    for seed in range(5):
+        out = build_fair_datalist(
+            recs, tmp_path / f"d{seed}.json", GroupSpec.categorical("sex"), seed=seed, cluster=[r["pid"] for r in recs]
+        )
+        data = json.loads(out.read_text())
+        for k in ("training", "validation", "test"):
+            assert {it["group"] for it in data[k]} == {0, 1, 2}, (seed, k)
+        split_of = {data["metadata"][it["case_id"]]["cluster"]: k for k in data if k in SPLIT_KEYS for it in data[k]}
+        assert len(split_of) == 9  # one split per patient
+        for k in SPLIT_KEYS:
+            for it in data[k]:
+                assert split_of[data["metadata"][it["case_id"]]["cluster"]] == k
 
 
 def test_csv_errors_name_row_and_value(tmp_path):
@@ -97,23 +167,26 @@ def test_csv_errors_name_row_and_value(tmp_path):
 
 
 def test_split_column_and_label_map(tmp_path):
-    csv_path = _write_csv(
-        tmp_path / "m.csv",
-        ["file", "y", "sex", "fold"],
-        [["a.png", "pos", "F", "train"], ["b.png", "neg", "M", "val"], ["c.png", "pos", "M", "test"]],
-    )
-    out = datalist_from_csv(
-        csv_path,
-        tmp_path / "d.json",
-        image_col="file",
-        label_col="y",
-        group_spec=GroupSpec.categorical("sex", ["F", "M"]),
-        split_col="fold",
-        label_map={"neg": 0, "pos": 1},
-    )
+    rows = [
+        [f"{i}.png", ["neg", "pos"][i % 2], "FM"[(i // 2) % 2], ["train", "val", "test"][i // 4 % 3]] for i in range(12)
+    ]
+    csv_path = _write_csv(tmp_path / "m.csv", ["file", "y", "sex", "fold"], rows)
+    kw = dict(image_col="file", label_col="y", group_spec=GroupSpec.categorical("sex", ["F", "M"]), split_col="fold")
+    out = datalist_from_csv(csv_path, tmp_path / "d.json", label_map={"neg": 0, "pos": 1}, **kw)
     data = json.loads(out.read_text())
-    assert [len(data[k]) for k in ("training", "validation", "test")] == [1, 1, 1]
-    assert data["validation"][0]["label"] == 0 and data["label_names"] == ["neg", "pos"]
+    assert [len(data[k]) for k in ("training", "validation", "test")] == [4, 4, 4]
+    assert [it["label"] for it in data["validation"]] == [0, 1, 0, 1] and data["label_names"] == ["neg", "pos"]
+    # a given split lacking a group is refused, naming every offender
+    bad = _write_csv(
+        tmp_path / "b.csv",
+        ["file", "y", "sex", "fold"],
+        [r[:3] + [["train", "val", "test"][i % 3]] for i, r in enumerate(rows[:3])],
+    )
+    with pytest.raises(
+        ValueError, match=r"b.csv: split 'training' has no case of group\(s\) \['M'\]; split 'validation'"
+    ):
+        datalist_from_csv(bad, tmp_path / "e.json", label_map={"neg": 0, "pos": 1}, **kw)
+    assert not (tmp_path / "e.json").exists()
 
 
 def test_json_sources(tmp_path):
@@ -133,7 +206,10 @@ def test_json_sources(tmp_path):
         group_spec=GroupSpec.categorical("sex", ["F", "M"]),
     )
     data = json.loads(out.read_text())
-    assert [len(data[k]) for k in ("training", "validation", "test")] == [6, 0, 4]
+    # training/test given, no validation: validation is carved out of training (stratified, every group kept)
+    assert [len(data[k]) for k in ("training", "validation", "test")] == [4, 2, 4]
+    assert data["validation_from_training"] == pytest.approx(0.15 / 0.85)
+    assert {it["group"] for it in data["validation"]} == {0, 1}
 
 
 def test_load_validates_groups(tmp_path):

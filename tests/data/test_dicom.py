@@ -49,12 +49,21 @@ def _write(tmp_path, name="a.dcm", **demo):
 
 
 def test_header_only_read(tmp_path):
-    p = _write(tmp_path, PatientSex="F", PatientAge="006M", EthnicGroup="Asian")
+    p = _write(tmp_path, PatientSex="F", PatientAge="006M", EthnicGroup="Asian", Manufacturer="ACME")
     real = pydicom.dcmread
     with mock.patch("pydicom.dcmread", side_effect=lambda *a, **k: real(*a, **k)) as spy:
         demo = read_dicom_demographics(p)
     assert spy.call_args.kwargs.get("stop_before_pixels") is True
-    assert demo == {"sex": "F", "age": 0.5, "age_source": "PatientAge", "ethnic_group": "Asian", "patient_id": "P1"}
+    assert demo == {
+        "sex": "F",
+        "age": 0.5,
+        "age_source": "PatientAge",
+        "ethnic_group": "Asian",
+        "patient_id": "P1",
+        "manufacturer": "ACME",
+        "model": None,
+        "institution": None,
+    }
 
 
 def test_age_from_birth_and_study_date(tmp_path):
@@ -87,8 +96,9 @@ def test_transform_adds_attributes_and_group(tmp_path):
     spec = GroupSpec.intersection(GroupSpec.categorical("sex", ["F", "M"]), GroupSpec.binned("age", [0, 60, 200]))
     t = DicomDemographicsd(keys="image", group_spec=spec)
     out = t({"image": str(p), "label": 1})
-    assert out["sex"] == "F" and out["age"] == 67.0 and out["group"] == 1 and out["label"] == 1
-    assert "ethnic_group" in out
+    assert out == {"image": str(p), "label": 1, "group": 1}  # raw attributes never reach a batch
+    out = DicomDemographicsd(keys="image", group_spec=spec, keep_attributes=True)({"image": str(p)})
+    assert out["sex"] == "F" and out["age"] == 67.0 and out["group"] == 1 and "ethnic_group" in out
     # datalist values win unless overwrite=True
     assert t({"image": str(p), "sex": "M"})["group"] == 3
     assert DicomDemographicsd(group_spec=spec.to_dict(), overwrite=True)({"image": str(p), "sex": "M"})["group"] == 1

@@ -11,14 +11,14 @@ from monai.data import DataLoader, Dataset
 from monai.handlers import CheckpointSaver, ValidationHandler, from_engine
 
 from monai_fair.engines import GroupSupervisedEvaluator, GroupSupervisedTrainer
-from monai_fair.handlers import TrainingResumeHandler
+from monai_fair.handlers import TrainingResumeHandler, resume_fingerprint
 
 
 class _Killed(RuntimeError):
     pass
 
 
-def _setup(tmp_path, max_epochs, kill_at=None, remove_on_completion=True):
+def _setup(tmp_path, max_epochs, kill_at=None, remove_on_completion=True, fingerprint=None):
     g = torch.Generator().manual_seed(0)
     data = [
         {"image": torch.randn(4, generator=g), "label": torch.tensor(k % 2), "group": torch.tensor(k % 2)}
@@ -50,6 +50,7 @@ def _setup(tmp_path, max_epochs, kill_at=None, remove_on_completion=True):
         evaluator=evaluator,
         checkpoint_savers=[saver],
         remove_on_completion=remove_on_completion,
+        fingerprint=fingerprint,
     )
     resume.attach(trainer)
     if kill_at is not None:
@@ -145,3 +146,32 @@ def test_other_configuration_and_bad_arguments(tmp_path):
         TrainingResumeHandler(tmp_path, {"x": 3})
     with pytest.raises(ValueError, match="save_interval"):
         TrainingResumeHandler(tmp_path, {"net": net}, save_interval=0)
+
+
+def test_resume_only_what_was_started(tmp_path):
+    """A resume file written for one datalist/configuration is refused by another, with how to start afresh."""
+    dl_a, dl_b = tmp_path / "a.json", tmp_path / "b.json"
+    dl_a.write_text('{"training": [1]}')
+    dl_b.write_text('{"training": [2]}')
+    net = torch.nn.Linear(4, 2)
+    fp_a = resume_fingerprint(dl_a, network=net, config={"lr": 1e-3})
+    assert fp_a == resume_fingerprint(dl_a, network=torch.nn.Linear(4, 2), config={"lr": 1e-3})  # not the weights
+    assert fp_a != resume_fingerprint(dl_b, network=net, config={"lr": 1e-3})  # another datalist
+    assert fp_a != resume_fingerprint(dl_a, network=torch.nn.Linear(4, 3), config={"lr": 1e-3})  # another network
+    assert fp_a != resume_fingerprint(dl_a, network=net, config={"lr": 1e-2})  # another value
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    assert resume_fingerprint(optimizer=opt) != resume_fingerprint(optimizer=torch.optim.Adam(net.parameters(), 1e-2))
+
+    trainer, *_, resume, _, _ = _setup(tmp_path, 4, kill_at=1, fingerprint=fp_a)
+    with pytest.raises(_Killed):
+        trainer.run()
+    assert resume.path.is_file()
+    fp_b = resume_fingerprint(dl_b, network=net, config={"lr": 1e-3})
+    trainer_b, *_ = _setup(tmp_path, 4, fingerprint=fp_b)
+    with pytest.raises(ValueError, match=r"resume_checkpoint.pt belongs to another run.*delete .*--resume false") as e:
+        trainer_b.run()
+    assert fp_a[:12] in str(e.value) and fp_b[:12] in str(e.value)
+    assert resume.path.is_file()  # never deleted on a mismatch
+    trainer_a, _, _, resume_a, _, _ = _setup(tmp_path, 4, fingerprint=fp_a)
+    trainer_a.run()  # the run that wrote it resumes
+    assert resume_a.resumed_from_epoch == 1
