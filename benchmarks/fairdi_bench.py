@@ -1,314 +1,243 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
-"""FairDi vs plain training (ERM) on monai-fair's default synthetic classification data, over several seeds.
+"""FairDi vs ERM, and FIS stage 0 alone, through the FairDi bundle itself, on monai-fair's synthetic data.
 
-For each training seed, in one process (same data, same network, same transforms, same model selection):
+For each seed, in one process, every arm runs the bundle's own configs with ``python -m monai.bundle run`` (the
+same code path as a user's run) on the same data, network, transforms and model selection:
 
-* **ERM**: a 2D ResNet-10 trained with cross-entropy for ``--epochs`` epochs;
-* **FairDi**: baseline (FIS loss, ``--epochs``) -> one teacher per group fine-tuned from it on its own group's data
-  (``--teacher-epochs``) -> student with own-group distillation + FIS (``--epochs``), teachers' outputs cached.
+* **ERM**: ``train_baseline.json`` with ``baseline_loss`` = plain cross-entropy (Dice+CE for segmentation);
+* **FIS** (stage 0 alone): ``train_baseline.json`` with the FIS loss;
+* **FairDi**: ``train_teachers.json`` then ``train_student.json`` on top of the FIS stage 0 (so ``fairdi`` and
+  ``fis`` share their stage 0, as in one ``train.json`` run).
 
-Both select the epoch with the best ``--selection`` value on the validation split and are scored on the test
-split with :func:`monai_fair.metrics.compute_group_classification_metrics`. Cost: the student's median epoch
-time divided by ERM's median epoch time (same run; validation excluded), and FairDi's whole pipeline
-(baseline + teachers + caching + student) relative to ERM's.
+Every model is scored on the test split by ``evaluate.json`` (``eval_stage`` baseline / student); the figures are
+computed from its ``eval/predictions.csv`` with :func:`monai_fair.metrics.compute_group_classification_metrics`
+(segmentation: the per-case Dice of the CSV). Classification adds calibration figures (Brier score, mean predicted
+probability minus prevalence, selection rate at 0.5 per group) and the teachers' own-group selection record.
+Cost: wall-clock seconds of each stage's ``monai.bundle run`` (interpreter start-up included) and FairDi's whole
+pipeline over ERM's.
 
 Run::
 
-    python benchmarks/fairdi_bench.py --seeds 0 1 2 --out docs/benchmarks/fairdi_results.json
+    python benchmarks/fairdi_bench.py --seeds 0 1 2 --out docs/benchmarks
+
+or one process per seed (``--threads 1`` each, as on the shared 2-core machine), then merge::
+
+    for s in 0 1 2; do python benchmarks/fairdi_bench.py --seeds $s --threads 1 --out /tmp/fd$s & done; wait
+    python benchmarks/fairdi_bench.py --merge /tmp/fd0/fairdi_results.json /tmp/fd1/fairdi_results.json \
+        /tmp/fd2/fairdi_results.json --out docs/benchmarks
 """
 
 from __future__ import annotations
 
-import argparse
-import copy
+import csv
 import json
-import statistics
+import os
+import shutil
+import subprocess
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from monai.data import CacheDataset, DataLoader
-from monai.networks.nets import Classifier, resnet10
-from monai.transforms import (
-    Compose,
-    EnsureChannelFirstd,
-    EnsureTyped,
-    Lambdad,
-    LoadImaged,
-    RandFlipd,
-    RandRotate90d,
-    ScaleIntensityd,
-)
-from monai.utils import set_determinism
+from harness import Stopwatch, benchmark_parser, paired_differences, run_benchmark, summarize_seeds, write_results
 
-from monai_fair.data import ensure_synthetic_dataset, load_fair_datalist
-from monai_fair.engines import GroupSupervisedTrainer
-from monai_fair.methods.fairdi import (
-    FairDistillationLoss,
-    FairDiStudentTrainer,
-    FairIdentityScalingLoss,
-    cache_teacher_outputs,
-    train_group_teachers,
-)
-from monai_fair.metrics import compute_group_classification_metrics
+REPO = Path(__file__).resolve().parents[1]
 
-DET = [
-    LoadImaged("image", image_only=True),
-    EnsureChannelFirstd("image"),
-    Lambdad("image", lambda x: x[..., 0] if x.ndim == 4 and x.shape[-1] == 1 else x),
-    ScaleIntensityd("image"),
-    EnsureTyped(["image", "label", "group"], track_meta=False),
-]
-FAIRNESS = ("worst_group_auc", "es_auc", "worst_group_accuracy", "es_accuracy")
-RAND = [RandFlipd("image", prob=0.5, spatial_axis=1), RandRotate90d("image", prob=0.5)]
+#: the network of every arm (the bundle's ResNet-10 takes minutes per epoch on the shared 2-core CPU)
+SMALL_CLASSIFIER = {
+    "_target_": "monai.networks.nets.Classifier",
+    "in_shape": [3, 64, 64],
+    "classes": 2,
+    "channels": [8, 16, 32, 64],
+    "strides": [2, 2, 2, 2],
+    "num_res_units": 1,
+}
 
 
-NETWORK = "small"
-IMAGE_SIZE = 64
+def _bundle_run(root: Path, configs: list[str], overrides: dict, log: Path) -> None:
+    files = [str(root / "configs" / c) for c in configs]
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", json.dumps(files), "--bundle_root", str(root)]
+    cmd += [
+        "--meta_file",
+        str(root / "configs" / "metadata.json"),
+        "--logging_file",
+        str(root / "configs" / "logging.conf"),
+    ]
+    for k, v in overrides.items():
+        cmd += [f"--{k}", v if isinstance(v, str) else json.dumps(v)]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(log, "a") as f:
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=str(root))
+    if proc.returncode != 0:
+        raise RuntimeError(f"bundle run failed ({proc.returncode}); see {log}")
 
 
-def _net(device):
-    """The network of both arms: MONAI ``resnet10`` (the bundle's) or a small MONAI ``Classifier`` CNN."""
-    if NETWORK == "resnet10":
-        return resnet10(spatial_dims=2, n_input_channels=3, num_classes=2).to(device)
-    return Classifier(
-        in_shape=(3, IMAGE_SIZE, IMAGE_SIZE), classes=2, channels=(8, 16, 32, 64), strides=(2, 2, 2, 2), num_res_units=1
-    ).to(device)
+def _read_predictions(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
 
 
-def _epoch_timer(trainer):
-    from ignite.engine import Events
+def _classification_figures(rows: list[dict], group_names: list[str], positive: str) -> dict[str, float]:
+    from monai_fair.metrics import compute_group_classification_metrics
 
-    times: list[float] = []
-
-    def _record(engine):
-        times.append(engine.state.times["EPOCH_COMPLETED"])
-        print(f"  {type(engine).__name__} epoch {engine.state.epoch}: {times[-1]:.1f}s", flush=True)
-
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, _record)
-    return times
-
-
-def _train(trainer_cls, net, loader, val_loader, loss, lr, epochs, selection, device, **kw):
-    """Train; after every epoch score the validation split and keep the state with the best ``selection``."""
-    from ignite.engine import Events
-
-    trainer = trainer_cls(
-        device=device,
-        max_epochs=epochs,
-        train_data_loader=loader,
-        network=net,
-        optimizer=torch.optim.Adam(net.parameters(), lr=lr),
-        loss_function=loss,
-        **kw,
-    )
-    times = _epoch_timer(trainer)  # registered first: reads the epoch time before validation runs
-    keep = {"state": copy.deepcopy(net.state_dict()), "best": -np.inf}
-
-    def _validate(engine):
-        value = float(_test(net, val_loader, device)["fairness" if selection in FAIRNESS else "overall"][selection])
-        if np.isfinite(value) and value > keep["best"]:
-            keep["best"], keep["state"] = value, copy.deepcopy(net.state_dict())
-
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, _validate)
-    trainer.run()
-    net.load_state_dict(keep["state"])
-    return times
-
-
-def _test(net, test_loader, device):
-    net.eval()
-    scores, ys, gs = [], [], []
-    with torch.no_grad():
-        for b in test_loader:
-            scores.append(torch.softmax(net(b["image"].to(device)), 1)[:, 1].cpu())
-            ys.append(b["label"].reshape(-1))
-            gs.append(b["group"].reshape(-1))
-    return compute_group_classification_metrics(
-        torch.cat(scores).numpy(), torch.cat(ys).numpy(), torch.cat(gs).numpy(), num_groups=2
-    )
-
-
-def _summary(res):
-    f, o, g = res["fairness"], res["overall"], res["groups"]
-    out = {
-        "accuracy": o["accuracy"],
-        "auc": o["auc"],
-        "auc_gap": f["auc_gap"],
-        "accuracy_gap": f["accuracy_gap"],
-        "worst_group_auc": f["worst_group_auc"],
-        "worst_group_accuracy": f["worst_group_accuracy"],
-        "es_auc": f["es_auc"],
-        "eodds": f["eodds"],
-    }
-    for k, v in g.items():
-        out[f"auc_g{k}"] = v["auc"]
-        out[f"accuracy_g{k}"] = v["accuracy"]
-    return {k: float(v) for k, v in out.items()}
-
-
-def run_seed(seed, datalist, args, device):
-    train_items = load_fair_datalist(datalist, "training")[0]
-    val_items = load_fair_datalist(datalist, "validation")[0]
-    test_items = load_fair_datalist(datalist, "test")[0]
-    det, aug = Compose(DET), Compose(DET + RAND)
-    val_loader = DataLoader(CacheDataset(val_items, det, progress=False), batch_size=64)
-    test_loader = DataLoader(CacheDataset(test_items, det, progress=False), batch_size=64)
-    train_ds = CacheDataset(train_items, aug, progress=False)
-    out = {}
-
-    # ERM
-    set_determinism(seed)
-    t0 = time.perf_counter()
-    erm = _net(device)
-    erm_times = _train(
-        GroupSupervisedTrainer,
-        erm,
-        DataLoader(train_ds, batch_size=args.batch_size, shuffle=True),
-        val_loader,
-        torch.nn.CrossEntropyLoss(),
-        args.lr,
-        args.epochs,
-        args.selection,
-        device,
-    )
-    erm_total = time.perf_counter() - t0
-    out["erm"] = _summary(_test(erm, test_loader, device))
-
-    # FairDi: stage 0 baseline (FIS)
-    set_determinism(seed)
-    t0 = time.perf_counter()
-    base = _net(device)
-    _train(
-        GroupSupervisedTrainer,
-        base,
-        DataLoader(train_ds, batch_size=args.batch_size, shuffle=True),
-        val_loader,
-        FairIdentityScalingLoss(c=0.5),
-        args.lr,
-        args.epochs,
-        args.selection,
-        device,
-        loss_takes_group=True,
-    )
-    out["fairdi_baseline"] = _summary(_test(base, test_loader, device))
-    with tempfile.TemporaryDirectory() as tmp:
-        torch.save(base.state_dict(), f"{tmp}/baseline.pt")
-        t_teach = time.perf_counter()
-        teachers = train_group_teachers(
-            lambda: _net(device),
-            train_items,
-            val_items,
-            2,
-            train_transform=aug,
-            val_transform=det,
-            init_path=f"{tmp}/baseline.pt",
-            epochs=args.teacher_epochs,
-            batch_size=args.batch_size,
-            learning_rate=args.teacher_lr,
-            min_group_size=20,
-            device=device,
-        )
-        t_teach = time.perf_counter() - t_teach
-    t_cache = time.perf_counter()
-    cached = cache_teacher_outputs(teachers, train_items, det, device=device, batch_size=64)
-    t_cache = time.perf_counter() - t_cache
-    student_ds = CacheDataset(cached, aug, progress=False)
-    set_determinism(seed)
-    student = _net(device)
-    loss = FairDistillationLoss(temperature=args.temperature, lambda_kd=args.lambda_kd, supervised="fis")
-    stu_times = _train(
-        FairDiStudentTrainer,
-        student,
-        DataLoader(student_ds, batch_size=args.batch_size, shuffle=True),
-        val_loader,
-        loss,
-        args.lr,
-        args.epochs,
-        args.selection,
-        device,
-    )
-    fairdi_total = time.perf_counter() - t0
-    out["fairdi"] = _summary(_test(student, test_loader, device))
-    out["teachers_per_group_test"] = {}
-    for k in range(2):
-        res = _test(teachers.teachers[k], test_loader, device)
-        out["teachers_per_group_test"][f"teacher{k}_auc_on_own_group"] = float(res["groups"][k]["auc"])
-    out["cost"] = {
-        "erm_epoch_s": statistics.median(erm_times),
-        "student_epoch_s": statistics.median(stu_times),
-        "student_over_plain_epoch": statistics.median(stu_times) / statistics.median(erm_times),
-        "erm_total_s": erm_total,
-        "fairdi_total_s": fairdi_total,
-        "teachers_s": t_teach,
-        "cache_s": t_cache,
-        "pipeline_over_erm": fairdi_total / erm_total,
-    }
+    score = np.array([float(r[f"prob_{positive}"]) for r in rows])
+    y = np.array([int(r["label"]) for r in rows])
+    g = np.array([group_names.index(r["group"]) for r in rows])
+    res = compute_group_classification_metrics(score, y, g, num_groups=len(group_names), group_names=group_names)
+    out = {m: res["overall"][m] for m in ("accuracy", "balanced_accuracy", "auc", "tpr", "fpr", "selection_rate")}
+    for k, name in enumerate(group_names):
+        for m in ("auc", "accuracy", "tpr", "fpr", "selection_rate"):
+            out[f"{m}_{name}"] = res["groups"][k][m]
+    for m in ("worst_group_auc", "auc_gap", "accuracy_gap", "tpr_gap", "fpr_gap", "es_auc", "eodds"):
+        out[m] = res["fairness"].get(m, float("nan"))
+    out["brier"] = float(np.mean((score - y) ** 2))
+    out["mean_prob_minus_prevalence"] = float(score.mean() - y.mean())
     return out
 
 
-def _mean_std(values):
-    v = np.asarray(values, float)
-    return float(np.nanmean(v)), float(np.nanstd(v, ddof=1)) if len(v) > 1 else 0.0
+def _segmentation_figures(rows: list[dict], group_names: list[str]) -> dict[str, float]:
+    from monai_fair.metrics import compute_group_segmentation_metrics
+
+    dice = np.array([float(r["dice"]) for r in rows])
+    iou = np.array([float(r["iou"]) for r in rows])
+    g = np.array([group_names.index(r["group"]) for r in rows])
+    res = compute_group_segmentation_metrics(dice, iou, g, num_groups=len(group_names), group_names=group_names)
+    out = {"dice": res["overall"]["dice"]}
+    for k, name in enumerate(group_names):
+        out[f"dice_{name}"] = res["groups"][k]["dice"]
+    for m in ("worst_group_dice", "dice_gap", "es_dice"):
+        out[m] = res["fairness"].get(m, float("nan"))
+    return out
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--data-dir", default=None, help="synthetic data folder (default: a temporary one)")
-    ap.add_argument("--n-samples", type=int, default=800)
-    ap.add_argument("--image-size", type=int, default=64)
-    ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--teacher-epochs", type=int, default=3)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--teacher-lr", type=float, default=5e-4)
-    ap.add_argument("--temperature", type=float, default=1.5)
-    ap.add_argument("--lambda-kd", type=float, default=0.95)
-    ap.add_argument("--selection", default="worst_group_auc")
-    ap.add_argument("--network", choices=["small", "resnet10"], default="small")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default=None)
-    ap.add_argument("--merge", nargs="+", default=None, help="combine the --out files of single-seed runs")
-    args = ap.parse_args()
-    if args.merge:
-        runs = {}
-        for f in args.merge:
-            part = json.loads(Path(f).read_text())
-            runs.update({int(k): v for k, v in part["per_seed"].items()})
-            base_args = part["args"]
-        _report(runs, sorted(runs), base_args, args.out)
-        return
-    torch.set_num_threads(args.threads)
-    global NETWORK, IMAGE_SIZE
-    NETWORK, IMAGE_SIZE = args.network, args.image_size
-    device = torch.device("cpu")
-    data_dir = args.data_dir or tempfile.mkdtemp(prefix="fairdi_bench_")
-    datalist = ensure_synthetic_dataset(
-        data_dir, task="classification", n_samples=args.n_samples, image_size=args.image_size, seed=0
+def run_task(seed: int, args, task: str) -> dict:
+    """All arms of one seed for ``task`` (``"classification"`` or ``"segmentation"``)."""
+    from monai_fair.data import ensure_synthetic_dataset
+
+    quick = bool(args.quick)
+    if args.threads:  # the bundle runs are subprocesses: give them the same thread count
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
+    n = (48 if task == "segmentation" else 80) if quick else (300 if task == "segmentation" else 800)
+    data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="fairdi_bench_data_")) / task
+    synthetic = {"n_samples": n, "image_size": 64, "seed": 0, "scenario": args.scenario}
+    datalist = ensure_synthetic_dataset(data_dir, task=task, **synthetic)
+    group_names = json.loads(Path(datalist).read_text())["group_names"]
+    work = Path(tempfile.mkdtemp(prefix=f"fairdi_bench_{task}_{seed}_"))
+    epochs = 1 if quick else args.epochs
+    common: dict = {
+        "datalist": datalist,
+        "seed": seed,
+        "baseline_epochs": epochs,
+        "teacher_epochs": 1 if quick else args.teacher_epochs,
+        "student_epochs": epochs,
+        "num_workers": 0,
+    }
+    if task == "classification":
+        common.update(network_def=SMALL_CLASSIFIER, spatial_size=[64, 64], batch_size=32)
+        erm_loss, positive = "ce", json.loads(Path(datalist).read_text()).get("label_names", ["0", "1"])[1]
+    else:
+        common.update(patch_size=[64, 64], batch_size=8)
+        erm_loss, positive = "dice_ce", None
+    # warm-up outside the timings: bytecode compilation of a fresh checkout and the first read of the image files
+    # would otherwise all be charged to the arm that runs first (ERM)
+    warm = "import monai.bundle, monai_fair.methods.fairdi, monai_fair.handlers, monai_fair.data as d; "
+    warm += f"d.check_datalist({str(datalist)!r}, task={task!r}, verbose=False)"
+    subprocess.run([sys.executable, "-c", warm])
+    sw = Stopwatch()
+    figures: dict[str, dict] = {}
+    roots = {}
+    for arm in ("erm", "fairdi"):
+        roots[arm] = work / arm
+        shutil.copytree(
+            REPO / "bundles" / f"fairdi_{task}", roots[arm], ignore=shutil.ignore_patterns("models", "eval")
+        )
+    log = work / "runs.log"
+    with sw("erm"):
+        _bundle_run(roots["erm"], ["train.json", "train_baseline.json"], dict(common, baseline_loss=erm_loss), log)
+    with sw("fis_stage0"):
+        _bundle_run(roots["fairdi"], ["train.json", "train_baseline.json"], dict(common, baseline_loss="fis"), log)
+    with sw("teachers"):
+        _bundle_run(roots["fairdi"], ["train.json", "train_teachers.json"], common, log)
+    with sw("student"):
+        _bundle_run(roots["fairdi"], ["train.json", "train_student.json"], common, log)
+    for arm, root, stage in (
+        ("erm", roots["erm"], "baseline"),
+        ("fis", roots["fairdi"], "baseline"),
+        ("fairdi", roots["fairdi"], "student"),
+    ):
+        out_dir = work / f"eval_{arm}"
+        _bundle_run(root, ["train.json", "evaluate.json"], dict(common, eval_stage=stage, output_dir=str(out_dir)), log)
+        rows = _read_predictions(out_dir / "predictions.csv")
+        figures[arm] = (
+            _classification_figures(rows, group_names, positive)
+            if task == "classification"
+            else _segmentation_figures(rows, group_names)
+        )
+    teachers = json.loads((roots["fairdi"] / "models" / "teachers.json").read_text())
+    for k, rec in teachers["groups"].items():
+        name = group_names[int(k)]
+        figures["fairdi"][f"teacher_selected_epoch_{name}"] = float(rec["selected_epoch"] or 0)
+        if "selection_rate" in rec and rec["selection_rate"] is not None:
+            figures["fairdi"][f"teacher_val_selection_rate_{name}"] = rec["selection_rate"]
+    fairdi_total = sw.seconds["fis_stage0"] + sw.seconds["teachers"] + sw.seconds["student"]
+    figures["cost"] = {
+        "erm_s": sw.seconds["erm"],
+        "fis_stage0_s": sw.seconds["fis_stage0"],
+        "teachers_s": sw.seconds["teachers"],
+        "student_s": sw.seconds["student"],
+        "student_over_erm": sw.seconds["student"] / sw.seconds["erm"],
+        "fairdi_pipeline_over_erm": fairdi_total / sw.seconds["erm"],
+    }
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return figures
+
+
+def parser(doc: str):
+    ap = benchmark_parser(doc)
+    ap.add_argument("--epochs", type=int, default=8, help="epochs of stage 0, ERM and the student")
+    ap.add_argument("--teacher-epochs", type=int, default=4, help="teacher epochs (of teacher_samples_per_epoch)")
+    ap.add_argument("--scenario", default="irreducible", help="synthetic bias scenario (monai_fair.data.synthetic)")
+    ap.add_argument("--data-dir", default=None, help="where the synthetic data are generated (default: a temp dir)")
+    ap.add_argument("--keep", action="store_true", help="keep the bundles' outputs (models, logs)")
+    ap.add_argument("--merge", nargs="+", default=None, help="merge single-seed result JSONs (no run)")
+    return ap
+
+
+PAIRS = [("fairdi", "erm"), ("fis", "erm"), ("fairdi", "fis")]
+
+
+def merge(paths: list[str], out: str | None, name: str) -> dict:
+    """Combine result JSONs of one-seed runs (same command otherwise) into one result, as ``run_benchmark`` would."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    per_seed = sorted((s for p in parts for s in p["per_seed"]), key=lambda s: s["seed"])
+    flat = [{k: (np.nan if v is None else v) for k, v in s["figures"].items()} for s in per_seed]
+    result = dict(parts[0])
+    result.update(
+        seeds=[s["seed"] for s in per_seed],
+        per_seed=per_seed,
+        summary=summarize_seeds(flat),
+        paired=paired_differences(flat, PAIRS),
+        command=" ; ".join(p["command"] for p in parts),
+        machines=[p["machine"] for p in parts],
+        wall_s=max(p["wall_s"] for p in parts),
     )
-    runs = {}
-    for s in args.seeds:
-        t = time.perf_counter()
-        runs[s] = run_seed(s, datalist, args, device)
-        print(f"seed {s} done in {time.perf_counter() - t:.0f}s: {json.dumps(runs[s])}", flush=True)
-    _report(runs, args.seeds, vars(args), args.out)
-
-
-def _report(runs, seeds, args, out, methods=("erm", "fairdi_baseline", "fairdi", "cost")):
-    """Mean and spread over ``seeds`` of every number of each ``methods`` entry; printed, and written to ``out``."""
-    table = {}
-    for method in methods:
-        table[method] = {k: _mean_std([runs[s][method][k] for s in seeds]) for k in runs[seeds[0]][method]}
-    result = {"args": args, "per_seed": runs, "mean_std": table}
-    print(json.dumps(table, indent=1))
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(result, indent=1))
+        write_results(out, name, result)
+    return result
 
+
+NOTES = (
+    "Arms share data, network, transforms and selection (worst-group validation metric). `fis` is FairDi's stage 0, "
+    "`fairdi` its student. Costs are wall-clock seconds of whole `monai.bundle run` processes on a loaded 2-core CPU "
+    "(interpreter start-up, data caching and validation included); read them as ratios measured in one run."
+)
 
 if __name__ == "__main__":
-    main()
+    cli = parser(__doc__).parse_args()
+    bench_name = f"fairdi_{cli.scenario}" if cli.scenario != "irreducible" else "fairdi_results"
+    if cli.merge:
+        merge(cli.merge, cli.out, bench_name)
+    else:
+        run_benchmark(bench_name, lambda seed, a: run_task(seed, a, "classification"), cli, pairs=PAIRS, notes=NOTES)

@@ -3,30 +3,37 @@
 """FairDi: fair distillation from group-specific teachers (Masroor et al., arXiv 2411.11939, 2024).
 
 Everything of the method lives here: the FIS loss of its stage 0 (:mod:`.fis`), the distillation losses
-(:mod:`.distillation`), the per-group teachers (:mod:`.teachers`) and the student trainer and teacher training
-(:mod:`.engines`). Bundles: ``bundles/fairdi_classification``, ``bundles/fairdi_segmentation``.
+(:mod:`.distillation`), the per-group teachers (:mod:`.teachers`), the student trainer and the handlers that train,
+select, load and cache the teachers (:mod:`.engines`), and the stage checkpoints (:mod:`.stages`). Bundles:
+``bundles/fairdi_classification``, ``bundles/fairdi_segmentation``.
 """
 
 from __future__ import annotations
 
 from .fis import (
+    FIS_DISTANCE_SCALES,
+    FIS_GROUP_DISTANCES,
     FairIdentityScalingLoss,
     compute_fis_weights,
-    wasserstein_1d_to_groups,
     per_sample_cross_entropy,
     per_sample_dice_ce,
-    check_group,
+    wasserstein_1d_to_groups,
 )
 from .distillation import FairDistillationLoss, FairDistillationSegLoss, distillation_kl, route_teacher_logits
-from .teachers import GroupTeachers
+from .teachers import TEACHER_MODES, GroupTeachers, build_group_teachers
 from .engines import (
+    TEACHER_CRITERIA,
+    TEACHER_KEY,
     FairDiStudentTrainer,
+    GroupTeacherSelector,
+    GroupTeachersLoader,
+    TeacherBaselineInit,
     TeacherOutputWriter,
-    train_group_teachers,
-    load_group_teachers,
     cache_teacher_outputs,
-    filter_group,
+    group_balanced_sampler,
+    teacher_eligible_groups,
 )
+from .stages import STAGE0_LOSSES, STAGE_CHECKPOINTS, stage0_loss, stage_checkpoint
 
 __all__ = [
     "FairIdentityScalingLoss",
@@ -34,16 +41,27 @@ __all__ = [
     "wasserstein_1d_to_groups",
     "per_sample_cross_entropy",
     "per_sample_dice_ce",
-    "check_group",
+    "FIS_GROUP_DISTANCES",
+    "FIS_DISTANCE_SCALES",
     "FairDistillationLoss",
     "FairDistillationSegLoss",
     "distillation_kl",
     "route_teacher_logits",
     "GroupTeachers",
+    "build_group_teachers",
+    "TEACHER_MODES",
     "FairDiStudentTrainer",
     "TeacherOutputWriter",
-    "train_group_teachers",
-    "load_group_teachers",
+    "GroupTeachersLoader",
+    "TeacherBaselineInit",
+    "GroupTeacherSelector",
     "cache_teacher_outputs",
-    "filter_group",
+    "teacher_eligible_groups",
+    "group_balanced_sampler",
+    "TEACHER_CRITERIA",
+    "TEACHER_KEY",
+    "STAGE_CHECKPOINTS",
+    "stage_checkpoint",
+    "STAGE0_LOSSES",
+    "stage0_loss",
 ]

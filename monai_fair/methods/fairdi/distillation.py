@@ -25,17 +25,16 @@ the slice of its own group's teacher.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from monai.losses import DiceCELoss
+from monai.utils import look_up_option
 
-from monai_fair.methods.fairdi.fis import (
-    FairIdentityScalingLoss,
-    check_group,
-    per_sample_cross_entropy,
-    per_sample_dice_ce,
-)
+from monai_fair.methods.fairdi.fis import FairIdentityScalingLoss, per_sample_cross_entropy
+from monai_fair.utils.validation import check_group_ids
 
 __all__ = ["FairDistillationLoss", "FairDistillationSegLoss", "distillation_kl", "route_teacher_logits"]
 
@@ -56,7 +55,7 @@ def route_teacher_logits(teacher_logits: torch.Tensor, group: torch.Tensor, stud
             f"got shape {tuple(teacher_logits.shape)}."
         )
     k, b = teacher_logits.shape[:2]
-    group = check_group(group, b, k)
+    group = check_group_ids(group, k, name="group", num_samples=b, device=teacher_logits.device)
     return teacher_logits[group, torch.arange(b, device=teacher_logits.device)]
 
 
@@ -82,10 +81,12 @@ class FairDistillationLoss(torch.nn.Module):
     Args:
         temperature: distillation temperature tau (FairDi reimplementation default 1.5).
         lambda_kd: weight lambda of the distillation term; ``1 - lambda`` weights the supervised term.
-        supervised: ``"fis"`` (default), ``"ce"``, ``"dice_ce"`` or a loss module/callable; a callable taking
-            ``(pred, target, group)`` must set ``takes_group=True`` or be a ``FairIdentityScalingLoss``.
+        supervised: ``"fis"`` (default), ``"ce"``, ``"dice_ce"`` (MONAI's ``DiceCELoss``) or a loss
+            module/callable; a callable taking ``(pred, target, group)`` needs ``supervised_takes_group=True`` (or is
+            a ``FairIdentityScalingLoss``).
         scale_by_t2: multiply the KL term by tau^2 (Hinton et al.), default True.
-        fis_c, fis_individual_temperature, fis_group_temperature: FIS parameters when ``supervised="fis"``.
+        fis: keyword arguments of :class:`monai_fair.methods.fairdi.FairIdentityScalingLoss` when
+            ``supervised="fis"`` (``c``, temperatures, ``group_distance``, ``distance_scale``, ...).
         supervised_takes_group: whether a callable ``supervised`` takes ``group`` as third argument.
     """
 
@@ -97,9 +98,7 @@ class FairDistillationLoss(torch.nn.Module):
         lambda_kd: float = 0.95,
         supervised: str | Callable = "fis",
         scale_by_t2: bool = True,
-        fis_c: float = 0.5,
-        fis_individual_temperature: float = 1.0,
-        fis_group_temperature: float = 1.0,
+        fis: Mapping[str, Any] | None = None,
         supervised_takes_group: bool | None = None,
     ) -> None:
         super().__init__()
@@ -112,19 +111,13 @@ class FairDistillationLoss(torch.nn.Module):
         self.scale_by_t2 = scale_by_t2
         takes_group = supervised_takes_group
         if isinstance(supervised, str):
-            if supervised == "fis":
-                supervised = FairIdentityScalingLoss(
-                    c=fis_c,
-                    individual_temperature=fis_individual_temperature,
-                    group_temperature=fis_group_temperature,
-                    base_loss=self.dense_default,
-                )
-            elif supervised == "ce":
+            name = look_up_option(supervised, ("fis", "ce", "dice_ce"))
+            if name == "fis":
+                supervised = FairIdentityScalingLoss(**{"base_loss": self.dense_default, **dict(fis or {})})
+            elif name == "ce":
                 supervised = _CrossEntropy()
-            elif supervised == "dice_ce":
-                supervised = _DiceCE()
             else:
-                raise ValueError(f"unknown supervised term '{supervised}', expected 'fis', 'ce', 'dice_ce' or a loss.")
+                supervised = DiceCELoss(to_onehot_y=True, softmax=True)
         if takes_group is None:
             takes_group = isinstance(supervised, FairIdentityScalingLoss)
         self.supervised = supervised
@@ -135,7 +128,7 @@ class FairDistillationLoss(torch.nn.Module):
     ) -> torch.Tensor:
         if teacher_logits is None:
             raise ValueError("FairDistillationLoss needs teacher logits (cached 'teacher_logits' or online teachers).")
-        group = check_group(group, pred.shape[0]).to(pred.device)
+        group = check_group_ids(group, name="group", num_samples=pred.shape[0], device=pred.device)
         teacher = route_teacher_logits(teacher_logits.to(pred.device), group, pred.dim())
         kd = distillation_kl(pred, teacher, self.temperature, self.scale_by_t2)
         if self.lambda_kd >= 1.0:
@@ -174,8 +167,3 @@ class FairDistillationSegLoss(FairDistillationLoss):
 class _CrossEntropy(torch.nn.Module):
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return per_sample_cross_entropy(pred, target).mean()
-
-
-class _DiceCE(torch.nn.Module):
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return per_sample_dice_ce(pred, target).mean()

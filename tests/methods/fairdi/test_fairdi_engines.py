@@ -1,21 +1,32 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
-"""FairDi teachers and student engine on in-memory data: routing, caching, own-group training, fallback."""
+"""FairDi teachers and student engine on in-memory data: routing, caching, the teachers' stage (own-group training
+on group-balanced batches, per-group selection with a usable threshold, fallback), the student trainer."""
 
 from __future__ import annotations
 
+import json
+from types import SimpleNamespace
+
 import pytest
 import torch
+from ignite.engine import Engine, Events
 from monai.data import DataLoader
+from monai.engines import PrepareBatchExtraInput
 from torch import nn
 
+from monai_fair.engines import GroupSupervisedEvaluator, GroupSupervisedTrainer
 from monai_fair.methods.fairdi import (
     FairDistillationLoss,
     FairDiStudentTrainer,
     GroupTeachers,
+    GroupTeacherSelector,
+    GroupTeachersLoader,
+    TeacherBaselineInit,
+    build_group_teachers,
     cache_teacher_outputs,
-    load_group_teachers,
-    train_group_teachers,
+    group_balanced_sampler,
+    teacher_eligible_groups,
 )
 
 
@@ -60,25 +71,36 @@ def test_group_teachers_route_to_own_group():
     assert teachers.all_outputs(x).shape == (3, 6, 2)
     # a group absent from the batch and a single-sample group
     assert teachers(x[:2], torch.tensor([2, 0]))[:, 0].tolist() == [2.0, 0.0]
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(ValueError, match=r"out-of-range ids \[3\]"):
         teachers(x, torch.tensor([0, 1, 3, 0, 0, 0]))
+    # one id for the whole batch (e.g. the windows of one image under a sliding-window inferer)
+    assert teachers(x, torch.tensor([1]))[:, 0].tolist() == [1.0] * 6
 
 
 def test_heads_on_shared_backbone_match_manual_computation():
     torch.manual_seed(0)
     net = nn.Sequential()
-    net.body = nn.Linear(5, 4)
-    net.fc = nn.Linear(4, 2)
-    teachers = GroupTeachers.with_shared_backbone(net, num_groups=2)
+    net.body = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4))
+    net.classifier = nn.Sequential()
+    net.classifier.fc = nn.Linear(4, 2)  # a nested head (issue 13: heads mode failed unless top-level)
+    teachers = build_group_teachers(net, 2, mode="heads", head_name="classifier.fc")
+    net.eval()
+    teachers.train()
+    assert not teachers.backbone.training and teachers.heads[0].training  # frozen backbone keeps its BN statistics
+    teachers.load_baseline(net.state_dict())  # heads and backbone from the network they came from
+    torch.testing.assert_close(teachers.heads[1].weight, net.classifier.fc.weight)
     with torch.no_grad():
         teachers.heads[1].weight.add_(1.0)
     x = torch.randn(5, 5)
     g = torch.tensor([0, 1, 1, 0, 1])
     feats = net.body(x)
     manual = torch.stack([teachers.heads[int(k)](feats[i]) for i, k in enumerate(g)])
+    torch.testing.assert_close(manual[0], net(x)[0])
     torch.testing.assert_close(teachers(x, g), manual)
     torch.testing.assert_close(teachers.all_outputs(x)[g, torch.arange(5)], manual)
     assert not any(p.requires_grad for p in teachers.backbone.parameters())
+    with pytest.raises(ValueError, match="no module named 'fc'"):
+        build_group_teachers(net, 2, mode="heads", head_name="fc")
 
 
 def test_cache_matches_online_teachers():
@@ -134,51 +156,144 @@ def test_student_trainer_without_teachers_or_cache_fails_clearly():
         trainer.run()
 
 
-def test_teachers_trained_on_own_group_and_small_group_falls_back(tmp_path):
-    torch.manual_seed(0)
-    train = _items(30, lambda i: 0 if i < 24 else (1 if i < 27 else 2))  # group 1: 3 samples, group 2: 3
-    val = _items(8, lambda i: i % 2)
-    torch.save(_Recorder().state_dict(), tmp_path / "baseline.pt")
-    with pytest.warns(UserWarning, match="group 1 has 3 training samples < min_group_size=5"):
-        teachers = train_group_teachers(
-            _Recorder,
-            train,
-            val,
-            3,
-            min_group_size=5,
-            epochs=1,
-            batch_size=8,
-            init_path=str(tmp_path / "baseline.pt"),
-            ckpt_dir=str(tmp_path),
-        )
-    group0_ids = set(range(24))
-    assert teachers.teachers[0].seen and teachers.teachers[0].seen <= group0_ids
-    baseline = torch.load(tmp_path / "baseline.pt", weights_only=True)
-    for k in (1, 2):  # fallbacks: untrained copies of the baseline
-        assert not teachers.teachers[k].seen
-        torch.testing.assert_close(teachers.teachers[k].state_dict(), baseline)
-    assert not torch.equal(teachers.teachers[0].fc.weight, baseline["fc.weight"])
-    reloaded = load_group_teachers(_Recorder, str(tmp_path / "teachers.pt"), 3)
-    x, g = torch.randn(4, 1, 3, 3), torch.tensor([0, 1, 2, 0])
-    torch.testing.assert_close(reloaded(x, g), teachers(x, g))
+class _Counter(nn.Module):
+    """Linear classifier that counts, per sample id (pixel [0, 0, 0]), how often it is trained on that sample."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+        self.draws: dict[int, int] = {}
+
+    def forward(self, x):
+        if self.training:
+            for v in x[:, 0, 0, 0].round().long().tolist():
+                self.draws[v] = self.draws.get(v, 0) + 1
+        return self.fc(x.reshape(x.shape[0], -1)[:, 1:5])
 
 
-def test_heads_mode_trains_only_heads(tmp_path):
-    torch.manual_seed(0)
-    train = _items(24, lambda i: (i // 2) % 2)  # both labels in both groups
-    torch.save(_Recorder().state_dict(), tmp_path / "baseline.pt")
-    teachers = train_group_teachers(
-        _Recorder,
-        train,
-        train,
-        2,
-        mode="heads",
-        min_group_size=2,
-        epochs=1,
-        batch_size=8,
-        init_path=str(tmp_path / "baseline.pt"),
+def _teacher_stage(items, teachers, eligible, num_samples, batch_size=10):
+    sampler = group_balanced_sampler(items, eligible, num_samples=num_samples, seed=0)
+    return GroupSupervisedTrainer(
+        device="cpu",
+        max_epochs=1,
+        train_data_loader=DataLoader(items, batch_size=batch_size, sampler=sampler),
+        network=teachers,
+        optimizer=torch.optim.SGD([p for p in teachers.parameters() if p.requires_grad], lr=0.1),
+        loss_function=nn.CrossEntropyLoss(),
+        prepare_batch=PrepareBatchExtraInput("group"),
     )
-    # the frozen backbone of _Recorder is the identity-like slicing; only the 2 heads hold parameters
-    assert len(teachers.heads) == 2 and not torch.equal(teachers.heads[0].weight, teachers.heads[1].weight)
-    with pytest.raises(ValueError, match="needs init_path"):
-        train_group_teachers(_Recorder, train, train, 2, mode="heads")
+
+
+def test_teachers_stage_trains_each_teacher_on_its_own_group_for_equal_steps(tmp_path):
+    """Issue 13 (b): one trainer trains all teachers on group-balanced batches; each teacher learns from its own
+    group only, the small group's teacher gets as many samples as the large one's, an ineligible group none."""
+    torch.manual_seed(0)
+    group_of = [0] * 24 + [1] * 6 + [2] * 3  # group 2 is below teacher_min_group_size
+    items = _items(33, lambda i: group_of[i])
+    with pytest.warns(UserWarning, match=r"group 2 has too few training samples \(teacher_min_group_size=5\)") as rec:
+        eligible = teacher_eligible_groups(items, 3, min_group_size=5)
+    assert eligible == [True, True, False] and "3 " not in str(rec[0].message)  # no count of a small group
+    baseline = _Counter()
+    torch.save(baseline.state_dict(), tmp_path / "baseline.pt")
+    teachers = build_group_teachers(_Counter(), 3)
+    trainer = _teacher_stage(items, teachers, eligible, num_samples=400)
+    TeacherBaselineInit(teachers, str(tmp_path / "baseline.pt")).attach(trainer)
+    trainer.run()
+    seen = [set(t.draws) for t in teachers.teachers]
+    assert seen[0] <= set(range(24)) and seen[1] <= set(range(24, 30)) and not seen[2]
+    n0, n1 = sum(teachers.teachers[0].draws.values()), sum(teachers.teachers[1].draws.values())
+    assert n0 + n1 == 400 and 150 < n1 < 250  # about half each, although group 1 is 4x smaller
+    torch.testing.assert_close(teachers.teachers[2].state_dict(), baseline.state_dict())  # untouched fallback
+    assert not torch.equal(teachers.teachers[1].fc.weight, baseline.fc.weight)
+
+
+def test_group_balanced_sampler_weights():
+    items = _items(7, lambda i: [0, 0, 0, 0, 1, 1, 2][i])
+    sampler = group_balanced_sampler(items, [True, True, False], num_samples=5)
+    torch.testing.assert_close(sampler.weights, torch.tensor([0.25] * 4 + [0.5, 0.5, 0.0], dtype=torch.float64))
+    assert sampler.num_samples == 5
+    with pytest.raises(ValueError, match="no group has enough training samples"):
+        group_balanced_sampler(items, [False, False, False])
+    one_class = [{"label": 1, "group": 1}, {"label": 0, "group": 0}, {"label": 1, "group": 0}] * 20
+    with pytest.warns(UserWarning, match="group 1"):
+        assert teacher_eligible_groups(one_class, 2, min_group_size=5) == [True, False]
+
+
+class _Shift(nn.Module):
+    """Positive-class logit = 4 * x[0] + bias: perfect ranking (AUC 1) whatever the bias; the bias sets the rate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        z = 4 * x.reshape(x.shape[0], -1)[:, 0] + self.bias
+        return torch.stack([torch.zeros_like(z), z], 1)
+
+
+def _run_selection(tmp_path, criterion, usable, biases_per_epoch, min_group_size=1):
+    torch.manual_seed(0)
+    teachers = GroupTeachers(teachers=[_Shift(), _Shift()])
+    items = [
+        {"image": torch.tensor([[float(2 * (i % 2) - 1)]]), "label": torch.tensor(i % 2), "group": torch.tensor(i // 8)}
+        for i in range(16)
+    ]
+    post = lambda d: {**d, "pred": torch.softmax(d["pred"], 0), "label": d["label"]}  # noqa: E731
+    evaluator = GroupSupervisedEvaluator(
+        device="cpu",
+        val_data_loader=DataLoader(items, batch_size=16),
+        network=teachers,
+        prepare_batch=PrepareBatchExtraInput("group"),
+        postprocessing=post,
+    )
+    trainer = Engine(lambda e, b: None)
+    path = str(tmp_path / f"teachers_{criterion}_{usable}.pt")
+    selector = GroupTeacherSelector(
+        teachers, evaluator, path, criterion=criterion, require_usable_threshold=usable, min_group_size=min_group_size
+    )
+    selector.attach(trainer)
+    trainer.state = SimpleNamespace(epoch=0, iteration=0)
+    trainer.fire_event(Events.STARTED)
+    for epoch, biases in enumerate(biases_per_epoch, 1):
+        trainer.state.epoch = epoch
+        with torch.no_grad():
+            for t, b in zip(teachers.teachers, biases):
+                t.bias.fill_(b)
+        evaluator.run()
+    return torch.load(path, weights_only=True), json.loads(
+        (tmp_path / f"teachers_{criterion}_{usable}.json").read_text()
+    )
+
+
+def test_selector_requires_a_usable_threshold(tmp_path):
+    """Issue 13 (c): teacher 1 calls every case positive in epoch 1 (AUC 1, selection rate 1) and separates the
+    classes at 0.5 in epoch 2 (AUC 1 again). Selecting on AUC alone keeps the one-class epoch; the default (balanced
+    accuracy, selection rate in (0, 1)) keeps epoch 2, and the JSON records the threshold and its origin."""
+    epochs = [(0.0, 20.0), (0.0, 0.0)]
+    state, record = _run_selection(tmp_path, "auc", False, epochs)
+    assert float(state["teachers.1.bias"]) == 20.0 and record["groups"]["1"]["selection_rate"] == 1.0
+    state, record = _run_selection(tmp_path, "balanced_accuracy", True, epochs)
+    assert float(state["teachers.1.bias"]) == 0.0 and float(state["teachers.0.bias"]) == 0.0
+    assert record["groups"]["1"] == {"selected_epoch": 2, "balanced_accuracy": 1.0, "selection_rate": 0.5}
+    assert record["groups"]["0"]["selected_epoch"] == 1
+    assert record["threshold"] == 0.5 and "not fitted" in record["threshold_origin"]
+    # AUC with the selection-rate check also refuses the one-class epoch
+    state, _ = _run_selection(tmp_path, "auc", True, epochs)
+    assert float(state["teachers.1.bias"]) == 0.0
+    # never usable: the teacher stays at its starting point, with a warning at the end
+    state, record = _run_selection(tmp_path, "balanced_accuracy", True, [(0.0, 20.0), (0.0, -20.0)])
+    assert record["groups"]["1"]["selected_epoch"] is None
+    # privacy: groups with fewer validation samples than min_group_size get no figures, only the selected epoch
+    _, record = _run_selection(tmp_path, "balanced_accuracy", True, epochs, min_group_size=9)
+    assert (
+        set(record["groups"]["1"]) == {"selected_epoch", "suppressed"} and record["groups"]["1"]["selected_epoch"] == 2
+    )
+
+
+def test_loaders_name_the_missing_stage(tmp_path):
+    teachers = GroupTeachers(teachers=[_Recorder()])
+    engine = SimpleNamespace(state=SimpleNamespace(device="cpu"))
+    with pytest.raises(FileNotFoundError, match=r"run the teachers \(train_teachers.json\) stage first"):
+        GroupTeachersLoader(teachers, str(tmp_path / "teachers.pt"))(engine)
+    with pytest.raises(FileNotFoundError, match=r"run the baseline \(train_baseline.json\) stage first"):
+        TeacherBaselineInit(teachers, str(tmp_path / "baseline.pt"))(engine)
