@@ -1,98 +1,105 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
-"""APPLE benchmark: fairness of a frozen segmentor alone vs with the trained latent perturber, privacy probe, latency.
+"""APPLE benchmark: does the latent perturber remove the group from what the frozen decoder sees, and does that
+change Dice per group? A beta sweep on a scenario where APPLE's mechanism applies, over seeds.
 
-For each seed: train the base segmentor (plain MONAI-style training, DiceCE), freeze it, train the APPLE perturber
-with :class:`monai_fair.methods.apple.AppleTrainer`, and evaluate on the test split of monai-fair's synthetic biased
-segmentation data:
+Per seed (all arms of a seed in one process, on the same data):
 
-* per-group Dice / IoU, ES-Dice, Dice gap, SER (``monai_fair.metrics.compute_group_segmentation_metrics``);
-* privacy: a *fresh* :class:`monai_fair.methods.apple.AttributeDiscriminator` (probe) is trained on the training-set
-  latents and its group AUC / balanced accuracy measured on the test-set latents, for ``f_o`` (before) and
-  ``f_p`` (after);
-* cost: inference latency of base + perturber divided by the base segmentor's, measured in one run
-  (interleaved repeats, median), at the bundle's image size and at a larger one.
+1. data: monai-fair's synthetic ultrasound segmentation, by default the ``shortcut`` scenario
+   (``monai_fair.data.synthetic``): a visible group cue (a bright near-field band for group F) and, in the training
+   and validation splits, lesions at a group-specific depth (with a lesion-like distractor cyst at the mirrored
+   depth); at test the lesions lie anywhere. A deployed segmentor trained on it can use the low-dimensional group
+   cue to decide where to look: the situation APPLE is designed for;
+2. the deployed segmentor (MONAI ``UNet`` 16-32-64-128 and/or the SAM-like model) is trained with DiceCE, frozen;
+3. for every ``beta`` of the sweep, a fresh perturber (default width = latent width) and discriminator are
+   trained with :class:`monai_fair.methods.apple.AppleTrainer` (group-balanced discriminator loss, ``k`` steps per
+   perturber step, own learning rate; privacy term = cross-entropy to the uniform posterior);
+4. figures on the test split: Dice overall / per group, Dice gap and ES-Dice
+   (``monai_fair.metrics.compute_group_segmentation_metrics``); the discriminator's group AUC and balanced
+   accuracy (last training epoch, and on test latents); the privacy probe (fresh linear and MLP probes fitted on
+   validation latents, scored on test latents: AUC, balanced accuracy; ``monai_fair.methods.apple.privacy_probe``);
+   the relative perturbation size ``mean(delta^2) / mean(f_o^2)``; the inference latency with / without the
+   perturbers (interleaved, median ratio, batch 8); ``informative_features``: the fraction of single pooled latent
+   features (channel means and maxima) whose group AUC on the test split is >= 0.9 or <= 0.1 (how redundantly the
+   latent encodes the group).
 
-Usage::
+Optional arms: ``--skips`` (U-Net bottleneck *and* skip connections perturbed, at ``--skip_betas``), and
+``--controls`` (the probe on the bottleneck of the deployed model with the group cue band cropped away, to see
+where the group information comes from).
 
-    python benchmarks/apple_bench.py --seeds 0 1 2 --models unet sam_like --out docs/benchmarks/apple_results.json
+Usage (harness flags: ``--seeds``, ``--out``, ``--quick``, ``--threads``)::
+
+    python benchmarks/apple_bench.py --seeds 0 1 2 --out docs/benchmarks --name apple_comparison
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
-import tempfile
 import time
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from harness import benchmark_parser, interleaved_timing, run_benchmark
 from monai.losses import DiceCELoss
-from monai.networks.nets import BasicUNet, UNet
-from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, ScaleIntensityRanged
-from monai.utils import set_determinism
-from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+from monai.networks.nets import UNet
+from scipy.stats import rankdata
 
-from monai_fair.data import ensure_synthetic_dataset, load_fair_datalist
+from monai_fair.data.synthetic import synthesize_segmentation_arrays
 from monai_fair.methods.apple import (
-    AdversarialPrivacyLoss,
+    AppleKeys,
     AppleTrainer,
     AttributeDiscriminator,
+    DiscriminatorLoss,
     LatentPerturber,
     PerturbedSegmentor,
+    PerturberLoss,
     SamLikeSegmentor,
+    collect_pooled_latents,
+    compute_attribute_recoverability,
+    default_latent_module,
+    privacy_probe,
+    unet_skip_modules,
 )
 from monai_fair.metrics import compute_group_segmentation_metrics
 from monai_fair.metrics.group_segmentation import compute_per_image_dice_iou
 
-VARIANTS = {
-    "unet": dict(latent="model.1.submodule.1.submodule.1.submodule", channels=128, hidden=32, lr=1e-3),
-    "sam_like": dict(latent="image_encoder", channels=32, hidden=16, lr=5e-4),
-    # MONAI's default BasicUNet (features 32-32-64-128-256-32, ~2 M parameters): a standard-size deployed U-Net,
-    # 16x-downsampled bottleneck `down_4`; used for the latency comparison (--latency_only --models basicunet)
-    "basicunet": dict(latent="down_4", channels=256, hidden=32, lr=1e-3),
-}
+GROUPS = ("F", "M")
 
 
-def build(model: str, size: int) -> torch.nn.Module:
+def build(model: str, size: int) -> tuple[torch.nn.Module, list[str], list[int], list[str], list[int]]:
+    """Deployed network, its latent module(s) and channels, and (U-Net) its skip modules and channels."""
     if model == "unet":
-        return UNet(2, 1, 2, channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=1, norm="batch")
-    if model == "basicunet":
-        return BasicUNet(spatial_dims=2, in_channels=1, out_channels=2)
-    return SamLikeSegmentor(
+        net = UNet(2, 1, 2, channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=1, norm="batch")
+        return net, [default_latent_module(net)], [128], unet_skip_modules(net), [16, 32, 64]
+    net = SamLikeSegmentor(
         in_channels=1, img_size=size, patch_size=4, embed_dim=64, depth=2, num_heads=4, prompt_dim=32
     )
+    return net, ["image_encoder"], [32], [], []
 
 
-def load_split(datalist: str, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    items, _ = load_fair_datalist(datalist, split=split)
-    tf = Compose(
-        [
-            LoadImaged(["image", "label"], image_only=True),
-            EnsureChannelFirstd(["image", "label"]),
-            ScaleIntensityRanged("image", 0, 255, 0.0, 1.0, clip=True),
-        ]
+def load_data(seed: int, args) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    arr = synthesize_segmentation_arrays(
+        scenario=args.scenario, strength=args.strength, n_samples=args.n_samples, image_size=args.image_size, seed=seed
     )
-    data = [tf(dict(d)) for d in items]
-    x = torch.stack([torch.as_tensor(d["image"]).float() for d in data])
-    y = torch.stack([torch.as_tensor(d["label"]).float() for d in data])
-    g = torch.tensor([int(d["group"]) for d in items])
-    return x, y, g
+    x = torch.as_tensor(arr["image"]).float()[:, None] / 255.0
+    y = torch.as_tensor(arr["mask"]).float()[:, None]
+    g = torch.as_tensor(arr["group"]).long()
+    split = torch.as_tensor(arr["split"])
+    return {name: (x[split == i], y[split == i], g[split == i]) for i, name in enumerate(("train", "val", "test"))}
 
 
-def batches(x, y, g, bs, rng, shuffle=True):
-    idx = rng.permutation(len(x)) if shuffle else np.arange(len(x))
+def batches(data, bs: int, rng: np.random.Generator | None = None) -> list[dict[str, torch.Tensor]]:
+    x, y, g = data
+    idx = rng.permutation(len(x)) if rng is not None else np.arange(len(x))
     return [{"image": x[i], "label": y[i], "group": g[i]} for i in (idx[k : k + bs] for k in range(0, len(x), bs))]
 
 
-def train_base(net, x, y, g, epochs, lr, rng):
+def train_base(net: torch.nn.Module, data, epochs: int, lr: float, rng: np.random.Generator) -> None:
     opt = torch.optim.Adam(net.parameters(), lr)
     loss_fn = DiceCELoss(softmax=True, to_onehot_y=True, lambda_dice=0.8, lambda_ce=0.2)
     net.train()
     for _ in range(epochs):
-        for b in batches(x, y, g, 16, rng):
+        for b in batches(data, 16, rng):
             opt.zero_grad()
             loss_fn(net(b["image"]), b["label"]).backward()
             opt.step()
@@ -100,264 +107,174 @@ def train_base(net, x, y, g, epochs, lr, rng):
 
 
 @torch.no_grad()
-def predict(net, x, bs=32):
-    preds, lat = [], []
-    for k in range(0, len(x), bs):
-        out = net(x[k : k + bs])
+def evaluate(wrapped: PerturbedSegmentor, data, disc: torch.nn.Module | None = None) -> dict[str, float]:
+    """Test-split Dice per group, gap, ES-Dice; relative perturbation; the discriminator's AUC on these latents."""
+    x, y, g = data
+    preds, logits, rel = [], [], []
+    wrapped.eval()
+    for k in range(0, len(x), 32):
+        out = wrapped(x[k : k + 32])
         preds.append(out.argmax(1, keepdim=True))
-        if isinstance(net, PerturbedSegmentor):
-            lat.append(net.latents_out[0])
-    return torch.cat(preds), (torch.cat(lat) if lat else None)
-
-
-def seg_metrics(pred, y, g):
+        deltas = wrapped.perturbations()
+        rel.append(torch.stack([d.pow(2).mean() / f.pow(2).mean() for d, f in zip(deltas, wrapped.latents_in)]).mean())
+        if disc is not None:
+            logits.append(disc(wrapped.latents_out))
+    pred = torch.cat(preds)
     onehot = lambda t: torch.cat([1 - t, t], 1).float()  # noqa: E731
     dice, iou = compute_per_image_dice_iou(onehot(pred), onehot(y))
-    r = compute_group_segmentation_metrics(dice, iou, g, num_groups=2, group_names=["F", "M"])
-    out = {"dice": float(r["overall"]["dice"]), "iou": float(r["overall"]["iou"])}
-    for name, v in r["groups"].items():
-        name = ["F", "M"][int(name)] if str(name).isdigit() else name
-        out[f"dice_{name}"], out[f"iou_{name}"] = float(v["dice"]), float(v["iou"])
-    for k in ("es_dice", "dice_gap", "ser", "worst_group_dice"):
-        out[k] = float(r["fairness"][k])
+    r = compute_group_segmentation_metrics(dice, iou, g, num_groups=2, group_names=list(GROUPS))
+    out = {"dice": float(r["overall"]["dice"]), "rel_perturbation": float(torch.stack(rel).mean())}
+    for gid, v in r["groups"].items():
+        out[f"dice_{GROUPS[int(gid)]}"] = float(v["dice"])
+    out["dice_gap"] = float(r["fairness"]["dice_gap"])
+    out["es_dice"] = float(r["fairness"]["es_dice"])
+    if disc is not None:
+        rec = compute_attribute_recoverability(torch.cat(logits), g, 2)
+        out["disc_test_auc"], out["disc_test_bal_acc"] = rec["auc"], rec["balanced_accuracy"]
     return out
 
 
-def probe(f_train, g_train, f_test, g_test, seed, steps=300):
-    """Fresh discriminator on frozen latents: test AUC and balanced accuracy of the group prediction."""
+def informative_fraction(features: torch.Tensor, group: torch.Tensor, margin: float = 0.4) -> float:
+    """Fraction of single pooled features whose group AUC is >= 0.5 + margin or <= 0.5 - margin (Mann-Whitney from
+    mid-ranks, all columns at once)."""
+    ranks = torch.as_tensor(rankdata(features.numpy(), axis=0))
+    pos = group == 1
+    n1, n0 = int(pos.sum()), int((~pos).sum())
+    auc = (ranks[pos].sum(0) - n1 * (n1 + 1) / 2) / (n1 * n0)
+    return float(((auc - 0.5).abs() >= margin).double().mean())
+
+
+def probe_figures(wrapped: PerturbedSegmentor, val, test, perturbed: bool, seed: int, args) -> dict[str, float]:
+    fit = collect_pooled_latents(wrapped, batches(val, 32), perturbed)
+    score = collect_pooled_latents(wrapped, batches(test, 32), perturbed)
+    res = privacy_probe(*fit, *score, 2, n_bootstrap=args.n_bootstrap, seed=seed)
+    out = {"informative_features": informative_fraction(*score)}
+    for kind, r in res.items():
+        out[f"probe_{kind}_auc"], out[f"probe_{kind}_bal_acc"] = r["auc"], r["balanced_accuracy"]
+        if "ci" in r:
+            out[f"probe_{kind}_auc_lo"], out[f"probe_{kind}_auc_hi"] = r["ci"]["auc"]
+    return out
+
+
+def train_apple(base, modules, channels, data, beta: float, seed: int, args) -> dict[str, Any]:
     torch.manual_seed(seed)
-    d = AttributeDiscriminator(f_train.shape[1], 2)
-    opt = torch.optim.Adam(d.parameters(), 1e-3, weight_decay=1e-4)
-    w = torch.bincount(g_train, minlength=2).float()
-    crit = torch.nn.CrossEntropyLoss(weight=w.sum() / (2 * w))  # balanced: the minority is 20 %
-    for _ in range(steps):
-        opt.zero_grad()
-        crit(d(f_train), g_train).backward()
-        opt.step()
-    with torch.no_grad():
-        p = torch.softmax(d(f_test), 1)[:, 1].numpy()
-    return {
-        "auc": float(roc_auc_score(g_test.numpy(), p)),
-        "bal_acc": float(balanced_accuracy_score(g_test.numpy(), (p > 0.5).astype(int))),
-    }
-
-
-def latency(base, wrapped, size, reps=30, bs=8):
-    x = torch.rand(bs, 1, size, size)
-    tb, tw = [], []
-    with torch.no_grad():
-        for _ in range(3):
-            base(x), wrapped(x)
-        for _ in range(reps):
-            t = time.perf_counter()
-            wrapped.set_perturbation_enabled(False)
-            wrapped(x)  # hooks present but pass-through: the deployed model alone
-            tb.append(time.perf_counter() - t)
-            wrapped.set_perturbation_enabled(True)
-            t = time.perf_counter()
-            wrapped(x)
-            tw.append(time.perf_counter() - t)
-    return statistics.median(tw) / statistics.median(tb), statistics.median(tb) * 1e3
-
-
-def run_one(model, seed, data, args):
-    set_determinism(seed)
     rng = np.random.default_rng(seed)
-    (xtr, ytr, gtr), (xte, yte, gte) = data
-    size = xtr.shape[-1]
-    v = VARIANTS[model]
-    base = build(model, size)
-    t0 = time.perf_counter()
-    train_base(base, xtr, ytr, gtr, args.base_epochs, v["lr"], rng)
-    t_base = time.perf_counter() - t0
-    sd0 = {k: t.clone() for k, t in base.state_dict().items()}
-    pert = LatentPerturber(v["channels"], hidden_channels=args.hidden or v["hidden"], num_blocks=args.num_blocks)
-    wrapped = PerturbedSegmentor(base, pert, v["latent"])
-    wrapped.set_perturbation_enabled(False)
-    pred0, lat_te0 = predict(wrapped, xte)
-    _, lat_tr0 = predict(wrapped, xtr)
-    before = seg_metrics(pred0, yte, gte)
-    probe0 = probe(lat_tr0, gtr, lat_te0, gte, seed)
-    wrapped.set_perturbation_enabled(True)
-    disc = AttributeDiscriminator(v["channels"], 2)
+    perturbers = [LatentPerturber(c, num_blocks=args.num_blocks, hidden_channels=args.hidden) for c in channels]
+    wrapped = PerturbedSegmentor(base, perturbers, modules)
+    disc = AttributeDiscriminator(channels, 2)
     trainer = AppleTrainer(
         device=torch.device("cpu"),
         max_epochs=args.apple_epochs,
-        train_data_loader=batches(xtr, ytr, gtr, 16, rng),
+        train_data_loader=batches(data["train"], 16, rng),
         network=wrapped,
         optimizer=torch.optim.Adam(wrapped.perturbers.parameters(), args.apple_lr),
-        loss_function=AdversarialPrivacyLoss(2, beta=args.beta, alpha=args.alpha, gamma=args.gamma),
+        loss_function=PerturberLoss(2, beta=beta, gamma=args.gamma, privacy=args.privacy),
         discriminator=disc,
-        discriminator_optimizer=torch.optim.Adam(disc.parameters(), args.apple_lr * 0.2, weight_decay=1e-4),
+        discriminator_optimizer=torch.optim.Adam(disc.parameters(), args.d_lr, weight_decay=1e-4),
+        discriminator_loss_function=DiscriminatorLoss(2),
         n_discriminator_steps=args.n_d,
         one_group_batch="warn",
         decollate=False,
     )
     t0 = time.perf_counter()
     trainer.run()
-    t_apple = time.perf_counter() - t0
-    assert all(torch.equal(sd0[k], t) for k, t in base.state_dict().items()), "deployed weights changed"
-    pred1, lat_te1 = predict(wrapped, xte)
-    _, lat_tr1 = predict(wrapped, xtr)
-    after = seg_metrics(pred1, yte, gte)
-    probe1 = probe(lat_tr1, gtr, lat_te1, gte, seed)
-    ratio, base_ms = latency(base, wrapped, size)
-    ratio_big, base_ms_big = latency(base, wrapped, args.big_size, reps=10, bs=2) if model == "unet" else (None, None)
-    return {
-        "before": before,
-        "after": after,
-        "probe_before": probe0,
-        "probe_after": probe1,
-        "latency_ratio": ratio,
-        "base_latency_ms": base_ms,
-        "latency_ratio_big": ratio_big,
-        "base_latency_ms_big": base_ms_big,
-        "train_s_base": t_base,
-        "train_s_apple": t_apple,
-        "apple_over_base_train_epoch": (t_apple / args.apple_epochs) / (t_base / args.base_epochs),
-    }
+    out = evaluate(wrapped, data["test"], disc)
+    out["disc_train_auc"] = float(trainer.state.metrics[AppleKeys.DISCRIMINATOR_AUC])
+    out["disc_train_bal_acc"] = float(trainer.state.metrics[AppleKeys.DISCRIMINATOR_BALANCED_ACCURACY])
+    out["train_s"] = time.perf_counter() - t0
+    out.update(probe_figures(wrapped, data["val"], data["test"], True, seed, args))
+    out["latency_ratio"] = latency_ratio(wrapped, data["test"][0][:8], args.latency_reps)
+    wrapped.remove_hooks()
+    return out
 
 
-def mean_std(vals):
-    vals = [v for v in vals if v is not None and not np.isnan(v)]
-    if not vals:
-        return "n/a"
-    return f"{np.mean(vals):.3f} ± {np.std(vals, ddof=1) if len(vals) > 1 else 0.0:.3f}"
+@torch.no_grad()
+def latency_ratio(wrapped: PerturbedSegmentor, x: torch.Tensor, repeats: int) -> float:
+    """Inference time with the perturbers / without (hooks pass ``f_o`` through), interleaved, median ratio."""
+    wrapped.eval()
+
+    def run(enabled: bool):
+        wrapped.set_perturbation_enabled(enabled)
+        wrapped(x)
+
+    timing = interleaved_timing({"base": lambda: run(False), "apple": lambda: run(True)}, "base", repeats=repeats)
+    wrapped.set_perturbation_enabled(True)
+    return float(timing["apple"]["median_ratio"])
 
 
-def latency_only(args):
-    """Latency ratios alone (about 1 min): untrained weights (the values do not change the cost), ``--reps`` interleaved
-    repeats, for the default perturber and for each ``--light`` (hidden width, conv blocks) setting."""
-    settings = [("default", None, 2)] + [(f"hidden{h}_blocks{b}", h, b) for h, b in args.light]
-    out: dict = {}
+def _tag(beta: float) -> str:
+    return f"{beta:g}".replace(".", "p")
+
+
+def run_seed(seed: int, args) -> dict[str, dict[str, float]]:
+    data = load_data(seed, args)
+    figures: dict[str, dict[str, float]] = {}
     for model in args.models:
-        v = VARIANTS[model]
-        sizes = [(args.image_size, 8)] + ([(args.big_size, 2)] if model in ("unet", "basicunet") else [])
-        for size, bs in sizes:
-            for name, hidden, blocks in settings:
-                ratios, base_ms = [], []
-                for seed in args.seeds:
-                    set_determinism(seed)
-                    base = build(model, size).eval()
-                    pert = LatentPerturber(v["channels"], hidden_channels=hidden or v["hidden"], num_blocks=blocks)
-                    wrapped = PerturbedSegmentor(base, pert, v["latent"]).eval()
-                    r, ms = latency(
-                        base, wrapped, size, reps=args.reps if size == args.image_size else args.reps // 4, bs=bs
-                    )
-                    ratios.append(r)
-                    base_ms.append(ms)
-                key = f"{model}_{size}px_{name}"
-                out[key] = {
-                    "ratio": mean_std(ratios),
-                    "base_ms": mean_std(base_ms),
-                    "per_seed": ratios,
-                    "perturber_params": sum(p.numel() for p in pert.parameters()),
-                }
-                print(
-                    f"| {model} | {size} px, batch {bs} | {name} ({out[key]['perturber_params']} params) | "
-                    f"{out[key]['ratio']} | {out[key]['base_ms']} ms |",
-                    flush=True,
-                )
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"args": vars(args), "latency": out}, indent=1))
+        base, modules, channels, skips, skip_channels = build(model, args.image_size)
+        t0 = time.perf_counter()
+        lr = 1e-3 if model == "unet" else 5e-4
+        train_base(base, data["train"], args.base_epochs, lr, np.random.default_rng(seed))
+        base.requires_grad_(False)
+        state0 = {k: v.clone() for k, v in base.state_dict().items()}
+        ref = PerturbedSegmentor(base, [LatentPerturber(c) for c in channels], modules)
+        ref.set_perturbation_enabled(False)
+        figures[f"{model}_deployed"] = {
+            **evaluate(ref, data["test"]),
+            **probe_figures(ref, data["val"], data["test"], False, seed, args),
+            "train_s": time.perf_counter() - t0,
+        }
+        if model == "unet" and args.controls:  # where does the group come from? probe each skip site alone
+            for name, c in zip(skips, skip_channels):
+                site = PerturbedSegmentor(base, [LatentPerturber(c)], [name])
+                site.set_perturbation_enabled(False)
+                f = probe_figures(site, data["val"], data["test"], False, seed, args)
+                figures[f"{model}_deployed"][f"probe_linear_auc_{name}"] = f["probe_linear_auc"]
+                site.remove_hooks()
+        ref.remove_hooks()
+        for beta in args.betas if model == "unet" else args.sam_betas:
+            figures[f"{model}_beta{_tag(beta)}"] = train_apple(base, modules, channels, data, beta, seed, args)
+            print(model, beta, {k: round(v, 3) for k, v in figures[f"{model}_beta{_tag(beta)}"].items()}, flush=True)
+        if model == "unet" and args.skips:
+            for beta in args.skip_betas:
+                arm = train_apple(base, modules + skips, channels + skip_channels, data, beta, seed, args)
+                figures[f"unet_skips_beta{_tag(beta)}"] = arm
+                print("unet+skips", beta, {k: round(v, 3) for k, v in arm.items()}, flush=True)
+        assert all(torch.equal(state0[k], v) for k, v in base.state_dict().items()), "deployed weights changed"
+    return figures
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--models", nargs="+", default=["unet", "sam_like"], choices=sorted(VARIANTS))
+def main() -> None:
+    ap = benchmark_parser(__doc__)
+    ap.add_argument("--name", default="apple_comparison", help="output name (<out>/<name>.json / .md)")
+    ap.add_argument("--scenario", default="shortcut")
+    ap.add_argument("--strength", type=float, default=1.0)
+    ap.add_argument("--models", nargs="+", default=["unet", "sam_like"], choices=["unet", "sam_like"])
     ap.add_argument("--n_samples", type=int, default=300)
     ap.add_argument("--image_size", type=int, default=64)
-    ap.add_argument("--big_size", type=int, default=256)
-    ap.add_argument("--base_epochs", type=int, default=10)
-    ap.add_argument("--apple_epochs", type=int, default=5)
-    ap.add_argument("--apple_lr", type=float, default=1e-3)
-    ap.add_argument("--beta", type=float, default=0.6)
-    ap.add_argument("--alpha", type=float, default=0.15)
+    ap.add_argument("--base_epochs", type=int, default=12)
+    ap.add_argument("--apple_epochs", type=int, default=8)
+    ap.add_argument("--betas", type=float, nargs="+", default=[0.0, 0.3, 1.0, 3.0, 10.0])
+    ap.add_argument("--sam_betas", type=float, nargs="+", default=[0.0, 1.0, 10.0])
+    ap.add_argument("--skips", action="store_true", help="also perturb the U-Net's skip connections")
+    ap.add_argument("--skip_betas", type=float, nargs="+", default=[1.0, 10.0])
+    ap.add_argument("--controls", action="store_true", help="probe each skip site of the deployed U-Net")
     ap.add_argument("--gamma", type=float, default=0.1)
-    ap.add_argument("--n_d", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--data_dir", default=None)
-    ap.add_argument("--out", default=None)
-    ap.add_argument("--hidden", type=int, default=None, help="perturber width (default: 32 U-Net, 16 SAM-like)")
-    ap.add_argument("--num_blocks", type=int, default=2, help="perturber conv blocks")
-    ap.add_argument("--latency_only", action="store_true", help="only the latency ratios (no training)")
-    ap.add_argument("--reps", type=int, default=200, help="interleaved latency repeats of --latency_only")
-    ap.add_argument(
-        "--light",
-        type=int,
-        nargs=2,
-        action="append",
-        default=[[16, 1]],
-        metavar=("HIDDEN", "BLOCKS"),
-        help="extra perturber settings timed by --latency_only",
-    )
+    ap.add_argument("--privacy", default="uniform_ce")
+    ap.add_argument("--n_d", type=int, default=2, help="discriminator steps per perturber step")
+    ap.add_argument("--d_lr", type=float, default=1e-3)
+    ap.add_argument("--apple_lr", type=float, default=1e-3)
+    ap.add_argument("--hidden", type=int, default=None, help="perturber width (default: the latent's)")
+    ap.add_argument("--num_blocks", type=int, default=2)
+    ap.add_argument("--n_bootstrap", type=int, default=200)
+    ap.add_argument("--latency_reps", type=int, default=30, help="interleaved repeats of the latency ratio")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    if args.latency_only:
-        latency_only(args)
-        return
-    data_dir = args.data_dir or tempfile.mkdtemp(prefix="apple_bench_")
-    dl = ensure_synthetic_dataset(
-        data_dir, task="segmentation", n_samples=args.n_samples, image_size=args.image_size, seed=0
-    )
-    data = (load_split(dl, "training"), load_split(dl, "test"))
-    print(
-        f"train {len(data[0][0])} images (F={int((data[0][2] == 0).sum())}), test {len(data[1][0])} "
-        f"(F={int((data[1][2] == 0).sum())})",
-        flush=True,
-    )
-    results = {}
-    t_all = time.perf_counter()
-    for model in args.models:
-        results[model] = []
-        for seed in args.seeds:
-            r = run_one(model, seed, data, args)
-            results[model].append(r)
-            print(
-                model,
-                seed,
-                json.dumps(
-                    {
-                        k: r[k]
-                        for k in (
-                            "before",
-                            "after",
-                            "probe_before",
-                            "probe_after",
-                            "latency_ratio",
-                            "latency_ratio_big",
-                        )
-                    }
-                ),
-                flush=True,
-            )
-    print(f"total {time.perf_counter() - t_all:.0f} s")
-    rows = ["dice", "iou", "dice_F", "dice_M", "iou_F", "iou_M", "es_dice", "dice_gap", "ser", "worst_group_dice"]
-    for model, rs in results.items():
-        print(f"\n### {model} (seeds {args.seeds}; mean ± std)\n")
-        print("| metric | frozen model alone | with APPLE |\n|---|---|---|")
-        for k in rows:
-            print(f"| {k} | {mean_std([r['before'][k] for r in rs])} | {mean_std([r['after'][k] for r in rs])} |")
-        for k in ("auc", "bal_acc"):
-            print(
-                f"| probe group {k} (latent) | {mean_std([r['probe_before'][k] for r in rs])} | "
-                f"{mean_std([r['probe_after'][k] for r in rs])} |"
-            )
-        print(
-            f"\nlatency ratio (with perturber / base), {args.image_size}px batch 8: "
-            f"{mean_std([r['latency_ratio'] for r in rs])}; base {mean_std([r['base_latency_ms'] for r in rs])} ms"
-        )
-        if rs[0]["latency_ratio_big"] is not None:
-            print(
-                f"latency ratio at {args.big_size}px batch 2: {mean_std([r['latency_ratio_big'] for r in rs])}; "
-                f"base {mean_std([r['base_latency_ms_big'] for r in rs])} ms"
-            )
-        print(f"APPLE epoch / base epoch training time: {mean_std([r['apple_over_base_train_epoch'] for r in rs])}")
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+    if args.quick:
+        args.n_samples, args.base_epochs, args.apple_epochs, args.image_size = 60, 1, 1, 32
+        args.betas, args.sam_betas, args.skip_betas, args.n_bootstrap = [0.0, 1.0], [1.0], [1.0], 20
+        args.latency_reps = 3
+    pairs = [(f"unet_beta{_tag(b)}", "unet_deployed") for b in args.betas if "unet" in args.models]
+    pairs += [(f"sam_like_beta{_tag(b)}", "sam_like_deployed") for b in args.sam_betas if "sam_like" in args.models]
+    run_benchmark(args.name, run_seed, args, pairs=pairs)
 
 
 if __name__ == "__main__":

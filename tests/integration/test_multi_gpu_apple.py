@@ -47,12 +47,14 @@ def test_apple_ddp_matches_single_process(tmp_path):
     bundle = copy_bundle("apple_segmentation", tmp_path)
     datalist = ensure_synthetic_dataset(tmp_path / "data", task="segmentation", n_samples=48, image_size=32, seed=4)
     cfg = bundle / "configs"
-    outputs = write_ddp_outputs(tmp_path / "ddp_outputs.json", "apple#evaluator#val_handlers", "segmentation")
+    outputs = write_ddp_outputs(tmp_path / "ddp_outputs.json", "validate#handlers", "segmentation")
     common = [
         "--bundle_root",
         str(bundle),
         "--datalist",
         datalist,
+        "--min_group_size",  # every group shown: the DDP figures are compared with the single-process ones
+        "1",
         "--batch_size",
         "8",
         "--base_epochs",
@@ -92,8 +94,8 @@ def test_apple_ddp_matches_single_process(tmp_path):
     (tmp_path / "single_metrics.json").write_text(
         json.dumps(
             {
-                "evaluate#after#key_val_metric": "%apple#evaluator#key_val_metric",
-                "evaluate#after#additional_metrics": "%apple#evaluator#additional_metrics",
+                "evaluate#after#key_val_metric": "%validate#evaluator#key_val_metric",
+                "evaluate#after#additional_metrics": "%validate#evaluator#additional_metrics",
                 "+evaluate#after#val_handlers": [
                     {"_target_": "MetricsSaver", "save_dir": "$@output_dir + '/after'", "metrics": "*"}
                 ],
@@ -103,7 +105,8 @@ def test_apple_ddp_matches_single_process(tmp_path):
     bundle_run(
         [cfg / "train.json", cfg / "evaluate.json", tmp_path / "single_metrics.json"],
         common
-        + ["--eval_split", "validation", "--min_group_size", "1", "--output_dir", str(bundle / "eval" / "single")],
+        + ["--evaluate#split", "validation", "--min_group_size", "1", "--output_dir", str(bundle / "eval" / "single")]
+        + ["--probe_bootstrap", "20"],
         bundle,
     )
     n_val = len(json.loads(Path(datalist).read_text())["validation"])

@@ -16,9 +16,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
+from monai.utils import look_up_option
 from torch import nn
 
-__all__ = ["AttributeDiscriminator"]
+__all__ = ["AttributeDiscriminator", "pool_latent"]
+
+_POOLS = ("avg", "max", "avgmax")
+_LATENT_TYPES = ("spatial", "token")
+
+
+def pool_latent(f: torch.Tensor, kind: str = "spatial", pool: str = "avgmax") -> torch.Tensor:
+    """Pool one latent to ``(B, C)`` (``"avg"``, ``"max"``) or ``(B, 2C)`` (``"avgmax"``: mean then max).
+
+    Spatial latents ``(B, C, *spatial)`` are pooled over space (2D or 3D alike), token latents ``(B, N, C)`` over
+    the tokens. Used by the discriminator and by the privacy probe (:mod:`.probe`), so both read the same features.
+    """
+    flat = f.transpose(1, 2) if kind == "token" else f.flatten(2)
+    feats = []
+    if pool in ("avg", "avgmax"):
+        feats.append(flat.mean(-1))
+    if pool in ("max", "avgmax"):
+        feats.append(flat.amax(-1))
+    return torch.cat(feats, dim=1)
 
 
 class AttributeDiscriminator(nn.Module):
@@ -34,6 +54,11 @@ class AttributeDiscriminator(nn.Module):
         hidden_channels: widths of the hidden layers of the MLP.
         pool: ``"avg"``, ``"max"`` or ``"avgmax"``.
         dropout: dropout probability before each hidden layer.
+        input_norm: standardise each pooled feature (batch normalisation without affine parameters: batch
+            statistics in training mode, exponential running statistics (momentum 0.1, updated only by forward passes
+            with gradients enabled, i.e. not by ``torch.no_grad`` monitoring) in eval mode and for a one-sample
+            batch). Pooled latents can have large offsets and a small between-sample spread (SAM-like embeddings);
+            without it the MLP learns them slowly.
     """
 
     def __init__(
@@ -44,20 +69,20 @@ class AttributeDiscriminator(nn.Module):
         hidden_channels: Sequence[int] = (128,),
         pool: str = "avgmax",
         dropout: float = 0.0,
+        input_norm: bool = True,
     ) -> None:
         super().__init__()
         chans = [int(in_channels)] if isinstance(in_channels, int) else [int(c) for c in in_channels]
         types = [latent_types] * len(chans) if isinstance(latent_types, str) else list(latent_types)
         if len(types) != len(chans):
             raise ValueError(f"latent_types has {len(types)} entries for {len(chans)} latents.")
-        if any(t not in ("spatial", "token") for t in types):
-            raise ValueError(f"latent_types entries must be 'spatial' or 'token', got {types}.")
-        if pool not in ("avg", "max", "avgmax"):
-            raise ValueError(f"pool must be 'avg', 'max' or 'avgmax', got {pool!r}.")
+        types = [look_up_option(t, _LATENT_TYPES) for t in types]
+        pool = look_up_option(pool, _POOLS)
         if int(num_groups) < 2:
             raise ValueError(f"num_groups must be >= 2, got {num_groups}.")
         self.in_channels, self.latent_types, self.pool, self.num_groups = chans, types, pool, int(num_groups)
         width = sum(chans) * (2 if pool == "avgmax" else 1)
+        self.norm = nn.BatchNorm1d(width, affine=False) if input_norm else None
         layers: list[nn.Module] = []
         for h in hidden_channels:
             if dropout > 0:
@@ -68,20 +93,11 @@ class AttributeDiscriminator(nn.Module):
         self.mlp = nn.Sequential(*layers)
 
     def _pool(self, f: torch.Tensor, c: int, kind: str) -> torch.Tensor:
-        if kind == "token":
-            if f.ndim != 3 or f.shape[-1] != c:
-                raise ValueError(f"token latent must be (B, N, {c}), got {tuple(f.shape)}.")
-            flat = f.transpose(1, 2)
-        else:
-            if f.ndim < 3 or f.shape[1] != c:
-                raise ValueError(f"spatial latent must be (B, {c}, *spatial), got {tuple(f.shape)}.")
-            flat = f.flatten(2)
-        feats = []
-        if self.pool in ("avg", "avgmax"):
-            feats.append(flat.mean(-1))
-        if self.pool in ("max", "avgmax"):
-            feats.append(flat.amax(-1))
-        return torch.cat(feats, dim=1)
+        if kind == "token" and (f.ndim != 3 or f.shape[-1] != c):
+            raise ValueError(f"token latent must be (B, N, {c}), got {tuple(f.shape)}.")
+        if kind == "spatial" and (f.ndim < 3 or f.shape[1] != c):
+            raise ValueError(f"spatial latent must be (B, {c}, *spatial), got {tuple(f.shape)}.")
+        return pool_latent(f, kind, self.pool)
 
     def forward(self, latents: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
         """Return ``(B, num_groups)`` logits for one latent or a sequence of latents (in constructor order)."""
@@ -90,4 +106,13 @@ class AttributeDiscriminator(nn.Module):
         if len(latents) != len(self.in_channels):
             raise ValueError(f"expected {len(self.in_channels)} latents, got {len(latents)}.")
         pooled = [self._pool(f, c, t) for f, c, t in zip(latents, self.in_channels, self.latent_types)]
-        return self.mlp(torch.cat(pooled, dim=1).float())
+        x = torch.cat(pooled, dim=1).float()
+        if self.norm is not None:
+            n = self.norm
+            if self.training and x.shape[0] > 1:  # batch statistics; running ones updated only when training
+                track = torch.is_grad_enabled()
+                mean, var = (n.running_mean, n.running_var) if track else (None, None)
+                x = F.batch_norm(x, mean, var, training=True, momentum=n.momentum, eps=n.eps)
+            else:  # eval mode, or one sample (no batch statistics): the running statistics
+                x = F.batch_norm(x, n.running_mean, n.running_var, training=False, eps=n.eps)
+        return self.mlp(x)

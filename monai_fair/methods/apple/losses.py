@@ -1,84 +1,124 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
-"""APPLE's adversarial privacy objectives for the latent perturber and the attribute discriminator.
+"""APPLE's two adversarial objectives: the perturber's (generator's) loss and the discriminator's loss.
 
-Xu et al., APPLE (arXiv 2403.05114), written in the FAAP form (Wang et al., CVPR 2022) moved to the latent:
+Xu et al., APPLE (arXiv 2403.05114), in the form of FAAP (Wang et al., CVPR 2022) moved to the latent, with the
+adversarial term chosen so that its minimum is an *uninformative* discriminator (maximal entropy / uniform
+posterior, as in privacy-preserving adversarial representation learning), not a reversed one:
 
-* discriminator step (perturber fixed, ``f_p`` detached):  ``L_D = CE(D_p(f_p), a)``;
-* perturber step (discriminator fixed)::
+* discriminator (:class:`DiscriminatorLoss`, perturber fixed, ``f_p`` detached), group-balanced cross-entropy::
 
-      L_G = L_seg(D_s(f_p), y) - beta * min(CE(D_p(f_p), a), cap) + alpha * C(D_p(f_p)) + gamma * R(G_p(f_o))
+      L_D = (1 / |G|) sum_{k in G} mean_{i: a_i = k} CE(D_p(f_p)_i, k)
 
-  with ``cap = log K`` by default (the ``-CE`` term is unbounded below), the confusion term ``C`` either
-  ``log K - H(p)`` (``"entropy"``, FAAP's ``-H``) or ``CE(uniform, p) - log K`` (``"uniform_ce"``), both zero
-  exactly when the discriminator's posterior ``p`` is uniform, and the perturbation penalty ``R`` either the
-  mean squared perturbation ``mean(delta^2)`` (``"absolute"``) or the scale-free
-  ``mean(delta^2) / mean(f_o^2)`` (``"relative"``, default, so one ``gamma`` suits any latent).
+  (``G``: the groups present in the batch), so each group counts equally and predicting the majority is not a
+  minimum on imbalanced data;
+* perturber (:class:`PerturberLoss`, discriminator fixed)::
 
-The segmentation term defaults to FairSeg's ``0.2 * CE + 0.8 * Dice`` (``DiceCELoss`` with those weights).
+      L_G = w_seg * L_seg(D_s(f_p), y) + beta * P(D_p(f_p), a) + gamma * R(G_p(f_o))
+
+  with the privacy term ``P`` the group-balanced mean of a divergence of the posterior ``p_i = softmax(D_p(f_p)_i)``
+  from the uniform ``u = 1/K``:
+
+  * ``"uniform_ce"`` (default): ``CE(u, p_i) - log K = KL(u || p_i) = -(1/K) sum_k log p_ik - log K``;
+  * ``"entropy"``: ``log K - H(p_i) = KL(p_i || u)``.
+
+  Both are >= 0 and 0 exactly when ``p_i`` is uniform; a discriminator that ranks the groups in reverse has a
+  confident, non-uniform posterior and is *not* a minimum (unlike ``-CE(D_p(f_p), a)``, which a reversed
+  discriminator maximises). ``"uniform_ce"`` grows without bound as ``p_i`` concentrates, so ``beta`` keeps its
+  effect however confident the discriminator is; the entropy form saturates at ``log K``.
+  ``R`` is ``mean(delta^2) / mean(f_o^2)`` (``"relative"``, default, scale-free) or ``mean(delta^2)``
+  (``"absolute"``), averaged over the perturbed sites.
+
+The segmentation term defaults to FairSeg's ``0.2 * CE + 0.8 * Dice`` (MONAI ``DiceCELoss``). Both losses return
+their terms under :class:`~monai_fair.methods.apple.AppleKeys`; neither holds a reference to an engine.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from monai.losses import DiceCELoss
+from monai.utils import look_up_option
 from torch import nn
 
-__all__ = ["AdversarialPrivacyLoss", "check_groups"]
+from monai_fair.methods.apple.keys import AppleKeys
+
+__all__ = ["PerturberLoss", "DiscriminatorLoss", "PRIVACY_TERMS", "group_balanced_mean"]
+
+#: forms of the perturber's privacy term
+PRIVACY_TERMS = ("uniform_ce", "entropy")
+_NORM_PENALTIES = ("relative", "absolute")
 
 
-def check_groups(group: torch.Tensor, num_groups: int, one_group_batch: str = "warn") -> bool:
-    """Validate a batch's group ids; return whether the adversarial terms should be used for this batch.
+def group_balanced_mean(values: torch.Tensor, group: torch.Tensor, num_groups: int) -> torch.Tensor:
+    """``(1 / |G|) sum_{k in G} mean_{i: group_i = k} values_i`` over the groups ``G`` present (vectorised).
 
     Args:
-        group: ``(B,)`` integer group ids.
+        values: ``(N,)`` per-sample values.
+        group: ``(N,)`` integer group ids in ``0..num_groups-1``.
         num_groups: K.
-        one_group_batch: what to do when the batch holds a single group (the discriminator then only learns the
-            batch's prior and the adversarial gradient carries no between-group signal): ``"warn"`` (use the batch,
-            warn), ``"skip"`` (warn and drop the adversarial terms for this batch), ``"error"`` (raise).
-
-    Raises:
-        ValueError: on ids outside ``0..K-1``, or a one-group batch with ``one_group_batch="error"``.
     """
-    if one_group_batch not in ("warn", "skip", "error"):
-        raise ValueError(f"one_group_batch must be 'warn', 'skip' or 'error', got {one_group_batch!r}.")
-    if group.numel() == 0:
-        raise ValueError("empty batch: no group ids.")
-    lo, hi = int(group.min()), int(group.max())
-    if lo < 0 or hi >= num_groups:
-        raise ValueError(f"group ids must lie in 0..{num_groups - 1} (num_groups={num_groups}); got {lo}..{hi}.")
-    if lo == hi:
-        msg = (
-            f"APPLE: the batch holds only group {lo}; the discriminator cannot learn between-group differences "
-            "from it (shuffle the training data or enlarge the batch)."
-        )
-        if one_group_batch == "error":
-            raise ValueError(msg)
-        warnings.warn(
-            msg + (" Adversarial terms skipped for this batch." if one_group_batch == "skip" else ""), stacklevel=2
-        )
-        return one_group_batch == "warn"
-    return True
+    g = group.long().to(values.device)
+    sums = values.new_zeros(num_groups).index_add(0, g, values)
+    counts = torch.bincount(g, minlength=num_groups).to(values.dtype)
+    present = counts > 0
+    return (sums[present] / counts[present]).mean()
 
 
-class AdversarialPrivacyLoss(nn.Module):
-    """Perturber and discriminator objectives of APPLE (see the module docstring for the formulas).
+def privacy_divergence(logits: torch.Tensor, form: str = "uniform_ce") -> torch.Tensor:
+    """Per-sample divergence of ``softmax(logits)`` from the uniform posterior (see the module docstring); ``(N,)``."""
+    logp = F.log_softmax(logits.float(), dim=1)
+    log_k = math.log(logits.shape[1])
+    if form == "entropy":
+        return log_k + (logp.exp() * logp).sum(1)
+    return -logp.mean(1) - log_k
+
+
+class DiscriminatorLoss(nn.Module):
+    """Group-balanced cross-entropy of the attribute discriminator, ``L_D`` (module docstring).
+
+    The discriminator's target *is* the group, so the call is ``loss(logits, group)``.
 
     Args:
-        num_groups: K, number of groups.
-        seg_loss: ``seg_loss(pred, label)``; default ``DiceCELoss(softmax=True, to_onehot_y=True,
-            lambda_dice=0.8, lambda_ce=0.2)`` for 2-channel logits and ``(B, 1, ...)`` integer labels.
-        seg_weight: weight of the segmentation term.
-        beta: weight of ``-min(CE, cap)`` (FAAP: 0.4 / 0.7 relative to the task term).
-        alpha: weight of the confusion term (FAAP: 0.1 / 0.7).
+        num_groups: K (>= 2).
+        balanced: average per group first (default); ``False`` is the plain batch-mean cross-entropy, which on
+            imbalanced groups lets a discriminator that always predicts the majority look good.
+    """
+
+    def __init__(self, num_groups: int, balanced: bool = True) -> None:
+        super().__init__()
+        if int(num_groups) < 2:
+            raise ValueError(f"num_groups must be >= 2, got {num_groups}.")
+        self.num_groups = int(num_groups)
+        self.balanced = bool(balanced)
+
+    def forward(self, logits: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+        """Return ``L_D`` (float32 scalar) for ``(B, K)`` logits and ``(B,)`` group ids."""
+        ce = F.cross_entropy(logits.float(), group.long(), reduction="none")
+        if not self.balanced:
+            return ce.mean()
+        return group_balanced_mean(ce, group, self.num_groups)
+
+
+class PerturberLoss(nn.Module):
+    """The perturber's (generator's) objective ``L_G`` of APPLE (module docstring for the formulas).
+
+    Call as ``loss(pred, target, group, discriminator_logits, deltas, latents)``; returns a dict of 0-d tensors
+    under :class:`~monai_fair.methods.apple.AppleKeys`: ``PERTURBER_LOSS`` (``L_G``, with its graph),
+    ``SEGMENTATION_LOSS``, ``PRIVACY_LOSS`` and ``PERTURBATION_PENALTY`` (detached).
+
+    Args:
+        num_groups: K (>= 2).
+        seg_loss: ``seg_loss(pred, target)``; default ``DiceCELoss(softmax=True, to_onehot_y=True,
+            lambda_dice=0.8, lambda_ce=0.2)`` for C-channel logits and ``(B, 1, ...)`` integer labels.
+        seg_weight: ``w_seg``.
+        beta: weight of the privacy term (documented range 0-10, see the bundle README and the beta sweep in
+            ``docs/benchmarks/apple.md``).
         gamma: weight of the perturbation penalty.
-        ce_cap: cap of the adversarial CE; ``None`` means ``log K``; ``float('inf')`` disables the cap.
-        confusion: ``"entropy"`` or ``"uniform_ce"``.
+        privacy: ``"uniform_ce"`` or ``"entropy"``.
         norm_penalty: ``"relative"`` or ``"absolute"``.
     """
 
@@ -87,88 +127,64 @@ class AdversarialPrivacyLoss(nn.Module):
         num_groups: int,
         seg_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         seg_weight: float = 1.0,
-        beta: float = 0.6,
-        alpha: float = 0.15,
+        beta: float = 1.0,
         gamma: float = 0.1,
-        ce_cap: float | None = None,
-        confusion: str = "entropy",
+        privacy: str = "uniform_ce",
         norm_penalty: str = "relative",
     ) -> None:
         super().__init__()
         if int(num_groups) < 2:
             raise ValueError(f"num_groups must be >= 2, got {num_groups}.")
-        if confusion not in ("entropy", "uniform_ce"):
-            raise ValueError(f"confusion must be 'entropy' or 'uniform_ce', got {confusion!r}.")
-        if norm_penalty not in ("relative", "absolute"):
-            raise ValueError(f"norm_penalty must be 'relative' or 'absolute', got {norm_penalty!r}.")
-        if min(seg_weight, beta, alpha, gamma) < 0:
-            raise ValueError("loss weights must be >= 0.")
+        if min(seg_weight, beta, gamma) < 0:
+            raise ValueError(f"loss weights must be >= 0, got seg_weight={seg_weight}, beta={beta}, gamma={gamma}.")
         self.num_groups = int(num_groups)
         self.seg_loss = (
             seg_loss
             if seg_loss is not None
             else DiceCELoss(softmax=True, to_onehot_y=True, lambda_dice=0.8, lambda_ce=0.2)
         )
-        self.seg_weight, self.beta, self.alpha, self.gamma = float(seg_weight), float(beta), float(alpha), float(gamma)
-        self.ce_cap = math.log(self.num_groups) if ce_cap is None else float(ce_cap)
-        self.confusion, self.norm_penalty = confusion, norm_penalty
+        self.seg_weight, self.beta, self.gamma = float(seg_weight), float(beta), float(gamma)
+        self.privacy = look_up_option(privacy, PRIVACY_TERMS)
+        self.norm_penalty = look_up_option(norm_penalty, _NORM_PENALTIES)
 
-    def discriminator_loss(self, logits: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
-        """``L_D = CE(D_p(f_p), a)`` (mean over the batch, computed in float32)."""
-        return F.cross_entropy(logits.float(), group.long())
-
-    def confusion_term(self, logits: torch.Tensor) -> torch.Tensor:
-        """``log K - H(p)`` or ``CE(uniform, p) - log K``, batch mean; zero iff ``p`` is uniform."""
-        logp = F.log_softmax(logits.float(), dim=1)
-        log_k = math.log(self.num_groups)
-        if self.confusion == "entropy":
-            return (log_k + (logp.exp() * logp).sum(1)).mean()
-        return (-logp.mean(1) - log_k).mean()
+    def privacy_term(self, logits: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+        """Group-balanced mean divergence of the discriminator's posterior from uniform; 0 iff uniform."""
+        return group_balanced_mean(privacy_divergence(logits, self.privacy), group, self.num_groups)
 
     def perturbation_penalty(self, deltas: Sequence[torch.Tensor], latents: Sequence[torch.Tensor]) -> torch.Tensor:
         """Mean over sites of ``mean(delta^2)`` (absolute) or ``mean(delta^2) / mean(f_o^2)`` (relative)."""
-        terms = []
-        for d, f in zip(deltas, latents):
-            sq = d.float().pow(2).mean()
-            if self.norm_penalty == "relative":
-                sq = sq / f.detach().float().pow(2).mean().clamp_min(1e-12)
-            terms.append(sq)
-        return torch.stack(terms).mean()
+        sq = torch.stack([d.float().pow(2).mean() for d in deltas])
+        if self.norm_penalty == "relative":
+            sq = sq / torch.stack([f.detach().float().pow(2).mean() for f in latents]).clamp_min(1e-12)
+        return sq.mean()
 
     def forward(
         self,
         pred: torch.Tensor,
-        label: torch.Tensor,
-        disc_logits: torch.Tensor | None,
+        target: torch.Tensor,
         group: torch.Tensor,
+        discriminator_logits: torch.Tensor | None = None,
         deltas: Sequence[torch.Tensor] = (),
         latents: Sequence[torch.Tensor] = (),
     ) -> dict[str, torch.Tensor]:
-        """Perturber objective ``L_G`` and its parts.
+        """Return ``L_G`` and its terms.
 
         Args:
             pred: the frozen decoder's output on the perturbed latent.
-            label: the segmentation target.
-            disc_logits: ``D_p(f_p)`` (not detached); ``None`` drops the adversarial terms (one-group "skip").
+            target: the segmentation target.
             group: ``(B,)`` group ids.
-            deltas, latents: ``G_p(f_o)`` and ``f_o`` per perturbed site (for the penalty).
-
-        Returns:
-            dict with ``loss`` (``L_G``), ``seg``, ``adv_ce`` (uncapped CE), ``confusion``, ``penalty``.
+            discriminator_logits: ``D_p(f_p)`` (not detached, the discriminator frozen); ``None`` drops the privacy
+                term (a one-group batch with ``one_group_batch="skip"``).
+            deltas, latents: ``G_p(f_o)`` and ``f_o`` per perturbed site (for the penalty); empty: no penalty.
         """
-        seg = self.seg_loss(pred, label).mean()
+        seg = self.seg_loss(pred, target).mean()
         zero = seg.new_zeros(())
-        if disc_logits is not None:
-            ce = F.cross_entropy(disc_logits.float(), group.long())
-            conf = self.confusion_term(disc_logits)
-        else:
-            ce, conf = zero, zero
+        priv = self.privacy_term(discriminator_logits, group) if discriminator_logits is not None else zero
         pen = self.perturbation_penalty(deltas, latents) if len(deltas) else zero
-        loss = self.seg_weight * seg - self.beta * ce.clamp(max=self.ce_cap) + self.alpha * conf + self.gamma * pen
+        loss = self.seg_weight * seg + self.beta * priv + self.gamma * pen
         return {
-            "loss": loss,
-            "seg": seg.detach(),
-            "adv_ce": ce.detach(),
-            "confusion": conf.detach(),
-            "penalty": pen.detach(),
+            AppleKeys.PERTURBER_LOSS: loss,
+            AppleKeys.SEGMENTATION_LOSS: seg.detach(),
+            AppleKeys.PRIVACY_LOSS: priv.detach(),
+            AppleKeys.PERTURBATION_PENALTY: pen.detach(),
         }

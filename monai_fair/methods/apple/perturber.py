@@ -18,11 +18,10 @@ model's behaviour) and the perturbation grows only as far as the adversarial obj
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
-from monai.networks.layers.factories import Act, Conv
-from monai.networks.layers.utils import get_norm_layer
+from monai.networks.layers.factories import Conv
+from monai.networks.layers.utils import get_act_layer, get_norm_layer
+from monai.utils import look_up_option
 from torch import nn
 
 __all__ = ["LatentPerturber"]
@@ -35,11 +34,13 @@ class LatentPerturber(nn.Module):
         channels: channels (spatial latents) or embedding size (token latents) of the latent.
         latent_type: ``"spatial"`` for ``(B, C, *spatial)`` or ``"token"`` for ``(B, N, C)``.
         spatial_dims: 2 or 3 (spatial latents only).
-        hidden_channels: width of the hidden layers (default: ``channels``).
+        hidden_channels: width of the hidden layers; the default ``None`` is ``channels``, so ``G_p`` can move the
+            latent in every direction (a narrower hidden layer confines the perturbation to a subspace of that
+            width, and the group stays readable from the rest).
         num_blocks: number of hidden conv blocks (spatial) or hidden layers (token), >= 1.
         norm: MONAI norm spec of the conv blocks; the default ``("group", {"num_groups": 1})`` works for any
             batch size and any latent size, including 1x1 bottlenecks.
-        act: MONAI activation spec.
+        act: MONAI activation spec (``monai.networks.layers.utils.get_act_layer``).
         zero_init: zero-initialise the last layer (training starts at ``f_p = f_o``).
 
     Example::
@@ -61,8 +62,7 @@ class LatentPerturber(nn.Module):
         zero_init: bool = True,
     ) -> None:
         super().__init__()
-        if latent_type not in ("spatial", "token"):
-            raise ValueError(f"latent_type must be 'spatial' or 'token', got {latent_type!r}.")
+        latent_type = look_up_option(latent_type, ("spatial", "token"))
         if int(channels) < 1 or int(num_blocks) < 1:
             raise ValueError(f"channels and num_blocks must be >= 1, got {channels} and {num_blocks}.")
         self.channels = int(channels)
@@ -77,7 +77,7 @@ class LatentPerturber(nn.Module):
                 layers += [
                     conv(c_in, hidden, kernel_size=3, padding=1),
                     get_norm_layer(norm, self.spatial_dims, hidden),
-                    _act(act),
+                    get_act_layer(act),
                 ]
                 c_in = hidden
             last = conv(hidden, self.channels, kernel_size=1)
@@ -115,10 +115,3 @@ class LatentPerturber(nn.Module):
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         """Return ``f + G_p(f)``."""
         return f + self.perturbation(f)
-
-
-def _act(act: str | tuple | Sequence) -> nn.Module:
-    if isinstance(act, str):
-        return Act[act]()
-    name, kwargs = act[0], (act[1] if len(act) > 1 else {})
-    return Act[name](**kwargs)

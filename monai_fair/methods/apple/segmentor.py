@@ -10,7 +10,11 @@ edited, so the same wrapper serves MONAI ``UNet`` / ``BasicUNet`` (bottleneck), 
 (encoder output) and SAM-like models (image encoder), see :func:`default_latent_module`.
 
 Skip connections: in U-Net-like networks the skips bypass the bottleneck and can carry the attribute to the
-decoder. Pass several module names (e.g. the bottleneck and the encoder stages) to perturb those too.
+decoder. Pass several module names (e.g. the bottleneck and the encoder stages) to perturb those too
+(:func:`unet_skip_modules` lists them for MONAI ``UNet``).
+
+The hooks *replace* a module's output, which :class:`monai_fair.utils.LayerCatcher` (it only reads outputs) does
+not do; module names are resolved with :func:`monai_fair.utils.get_named_module`.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["PerturbedSegmentor", "default_latent_module"]
+from monai_fair.utils.hooks import get_named_module
+
+__all__ = ["PerturbedSegmentor", "default_latent_module", "unet_skip_modules"]
 
 
 def default_latent_module(network: nn.Module) -> str:
@@ -59,6 +65,27 @@ def default_latent_module(network: nn.Module) -> str:
         f"no default latent module for {kind}; pass latent_module (one of its named modules, e.g. "
         f"{[n for n in names if n][:8]} ...)."
     )
+
+
+def unet_skip_modules(network: nn.Module) -> list[str]:
+    """Names of the encoder stages of a MONAI ``UNet`` whose outputs feed the skip connections, outermost first.
+
+    MONAI's ``UNet`` nests ``SkipConnection(Sequential(down, SkipConnection(...), up))``: the output of each
+    ``down`` block (``model.0``, ``model.1.submodule.0``, ...) goes both to the deeper levels and, unchanged, to
+    the decoder through the skip. Perturbing these (with the bottleneck) leaves the decoder no unperturbed path.
+
+    Raises:
+        ValueError: when ``network`` is not a MONAI ``UNet`` with at least one down-sampling level.
+    """
+    names = dict(network.named_modules())
+    if type(network).__name__ != "UNet" or "model.1.submodule" not in names:
+        kind = type(network).__name__
+        raise ValueError(f"unet_skip_modules needs a MONAI UNet with a down-sampling level, got {kind}.")
+    out, prefix = [], "model"
+    while f"{prefix}.1.submodule" in names:
+        out.append(f"{prefix}.0")
+        prefix = f"{prefix}.1.submodule"
+    return out
 
 
 class PerturbedSegmentor(nn.Module):
@@ -113,13 +140,7 @@ class PerturbedSegmentor(nn.Module):
         idx = list(output_index) if isinstance(output_index, Sequence) else [output_index] * len(names)
         if len(idx) != len(names):
             raise ValueError(f"output_index has {len(idx)} entries for {len(names)} latent modules.")
-        modules = dict(network.named_modules())
-        missing = [n for n in names if n not in modules or n == ""]
-        if missing:
-            raise ValueError(
-                f"latent module(s) {missing} not found in {type(network).__name__}; available names include "
-                f"{[n for n in modules if n][:12]} ..."
-            )
+        modules = {n: get_named_module(network, n) for n in names}  # one clear error for an unknown name
         self.latent_modules = names
         self.output_index = idx
         self.perturbers = nn.ModuleList(perturbers)

@@ -1,67 +1,188 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
-"""End-to-end: the APPLE bundle trains base + perturber, evaluates before/after, infers, passes verify_net_in_out."""
+"""End-to-end: the APPLE bundle's stages (base segmentor, APPLE) and whole pipeline train, evaluate (with the privacy
+probe), infer (2D and 3D volumes, sliding window), pass verify_net_in_out and follow the model zoo's ids."""
 
 from __future__ import annotations
 
 import json
+import re
 
+import numpy as np
 import pytest
 import torch
+from monai.bundle import ConfigParser
 
-from tests.conftest import kill_overlay, run_bundle_cli, verify_net_in_out
+from tests.conftest import BUNDLES_DIR, kill_overlay, run_bundle_cli, verify_net_in_out
 
 TINY = {
-    "synthetic": {"n_samples": 60, "image_size": 32, "seed": 1},
+    "synthetic": {"n_samples": 60, "image_size": 32, "seed": 1, "scenario": "shortcut"},
     "image_size": 32,
     "base_epochs": 1,
     "apple_epochs": 1,
     "batch_size": 16,
     "min_group_size": 1,
+    "probe_bootstrap": 20,
+    "log_every": 1,
 }
+CONFIGS = BUNDLES_DIR / "apple_segmentation" / "configs"
+ZOO_IDS = ("train#trainer", "train#trainer#max_epochs", "train#dataset#data", "train#handlers", "validate#evaluator")
+ZOO_IDS += ("validate#handlers", "validate#dataset#data", "bundle_root", "device", "dataset_dir", "network_def")
+
+
+def _parser(*files: str) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / f) for f in ("train.json", *files)])
+    return parser
+
+
+@pytest.mark.parametrize("stage", [(), ("train_base.json",), ("train_apple.json",)])
+def test_apple_configs_follow_the_model_zoo(stage):
+    parser = _parser(*stage)
+    for key in ZOO_IDS[:-1]:
+        assert key in parser, key
+    expected = {(): "AppleTrainer", ("train_base.json",): "GroupSupervisedTrainer"}.get(stage, "AppleTrainer")
+    assert parser["train#trainer#_target_"].endswith(expected)
+    assert parser["train#trainer#train_handlers"] == "@train#handlers"
+    # no `$` expression longer than ~120 characters; resolving ids writes nothing (data is made in `initialize`)
+    long = [e for e in _expressions(parser.get()) if len(e) > 125]
+    assert not long, long
+    assert parser["datalist"] == "$@dataset_dir + '/datalist.json'"  # a path; the data is prepared in initialize
+    assert any("prepare_datalist" in e for e in parser["initialize"])
+    inference = ConfigParser()
+    inference.read_config(str(CONFIGS / "inference.json"))
+    assert "network_def" in inference and not [e for e in _expressions(inference.get()) if len(e) > 125]
+
+
+def _expressions(cfg) -> list[str]:
+    if isinstance(cfg, dict):
+        return [e for v in cfg.values() for e in _expressions(v)]
+    if isinstance(cfg, list):
+        return [e for v in cfg for e in _expressions(v)]
+    return [cfg] if isinstance(cfg, str) and cfg.startswith("$") else []
+
+
+def test_apple_stage_alone_needs_a_finished_deployed_segmentor(tmp_path):
+    from monai_fair.methods.apple import base_stage_needed
+
+    parser = _parser("train_apple.json")
+    parser["bundle_root"] = str(tmp_path)
+    with pytest.raises(RuntimeError) as exc:
+        parser.get_parsed_content("run#0")
+    assert "no finished deployed segmentor" in str(exc.value.__cause__)
+    models = tmp_path / "models"
+    models.mkdir()
+    assert base_stage_needed(models)
+    (models / "base_model.pt").write_bytes(b"")  # a deployed segmentor put there: loaded, not trained
+    assert not base_stage_needed(models)
+    (models / "resume_base.pt").write_bytes(b"")  # ... unless a killed base stage left its resume file
+    assert base_stage_needed(models) and not base_stage_needed(models, resume=False)
+
+
+def test_apple_inference_refuses_to_run_without_a_model(bundle_copy):
+    root = bundle_copy("apple_segmentation")
+    parser = ConfigParser()
+    parser.read_config(str(root / "configs" / "inference.json"))
+    parser["bundle_root"] = str(root)
+    with pytest.raises(RuntimeError) as exc:
+        parser.get_parsed_content("initialize")
+    assert "without writing" in str(exc.value.__cause__) and "model.pt" in str(exc.value.__cause__)
+    parser["spatial_dims"], parser["model_id"] = 3, "sam_like"
+    with pytest.raises(RuntimeError) as exc:
+        parser.get_parsed_content("initialize#1")
+    assert "supports spatial_dims [2], got 3" in str(exc.value.__cause__)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model_id", ["unet", "sam_like"])
-def test_apple_bundle_train_evaluate_infer(bundle_copy, tmp_path, model_id):
+def test_apple_bundle_stages_evaluate_infer(bundle_copy, tmp_path):
+    """Stage by stage (base segmentor, then APPLE), then evaluation with the probe, then inference."""
     root = bundle_copy("apple_segmentation")
-    overrides = dict(TINY, dataset_dir=str(tmp_path / "data"), model_id=model_id)
-    run_bundle_cli(root, ["train.json"], overrides)
+    overrides = dict(TINY, dataset_dir=str(tmp_path / "data"))
+    run_bundle_cli(root, ["train.json", "train_base.json"], overrides)
     models = root / "models"
-    for name in ("base_model.pt", "model.pt", "perturber.pt"):
-        assert (models / name).exists(), name
+    assert (models / "base_model.pt").is_file() and not (models / "model.pt").exists()
+    # the APPLE stage, then the evaluation, in one process (saves a start-up)
+    run = _runs("train_apple.json", "evaluate.json")
+    out = run_bundle_cli(root, ["train.json", "train_apple.json", "evaluate.json"], dict(overrides, run=run))
+    assert "discriminator_auc" in out and "discriminator_balanced_accuracy" in out
+    assert all(term in out for term in ("perturber_loss", "segmentation_loss", "privacy_loss", "discriminator_loss"))
+    assert not re.search(r"\bd_acc\b", out)  # raw accuracy is never logged
     base = torch.load(models / "base_model.pt", weights_only=True)
     full = torch.load(models / "model.pt", weights_only=True)
-    # the deployed weights inside the APPLE checkpoint are exactly the base checkpoint's
-    for k, v in base.items():
+    for k, v in base.items():  # the deployed weights inside the APPLE checkpoint are exactly the base checkpoint's
         assert torch.equal(full["network." + k], v), k
     assert any(k.startswith("perturbers.0.") for k in full)
 
-    run_bundle_cli(root, ["train.json", "evaluate.json"], overrides)
+    assert "test_mean_dice" in out and "test_dice_gap" in out  # the test split's metrics are test_*
     for stage in ("before", "after"):
         report = json.loads((root / "eval" / stage / "report.json").read_text())
         assert set(report["groups"]) == {"F", "M"}
-        assert {"es_dice", "dice_gap", "ser"} <= set(report["fairness"])
+    comparison = json.loads((root / "eval" / "apple_comparison.json").read_text())
+    for kind in ("linear", "mlp"):
+        for metric in ("auc", "balanced_accuracy"):
+            row = comparison[f"probe/{kind}/{metric}"]
+            assert 0.0 <= row["after"] <= 1.0 and len(row["after_ci"]) == 2, row
+    assert comparison["probe_protocol"]["fit"] == "validation latents"
+    assert "probe/linear/auc" in (root / "eval" / "apple_comparison.md").read_text()
+    assert (root / "eval" / "predictions.csv").read_text().startswith("case_id,image,dice,iou")
+
+    run_bundle_cli(root, ["inference.json"], {"dataset_dir": str(tmp_path / "data"), "image_size": 32})
+    n_test = len(json.loads((tmp_path / "data" / "datalist.json").read_text())["test"])
+    assert len(list((root / "eval" / "inference").glob("*_seg.nii.gz"))) == n_test
+
+
+@pytest.mark.slow
+def test_apple_bundle_sam_like_whole_pipeline(bundle_copy, tmp_path):
+    root = bundle_copy("apple_segmentation")
+    overrides = dict(TINY, dataset_dir=str(tmp_path / "data"), model_id="sam_like")
+    run_bundle_cli(root, ["train.json", "evaluate.json"], dict(overrides, run=_runs("train.json", "evaluate.json")))
+    for name in ("base_model.pt", "model.pt", "perturber.pt"):
+        assert (root / "models" / name).is_file(), name
     comparison = json.loads((root / "eval" / "apple_comparison.json").read_text())
     assert comparison["es_dice"]["change"] == pytest.approx(
         comparison["es_dice"]["after"] - comparison["es_dice"]["before"]
     )
+    assert "probe/mlp/auc" in comparison
 
-    if model_id != "unet":  # the steps below do not depend on the network family; run them once
-        return
-    # a second training run reuses the deployed segmentor instead of retraining it
-    out = run_bundle_cli(root, ["train.json"], overrides)
-    assert "using the deployed segmentor" in out
-    assert torch.equal(
-        torch.load(models / "base_model.pt", weights_only=True)[next(iter(base))], next(iter(base.values()))
-    )
 
-    run_bundle_cli(
-        root,
-        ["inference.json"],
-        {"dataset_dir": str(tmp_path / "data"), "synthetic": TINY["synthetic"], "image_size": 32, "model_id": model_id},
-    )
-    assert len(list((root / "eval" / "inference").glob("*_seg.nii.gz"))) > 0
+def _runs(*files: str) -> list[str]:
+    """The ``run`` lists of ``files`` one after the other: several stages in one process (saves start-ups)."""
+    return [step for f in files for step in json.loads((CONFIGS / f).read_text())["run"]]
+
+
+def _volume_datalist(tmp_path) -> str:
+    """8 small 3D NIfTI volumes (32 x 24 x 20, larger than the 16^3 patch) with masks, F/M alternating, 4/2/2."""
+    from monai_fair.data.datalist import write_fair_datalist
+    from tests.data.fixtures import write_volume_cases
+
+    root = tmp_path / "volumes"
+    write_volume_cases(root, n=8, shape=(32, 24, 20))
+    path = lambda kind, i: str(root / f"{kind}/vol_{i:03d}.nii.gz")  # noqa: E731
+    items = [{"image": path("images", i), "label": path("masks", i), "group": i % 2} for i in range(8)]
+    splits = {"training": items[:4], "validation": items[4:6], "test": items[6:]}
+    return str(write_fair_datalist(root / "datalist.json", splits, ["F", "M"]))
+
+
+@pytest.mark.slow
+def test_apple_bundle_3d_volumes_patches_and_sliding_window(bundle_copy, tmp_path):
+    """``--spatial_dims 3``: 3D U-Net, 3D perturber, patch training (16^3 patches of 32 x 24 x 20 volumes), sliding
+    window validation / evaluation / inference, the probe on 3D latents."""
+    root = bundle_copy("apple_segmentation")
+    overrides = dict(TINY, datalist=_volume_datalist(tmp_path), spatial_dims=3, patch_size=[16, 16, 16])
+    overrides.update(batch_size=2, val_batch_size=1, patch_samples=2)
+    run_bundle_cli(root, ["train.json", "evaluate.json"], dict(overrides, run=_runs("train.json", "evaluate.json")))
+    state = torch.load(root / "models" / "model.pt", weights_only=True)
+    assert state["perturbers.0.net.0.weight"].ndim == 5  # Conv3d
+    report = json.loads((root / "eval" / "after" / "report.json").read_text())
+    assert report["overall"]["n"] == 2
+    assert "probe/linear/auc" in json.loads((root / "eval" / "apple_comparison.json").read_text())
+    infer = {k: overrides[k] for k in ("datalist", "spatial_dims", "patch_size")}
+    run_bundle_cli(root, ["inference.json"], infer)
+    masks = sorted((root / "eval" / "inference").glob("*_seg.nii.gz"))
+    assert len(masks) == 2
+    import nibabel as nib
+
+    assert np.asarray(nib.load(str(masks[0])).dataobj).shape[:3] == (32, 24, 20)  # whole volume, not a patch
 
 
 @pytest.mark.parametrize("model_id", ["unet", "sam_like"])
@@ -72,8 +193,6 @@ def test_apple_bundle_verify_net_in_out(bundle_copy, model_id):
 
 def test_apple_bundle_perturb_skips_builds_wrapped_network(bundle_copy):
     """``perturb_skips`` perturbs the U-Net's encoder stages too; the wrapped network starts at the base output."""
-    from monai.bundle import ConfigParser
-
     root = bundle_copy("apple_segmentation")
     parser = ConfigParser()
     parser.read_config(str(root / "configs" / "inference.json"))
@@ -87,6 +206,7 @@ def test_apple_bundle_perturb_skips_builds_wrapped_network(bundle_copy):
         "model.1.submodule.1.submodule.0",
     ]
     assert [p.channels for p in net.perturbers] == [128, 16, 32, 64]
+    assert [p.net[0].out_channels for p in net.perturbers] == [128, 16, 32, 64]  # default width spans the latent
     x = torch.rand(2, 1, 64, 64)
     with torch.no_grad():
         out = net(x)
@@ -101,17 +221,19 @@ def test_apple_bundle_killed_in_each_stage_resumes(bundle_copy, tmp_path):
     overrides = dict(TINY, dataset_dir=str(tmp_path / "data"), base_epochs=2, apple_epochs=2)
     models = root / "models"
 
-    def kill_at(stage):  # a hard kill (no clean-up, exit code 9) when epoch 2 of `stage` starts
-        return kill_overlay(tmp_path / f"kill_{stage}.json", f"{stage}#trainer", epoch=2)
+    def kill_at(trainer):  # a hard kill (no clean-up, exit code 9) when epoch 2 of `trainer` starts
+        # the APPLE stage's kill is added right before it runs, so it is built after the base stage as in a normal run
+        where = root if trainer == "train#trainer" else None
+        return kill_overlay(tmp_path / f"kill_{trainer.split('#')[0]}.json", trainer, epoch=2, bundle_root=where)
 
     # killed in the base stage after one epoch: base_model.pt exists, but the stage resumes instead of being
     # mistaken for a deployed segmentor
     with pytest.raises(AssertionError, match=r"failed \(9\)"):
-        run_bundle_cli(root, ["train.json", kill_at("base")], overrides)
+        run_bundle_cli(root, ["train.json", kill_at("base#trainer")], overrides)
     assert (models / "base_model.pt").is_file() and (models / "resume_base.pt").is_file()
     # killed again, now in the APPLE stage after its first epoch
     with pytest.raises(AssertionError, match=r"failed \(9\)") as exc:
-        run_bundle_cli(root, ["train.json", kill_at("apple")], overrides)
+        run_bundle_cli(root, ["train.json", kill_at("train#trainer")], overrides)
     assert "resume_base.pt at epoch 1" in str(exc.value)
     assert (models / "resume_apple.pt").is_file()
     base_before = torch.load(models / "base_model.pt", weights_only=True)

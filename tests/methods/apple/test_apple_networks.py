@@ -119,16 +119,30 @@ def test_perturber_zero_init_and_shapes():
         p(torch.randn(2, 9, 4, 4))
     with pytest.raises(ValueError, match="token"):
         pt(torch.randn(2, 12, 4, 4))
-    with pytest.raises(ValueError, match="latent_type"):
+    with pytest.raises(ValueError, match="Unsupported option 'graph'"):
         LatentPerturber(4, latent_type="graph")
+    # the default hidden width spans the latent (a narrower one confines G_p to a subspace)
+    assert p.net[0].out_channels == 8 and LatentPerturber(128).net[0].out_channels == 128
 
 
 def test_discriminator_pooling_matches_hand_computation():
-    d = AttributeDiscriminator([3, 5], num_groups=2, latent_types=["spatial", "token"], hidden_channels=())
+    d = AttributeDiscriminator([3, 5], 2, latent_types=["spatial", "token"], hidden_channels=(), input_norm=False)
     a, b = torch.randn(4, 3, 6, 6), torch.randn(4, 9, 5)
     feats = torch.cat([a.mean((2, 3)), a.amax((2, 3)), b.mean(1), b.amax(1)], dim=1)
     lin = d.mlp[-1]
     torch.testing.assert_close(d([a, b]), feats @ lin.weight.T + lin.bias)
+    # input standardisation: batch statistics in training, running statistics in eval mode and for one sample
+    dn = AttributeDiscriminator([3, 5], 2, latent_types=["spatial", "token"], hidden_channels=())
+    lin, eps = dn.mlp[-1], dn.norm.eps
+    z = (feats - feats.mean(0)) / (feats.var(0, unbiased=False) + eps).sqrt()
+    torch.testing.assert_close(dn.train()([a, b]), z @ lin.weight.T + lin.bias)
+    run_mean, run_var = 0.1 * feats.mean(0), 0.9 + 0.1 * feats.var(0, unbiased=True)  # momentum 0.1 from (0, 1)
+    z_eval = (feats[:1] - run_mean) / (run_var + eps).sqrt()
+    torch.testing.assert_close(dn.eval()([a[:1], b[:1]]), z_eval @ lin.weight.T + lin.bias)
+    torch.testing.assert_close(dn.train()([a[:1], b[:1]]), z_eval @ lin.weight.T + lin.bias)
+    with torch.no_grad():  # monitoring passes do not move the running statistics
+        dn([a, b])
+    torch.testing.assert_close(dn.norm.running_mean, run_mean)
     with pytest.raises(ValueError, match="expected 2 latents"):
         d(a)
     with pytest.raises(ValueError, match="spatial latent"):
@@ -170,7 +184,7 @@ def test_tuple_token_latent_and_errors():
     t = net.encoder.proj(x)
     expected = net.head(t + pert.perturbation(t)).mean(1)
     torch.testing.assert_close(out, expected)
-    with pytest.raises(ValueError, match="not found"):
+    with pytest.raises(ValueError, match="no module named 'decoder'"):
         PerturbedSegmentor(_TupleTokenNet(), LatentPerturber(6, latent_type="token"), latent_module="decoder")
     with pytest.raises(ValueError, match="no default latent module"):
         default_latent_module(_TupleTokenNet())

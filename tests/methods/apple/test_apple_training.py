@@ -1,10 +1,9 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
-"""APPLE training: frozen weights bit-identical, alternating updates, loss values, one-group batch, NaN guard."""
+"""APPLE training: frozen weights bit-identical, alternating updates, output keys, one-group batch, NaN guard."""
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import pytest
@@ -12,12 +11,16 @@ import torch
 from monai.networks.nets import UNet
 
 from monai_fair.methods.apple import (
-    AdversarialPrivacyLoss,
+    APPLE_LOSS_TERMS,
+    AppleIterationEvents,
+    AppleKeys,
     AppleTrainer,
     AttributeDiscriminator,
     LatentPerturber,
     PerturbedSegmentor,
+    PerturberLoss,
     SamLikeSegmentor,
+    apple_loss_terms,
     check_groups,
 )
 
@@ -52,7 +55,7 @@ def _setup(net_kind="unet", **trainer_kwargs):
         train_data_loader=data,
         network=wrapped,
         optimizer=torch.optim.Adam(wrapped.perturbers.parameters(), 1e-2),
-        loss_function=trainer_kwargs.pop("loss", AdversarialPrivacyLoss(2)),
+        loss_function=trainer_kwargs.pop("loss", PerturberLoss(2)),
         discriminator=disc,
         discriminator_optimizer=torch.optim.Adam(disc.parameters(), 1e-2),
         decollate=False,
@@ -68,6 +71,9 @@ def _snapshot(module):
 @pytest.mark.parametrize("kind", ["unet", "sam_like"])
 def test_frozen_weights_bit_identical_and_perturber_trained(kind):
     net, wrapped, disc, trainer = _setup(kind, n_discriminator_steps=2)
+    fired = []
+    for event in AppleIterationEvents:
+        trainer.add_event_handler(event, lambda e, ev=event: fired.append(ev))
     base0, pert0, disc0 = _snapshot(net), _snapshot(wrapped.perturbers), _snapshot(disc)
     trainer.run()
     base1 = net.state_dict()
@@ -79,9 +85,26 @@ def test_frozen_weights_bit_identical_and_perturber_trained(kind):
     assert any(not torch.equal(pert0[k], v) for k, v in wrapped.perturbers.state_dict().items())
     assert any(not torch.equal(disc0[k], v) for k, v in disc.state_dict().items())
     out = trainer.state.output
-    for key in ("loss", "d_loss", "d_acc", "seg", "adv_ce", "confusion", "penalty", "group"):
-        assert key in out
+    for key in ("loss", "group", AppleKeys.DISCRIMINATOR_LOGITS, *APPLE_LOSS_TERMS):
+        assert key in out, key
     assert torch.equal(out["group"], torch.tensor([0, 1, 0, 1]))
+    assert set(apple_loss_terms(out)) == {str(k) for k in APPLE_LOSS_TERMS}
+    assert apple_loss_terms([out])[AppleKeys.PERTURBER_LOSS] == pytest.approx(float(out["loss"]))
+    # per iteration: forward, k=2 discriminator steps, one perturber step, in this order
+    one = fired[: len(fired) // trainer.state.iteration]
+    E = AppleIterationEvents
+    assert one == [
+        E.PERTURBER_FORWARD_COMPLETED,
+        *[E.DISCRIMINATOR_LOSS_COMPLETED, E.DISCRIMINATOR_BACKWARD_COMPLETED] * 2,
+        E.DISCRIMINATOR_MODEL_COMPLETED,
+        E.PERTURBER_LOSS_COMPLETED,
+        E.PERTURBER_BACKWARD_COMPLETED,
+        E.PERTURBER_MODEL_COMPLETED,
+    ]
+    # epoch metrics of the discriminator: AUC and balanced accuracy, never raw accuracy
+    metrics = trainer.state.metrics
+    assert {AppleKeys.DISCRIMINATOR_AUC, AppleKeys.DISCRIMINATOR_BALANCED_ACCURACY} <= set(metrics)
+    assert not any("acc" in k and "balanced" not in k for k in metrics)
     assert not net.training
 
 
@@ -96,7 +119,7 @@ def test_optimizer_with_frozen_weights_rejected():
             train_data_loader=_data(1),
             network=w,
             optimizer=torch.optim.Adam(w.parameters(), 1e-3),
-            loss_function=AdversarialPrivacyLoss(2),
+            loss_function=PerturberLoss(2),
             discriminator=disc,
             discriminator_optimizer=torch.optim.Adam(disc.parameters()),
         )
@@ -116,12 +139,12 @@ def test_one_group_batch_policies():
     with pytest.warns(UserWarning, match="skipped"):
         trainer.run()
     assert all(torch.equal(d0[k], v) for k, v in disc.state_dict().items())
-    assert float(trainer.state.output["adv_ce"]) == 0.0
+    assert float(trainer.state.output[AppleKeys.PRIVACY_LOSS]) == 0.0
     # error
     _, _, _, trainer = _setup(data=data, max_epochs=1, one_group_batch="error")
     with pytest.raises(ValueError, match="only group 1"):
         trainer.run()
-    with pytest.raises(ValueError, match=r"0\.\.1"):
+    with pytest.raises(ValueError, match=r"integer group ids in 0\.\.1"):
         check_groups(torch.tensor([0, 2]), 2)
 
 
@@ -137,41 +160,6 @@ def test_nan_guard():
         trainer.run()
     assert any("non-finite" in str(w.message) for w in rec)
     assert all(torch.equal(p0[k], v) for k, v in wrapped.perturbers.state_dict().items())
-
-
-def test_loss_terms_against_hand_computation():
-    loss = AdversarialPrivacyLoss(
-        2,
-        seg_loss=lambda p, y: (p - y).abs().mean(),
-        beta=0.5,
-        alpha=0.3,
-        gamma=2.0,
-        confusion="entropy",
-        norm_penalty="relative",
-    )
-    pred, label = torch.full((2, 1, 2, 2), 0.25), torch.zeros(2, 1, 2, 2)
-    group = torch.tensor([0, 1])
-    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]], requires_grad=True)
-    delta, f = torch.full((2, 3), 0.1), torch.full((2, 3), 2.0)
-    out = loss(pred, label, logits, group, [delta], [f])
-    p = torch.softmax(logits.detach(), 1)
-    ce = -(math.log(p[0, 0]) + math.log(p[1, 1])) / 2
-    ent = -(p * p.log()).sum(1).mean()
-    expected = 0.25 - 0.5 * ce + 0.3 * (math.log(2) - ent) + 2.0 * (0.01 / 4.0)
-    assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
-    assert out["adv_ce"].item() == pytest.approx(ce, rel=1e-5)
-    # uniform posterior: zero confusion for both forms
-    uni = torch.zeros(3, 2)
-    assert loss.confusion_term(uni).item() == pytest.approx(0.0, abs=1e-7)
-    loss.confusion = "uniform_ce"
-    assert loss.confusion_term(uni).item() == pytest.approx(0.0, abs=1e-7)
-    # the adversarial CE is capped at log K: beyond it the perturber gets no gradient from that term
-    wrong = torch.tensor([[-9.0, 9.0], [9.0, -9.0]], requires_grad=True)
-    capped = AdversarialPrivacyLoss(2, seg_loss=lambda p, y: p.sum() * 0, beta=1.0, alpha=0.0, gamma=0.0)
-    out = capped(pred, label, wrong, group)
-    assert out["loss"].item() == pytest.approx(-math.log(2), rel=1e-6)
-    out["loss"].backward()
-    assert torch.equal(wrong.grad, torch.zeros_like(wrong))
 
 
 def test_amp_training_keeps_frozen_weights():
