@@ -1,8 +1,9 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
-"""Neural-collapse analysis per subgroup under label bias (Mouheb et al., MICCAI 2024): NC1-NC4
-(:mod:`.metrics`), the streaming accumulator (:mod:`.accumulator`) and the training-time handler (:mod:`.handlers`).
-Bundle: ``bundles/neural_collapse_classification``.
+"""Neural-collapse analysis per subgroup under label bias (Mouheb et al., MICCAI 2024): NC1-NC4 (:mod:`.metrics`),
+the streaming accumulator (:mod:`.accumulator`), the feature-collection loop (:mod:`.collection`), the suppressed
+trajectory and its writer (:mod:`.trajectory`), the thin training-time handler (:mod:`.handlers`) and the bundle's
+data preparation (:mod:`.bundle`). Bundle: ``bundles/neural_collapse_classification``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from .metrics import (
     compute_neural_collapse_reference,
 )
 from .accumulator import NeuralCollapseAccumulator
-from .handlers import NeuralCollapseHandler, PenultimateFeatureHook, log_spaced_epochs
+from .collection import NC4_CENTRES, NeuralCollapseEvaluation, collect_neural_collapse
+from .trajectory import TRAJECTORY_FILE, NC_METRIC_LABELS, summarise_evaluation, NeuralCollapseTrajectoryWriter
+from .handlers import NeuralCollapseHandler, log_spaced_epochs
+from .bundle import labelled_datalist_path, prepare_labelled_datalist
 
 __all__ = [
     "NC_METRIC_NAMES",
@@ -26,7 +30,15 @@ __all__ = [
     "compute_neural_collapse",
     "compute_neural_collapse_reference",
     "NeuralCollapseAccumulator",
+    "NC4_CENTRES",
+    "NeuralCollapseEvaluation",
+    "collect_neural_collapse",
+    "TRAJECTORY_FILE",
+    "NC_METRIC_LABELS",
+    "summarise_evaluation",
+    "NeuralCollapseTrajectoryWriter",
     "NeuralCollapseHandler",
-    "PenultimateFeatureHook",
     "log_spaced_epochs",
+    "labelled_datalist_path",
+    "prepare_labelled_datalist",
 ]

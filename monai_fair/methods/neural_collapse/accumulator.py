@@ -30,6 +30,7 @@ from monai_fair.methods.neural_collapse.metrics import (
     nc_metrics_from_statistics,
     two_row_logits,
 )
+from monai_fair.utils import check_group_ids
 
 __all__ = ["NeuralCollapseAccumulator"]
 
@@ -130,7 +131,7 @@ class NeuralCollapseAccumulator:
     def _prepare(
         self, features: torch.Tensor, group: torch.Tensor | None, labels: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        h = torch.as_tensor(features).detach()
+        h = torch.as_tensor(features).detach().as_subclass(torch.Tensor)  # a MetaTensor's metadata is not a statistic
         h = h.reshape(h.shape[0], -1).to(device=self.device, dtype=torch.float64)
         if not torch.isfinite(h).all():
             raise ValueError("neural-collapse features contain NaN or Inf (check the network / hooked layer).")
@@ -139,15 +140,14 @@ class NeuralCollapseAccumulator:
         if h.shape[1] != self.feature_dim:
             raise ValueError(f"features have dimension {h.shape[1]}, the accumulator holds {self.feature_dim}.")
         n = h.shape[0]
-        g = torch.zeros(n, dtype=torch.long, device=self.device) if group is None else torch.as_tensor(group)
-        g = g.reshape(-1).to(self.device).long()
-        if g.numel() != n:
-            raise ValueError(f"group has {g.numel()} entries for {n} feature rows.")
-        if n and (int(g.min()) < 0 or int(g.max()) >= self.num_groups):
-            raise ValueError(f"group ids must be in 0..{self.num_groups - 1}, got values {sorted(set(g.tolist()))}.")
+        if group is None:
+            g = torch.zeros(n, dtype=torch.long, device=self.device)
+        else:
+            g = check_group_ids(group, self.num_groups, name="neural-collapse group", num_samples=n, device=self.device)
+            g = g.as_subclass(torch.Tensor)
         y = None
         if labels is not None:
-            y = torch.as_tensor(labels).reshape(-1).to(self.device).long()
+            y = torch.as_tensor(labels).as_subclass(torch.Tensor).reshape(-1).to(self.device).long()
             if y.numel() != n:
                 raise ValueError(f"labels have {y.numel()} entries for {n} feature rows.")
             if n and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
@@ -200,7 +200,7 @@ class NeuralCollapseAccumulator:
         h, g, _ = self._prepare(features, group)
         if self.shift is not None:
             h = h + self.shift
-        pred = two_row_logits(torch.as_tensor(logits)).to(self.device).argmax(1)
+        pred = two_row_logits(torch.as_tensor(logits).as_subclass(torch.Tensor)).to(self.device).argmax(1)
         overall, groups = self._nc4_centres
         inf = torch.tensor(float("inf"), dtype=torch.float64, device=self.device)
         # ||h - mu||^2 up to the per-sample constant ||h||^2; empty classes are never the nearest
@@ -221,6 +221,7 @@ class NeuralCollapseAccumulator:
         global_mean: str = "weighted",
         group_means: str = "own",
         rtol: float | None = None,
+        report_groups: torch.Tensor | None = None,
     ) -> dict[str, Any]:
         """NC1-NC4 overall (row ``"overall"``) and per group.
 
@@ -229,6 +230,8 @@ class NeuralCollapseAccumulator:
             global_mean: ``"weighted"`` or ``"unweighted"`` ``mu_G``.
             group_means: ``"own"`` (each group's own class means) or ``"global"`` (overall centres).
             rtol: C x C pseudo-inverse cut-off (see :func:`nc_metrics_from_statistics`).
+            report_groups: optional ``(K,)`` bool mask of the groups that may be named in the warning about absent
+                classes (suppressed groups are never named; see :func:`monai_fair.metrics.suppress_groups`).
 
         Returns:
             ``{"overall": {name: float}, "groups": {gid: {name: float}}, "counts": [[n_{g,c}]],
@@ -261,6 +264,9 @@ class NeuralCollapseAccumulator:
 
         n = counts.sum(-1)
         empty = (counts == 0) & (n[:, None] > 0)
+        if report_groups is not None:  # never name a suppressed group, even in a warning
+            shown = torch.cat([torch.ones(1, dtype=torch.bool), torch.as_tensor(report_groups, dtype=torch.bool)])
+            empty &= shown.to(empty.device)[:, None]
         if group_means == "own" and empty.any():
             where = [("overall" if r == 0 else f"group {r - 1}", cls) for r, cls in torch.nonzero(empty).tolist()]
             warnings.warn(

@@ -13,7 +13,10 @@ parameters are skipped, as in the public reimplementation):
 with ``H^{(g)}_{ii}`` the Hessian diagonal of the loss on group ``g`` (``u`` unprivileged, ``p`` privileged).
 The weights with the *smallest* ``S_i`` (important to the privileged group, unimportant to the unprivileged one)
 are zeroed, ``prune_ratio`` of the remaining weights per iteration, until the bias metric has not improved for
-``patience`` iterations; the best iteration's masks are kept.
+``patience`` iterations; the best iteration's masks are kept. :class:`FairPruneEngine` runs this as an Ignite engine
+(one FairPrune iteration per epoch, validation EOdds as the bias metric, Ignite's ``EarlyStopping`` for the patience
+and, as for SCP, a macro-F1 floor: an iteration whose validation macro-F1 dropped more than ``max_f1_drop`` is never
+kept).
 
 **Hessian-diagonal approximation (documented choice).** We use the *empirical Fisher* diagonal
 ``H_ii ~ 1/n_g sum_{k in g} (d loss_k / d theta_i)^2``: per-sample gradients of the cross-entropy computed in one
@@ -26,15 +29,31 @@ semi-definite diagonal curvature estimates; the empirical Fisher needs no extra 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+import copy
+import json
+import logging
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
+from monai.utils import IgniteInfo, min_version, optional_import
 from torch import nn
 from torch.func import functional_call, grad, vmap
 from torch.nn.utils import prune
 
-__all__ = ["prunable_weights", "group_fisher_diagonal", "fairprune_saliency", "fairprune_step", "run_fairprune"]
+from monai_fair.methods.snnl.fate import FATE_FAIRNESS_KEY, FATEMetricHandler, scp_macro_f1
+from monai_fair.utils import check_group_ids, to_json_safe
+
+Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
+EarlyStopping, _ = optional_import("ignite.handlers", IgniteInfo.OPT_IMPORT_VERSION, min_version, "EarlyStopping")
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+else:
+    Engine, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine")
+
+__all__ = ["prunable_weights", "group_fisher_diagonal", "fairprune_saliency", "fairprune_step", "FairPruneEngine"]
 
 
 def prunable_weights(model: nn.Module) -> dict[str, nn.Module]:
@@ -99,9 +118,7 @@ def group_fisher_diagonal(
             x, y = torch.as_tensor(x).to(device), torch.as_tensor(y).reshape(-1).to(device)
             if type(x) is not torch.Tensor:  # MetaTensor -> plain tensor for torch.func
                 x = x.as_subclass(torch.Tensor)
-            g = torch.as_tensor(g).reshape(-1).long().to(device)
-            if int(g.max()) >= num_groups:
-                raise ValueError(f"group id {int(g.max())} >= num_groups={num_groups}.")
+            g = check_group_ids(g, num_groups, name=f"FairPrune batch['{group_key}']", device=device)
             grads = per_sample(w0, x, y)
             for k, v in grads.items():
                 fisher[k].index_add_(0, g, v.pow(2))
@@ -178,42 +195,172 @@ def _set_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
             prune.custom_from_mask(m, "weight", masks[n])
 
 
-def run_fairprune(
-    model: nn.Module,
-    batches: Iterable[Any],
-    evaluate: Callable[[nn.Module], float],
-    num_groups: int,
-    unprivileged: int,
-    privileged: int | list[int],
-    beta: float = 0.2,
-    prune_ratio: float = 0.05,
-    patience: int = 5,
-    max_iterations: int = 20,
-    **fisher_kwargs: Any,
-) -> list[dict[str, float]]:
-    """Iterate FairPrune: Fisher diagonals per group -> saliency -> prune ``prune_ratio`` -> ``evaluate``.
+class FairPruneEngine(Engine):
+    """FairPrune as an Ignite engine: each epoch is one iteration *Fisher diagonals -> saliency -> prune
+    ``prune_ratio`` -> evaluate* on the validation evaluator (see module doc). No fine-tuning.
 
-    ``evaluate(model)`` returns the bias metric to *minimise* (e.g. validation EOdds). Stops after ``patience``
-    iterations without improvement (or ``max_iterations``) and restores the best iteration's masks (iteration 0
-    = the unpruned model). Returns the history (``iteration``, ``metric``, ``pruned_fraction``).
+    ``STARTED`` evaluates the unpruned network (iteration 0, always eligible) and, with ``unprivileged=None``, takes
+    as unprivileged the group (of at least ``min_group_size`` validation samples) with the lowest validation
+    macro-F1; every other such group is privileged. After each iteration the validation mean-form EOdds (the SCP
+    definition, :data:`monai_fair.methods.snnl.FATE_FAIRNESS_KEY`) is the bias metric: an iteration is kept when it
+    is the lowest so far among those meeting the macro-F1 floor; ``patience`` iterations without a new best stop the
+    engine (Ignite ``EarlyStopping``). ``COMPLETED`` restores the best iteration's masks, folds them into the weights
+    and writes the model and a JSON history.
+
+    Args:
+        network: the trained network (pruned in place).
+        batches: iterable of batches (dicts with ``image``/``label``/``group`` or tuples) for the Fisher diagonals;
+            group-stratified batches are recommended.
+        evaluator: validation evaluator (outputs ``pred`` probabilities, ``label``, ``group``); a
+            :class:`~monai_fair.methods.snnl.FATEMetricHandler` is attached to it.
+        num_groups: number of groups K.
+        max_epochs: maximum number of FairPrune iterations.
+        unprivileged: group whose curvature protects a weight (``None``: chosen on validation, see above).
+        privileged: group(s) whose curvature marks a weight prunable (``None``: every other group).
+        beta: weight of the privileged curvature.
+        prune_ratio: fraction of the still-unpruned conv/linear weights pruned per iteration.
+        patience: iterations without a new best before stopping.
+        max_f1_drop: largest allowed drop of validation macro-F1 below the unpruned model's (``None``: no floor).
+        min_group_size: groups below it are left out of the EOdds and of the unprivileged choice.
+        metric_prefix: prefix of the evaluator's metric names.
+        save_path, history_path: where the pruned ``state_dict`` and the JSON history go (``None``: not saved).
+        image_key, label_key, group_key, device: see :func:`group_fisher_diagonal`.
+        train_handlers: further Ignite handlers (objects with ``attach(engine)``) attached to this engine.
     """
-    batches = list(batches)
-    best = float(evaluate(model))
-    best_masks = _masks(model)
-    history = [{"iteration": 0, "metric": best, "pruned_fraction": 0.0}]
-    total = sum(m.weight.numel() for m in prunable_weights(model).values())
-    stall = 0
-    for it in range(1, max_iterations + 1):
-        fisher, _ = group_fisher_diagonal(model, batches, num_groups, **fisher_kwargs)
-        fairprune_step(model, fairprune_saliency(model, fisher, unprivileged, privileged, beta), prune_ratio)
-        value = float(evaluate(model))
-        zeros = sum(int((_get_mask(m) == 0).sum()) for m in prunable_weights(model).values())
-        history.append({"iteration": it, "metric": value, "pruned_fraction": zeros / total})
-        if value < best:
-            best, best_masks, stall = value, _masks(model), 0
-        else:
-            stall += 1
-            if stall >= patience:
-                break
-    _set_masks(model, best_masks)
-    return history
+
+    def __init__(
+        self,
+        network: nn.Module,
+        batches: Iterable[Any],
+        evaluator: Engine,
+        num_groups: int,
+        max_epochs: int = 10,
+        unprivileged: int | None = None,
+        privileged: int | Sequence[int] | None = None,
+        beta: float = 0.2,
+        prune_ratio: float = 0.05,
+        patience: int = 5,
+        max_f1_drop: float | None = 0.05,
+        min_group_size: int = 1,
+        metric_prefix: str = "val_",
+        save_path: str | None = None,
+        history_path: str | None = None,
+        image_key: str = "image",
+        label_key: str = "label",
+        group_key: str = "group",
+        device: torch.device | str | None = None,
+        train_handlers: Sequence[Any] | None = None,
+    ) -> None:
+        super().__init__(self._iteration)
+        if not 0.0 < prune_ratio < 1.0:
+            raise ValueError(f"prune_ratio must be in (0, 1), got {prune_ratio}.")
+        if max_f1_drop is not None and not max_f1_drop >= 0:
+            raise ValueError(f"max_f1_drop must be >= 0 (or None for no floor), got {max_f1_drop}.")
+        self.network, self.batches, self.evaluator = network, batches, evaluator
+        self.num_groups, self.max_epochs = int(num_groups), int(max_epochs)
+        self.unprivileged = unprivileged
+        self.privileged = privileged
+        self.beta, self.prune_ratio = float(beta), float(prune_ratio)
+        self.max_f1_drop = None if max_f1_drop is None else float(max_f1_drop)
+        self.min_group_size = int(min_group_size)
+        self.prefix = metric_prefix
+        self.save_path, self.history_path = save_path, history_path
+        self.fisher_kwargs = {"image_key": image_key, "label_key": label_key, "group_key": group_key, "device": device}
+        self.metric = FATEMetricHandler(1.0, None, num_groups, min_group_size, prefix=metric_prefix)
+        self.metric.attach(evaluator, metric_prefix + "scp")
+        self.early_stopping = EarlyStopping(int(patience), lambda _: self._score, self)
+        self.add_event_handler(Events.STARTED, self._started)
+        self.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_completed)
+        self.add_event_handler(Events.COMPLETED, self._completed)
+        for handler in train_handlers or ():
+            handler.attach(self)
+        self.logger_ = logging.getLogger(__name__)
+        self.history: list[dict[str, Any]] = []
+        self.summary: dict[str, Any] | None = None
+        self._score = 0.0
+
+    def run(self, data: Any = None, max_epochs: int | None = None, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Run up to ``max_epochs`` FairPrune iterations (``data`` is ignored: one step per epoch)."""
+        return super().run([0], max_epochs=max_epochs or self.max_epochs, **kwargs)
+
+    def evaluate(self) -> dict[str, float]:
+        """Run the evaluator; ``{"macro_f1", "eodds_mean"}`` on its data."""
+        self.evaluator.run()
+        metrics = self.evaluator.state.metrics
+        return {k: float(metrics[self.prefix + k]) for k in ("macro_f1", FATE_FAIRNESS_KEY)}
+
+    def _choose_groups(self) -> None:
+        score, label, group = self.metric.metric_fn.get_buffer()
+        probs = torch.stack([1.0 - score[:, 0], score[:, 0]], 1) if score.shape[1] == 1 else score
+        g = group[:, 0].long()
+        f1 = scp_macro_f1(probs, label[:, 0], g, self.num_groups)
+        big = torch.bincount(g, minlength=self.num_groups) >= max(self.min_group_size, 1)
+        if int(big.sum()) < 2:
+            raise ValueError(
+                f"FairPrune needs two groups with >= min_group_size={self.min_group_size} validation samples."
+            )
+        if self.unprivileged is None:
+            self.unprivileged = int(torch.where(big, f1.nan_to_num(math.inf), math.inf).argmin())
+        if self.privileged is None:
+            self.privileged = [k for k in range(self.num_groups) if k != self.unprivileged and bool(big[k])]
+
+    def _record(self, metrics: dict[str, float]) -> None:
+        total = sum(m.weight.numel() for m in prunable_weights(self.network).values())
+        zeros = sum(int((_get_mask(m) == 0).sum()) for m in prunable_weights(self.network).values())
+        base_f1 = self.history[0]["macro_f1"] if self.history else metrics["macro_f1"]
+        ok = self.max_f1_drop is None or metrics["macro_f1"] >= base_f1 - self.max_f1_drop - 1e-12
+        it = int(self.state.epoch) if self.history else 0
+        self.history.append({"iteration": it, **metrics, "pruned_fraction": zeros / total, "meets_floor": bool(ok)})
+        eo = metrics[FATE_FAIRNESS_KEY]
+        self._score = -eo if ok and math.isfinite(eo) else -math.inf  # NaN EOdds (< 2 reported groups): not eligible
+        if ok and (self._best is None or self._score > self._best[0]):
+            self._best = (self._score, it, _masks(self.network))
+        self.logger_.info(
+            f"FairPrune iteration {it}: validation macro-F1 {metrics['macro_f1']:.4f}, EOdds "
+            f"{metrics[FATE_FAIRNESS_KEY]:.4f}, pruned {zeros / total:.3f}" + ("" if ok else " (below the floor)")
+        )
+
+    def _started(self, _: Engine) -> None:
+        self.history, self.summary, self._best = [], None, None
+        self.early_stopping.reset()
+        metrics = self.evaluate()
+        self._choose_groups()
+        self._record(metrics)
+        self.early_stopping(self)
+
+    def _iteration(self, engine: Engine, _: Any) -> None:
+        fisher, _counts = group_fisher_diagonal(self.network, self.batches, self.num_groups, **self.fisher_kwargs)
+        sal = fairprune_saliency(self.network, fisher, self.unprivileged, self.privileged, self.beta)
+        fairprune_step(self.network, sal, self.prune_ratio)
+
+    def _epoch_completed(self, _: Engine) -> None:
+        self._record(self.evaluate())
+        self.early_stopping(self)
+
+    def _completed(self, _: Engine) -> None:
+        _, best_it, masks = self._best  # iteration 0 always meets the floor
+        _set_masks(self.network, masks)
+        for m in prunable_weights(self.network).values():
+            if hasattr(m, "weight_mask"):
+                prune.remove(m, "weight")
+        self.summary = {
+            "best_iteration": best_it,
+            "unprivileged": self.unprivileged,
+            "privileged": self.privileged,
+            "iterations": self.history,
+            "settings": {
+                "beta": self.beta,
+                "prune_ratio": self.prune_ratio,
+                "patience": self.early_stopping.patience,
+                "max_f1_drop": self.max_f1_drop,
+                "bias_metric": f"validation {FATE_FAIRNESS_KEY} (SCP mean form), minimised",
+                "curvature": "empirical Fisher diagonal per group",
+            },
+        }
+        if self.save_path:
+            os.makedirs(os.path.dirname(os.path.abspath(self.save_path)), exist_ok=True)
+            torch.save(self.network.state_dict(), self.save_path)
+        if self.history_path:
+            os.makedirs(os.path.dirname(os.path.abspath(self.history_path)), exist_ok=True)
+            with open(self.history_path, "w") as f:
+                json.dump(to_json_safe(copy.deepcopy(self.summary)), f, indent=2, allow_nan=False)

@@ -17,20 +17,49 @@ where ``V`` is the set of anchors that have at least one same-label partner. Anc
 seen once in the batch) have an empty numerator; they are dropped and counted instead of being patched with
 an ``eps`` (which would bias the value). Low SNNL = same-label points are each other's nearest neighbours
 (labels are separable in the features); high SNNL = labels are entangled.
+
+Public kernel API (no autograd; what channel scoring, :mod:`monai_fair.methods.snnl.scoring`, builds on): the
+labels are indexed once per batch (:func:`snnl_label_index`), the per-sample statistic of every feature set once
+(:func:`snnl_sample_stats`), then :func:`snnl_kernel` gives the per-anchor terms of any block of feature sets::
+
+    index = snnl_label_index(groups)                    # (b,) labels -> dense index, one-hot, valid anchors
+    stats = snnl_sample_stats(feats, "cosine")          # feats (C, b, D) fp32 -> (C, b)
+    terms = snnl_kernel(feats[:16], stats[:16], index)  # (16, b) per-anchor terms, NaN where not valid
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from monai.utils import look_up_option
 from torch.nn.modules.loss import _Loss
 
-__all__ = ["snnl_per_anchor", "compute_snnl", "SoftNearestNeighborLoss"]
+__all__ = [
+    "SNNL_DISTANCES",
+    "check_snnl_options",
+    "SNNLLabelIndex",
+    "snnl_label_index",
+    "snnl_sample_stats",
+    "snnl_kernel",
+    "snnl_per_anchor",
+    "compute_snnl",
+    "SoftNearestNeighborLoss",
+]
 
-_DISTANCES = ("cosine", "sqeuclidean")
+SNNL_DISTANCES = ("cosine", "sqeuclidean")
+
+
+def check_snnl_options(temperature: float, distance: str) -> str:
+    """Validate a temperature (``> 0``) and a distance name (:data:`SNNL_DISTANCES`); return the distance."""
+    if not temperature > 0:
+        raise ValueError(f"SNNL temperature must be > 0, got {temperature}.")
+    if distance not in SNNL_DISTANCES:
+        raise ValueError(f"SNNL distance must be one of {SNNL_DISTANCES}, got {distance!r}.")
+    return look_up_option(distance, SNNL_DISTANCES)
 
 
 def _pairwise_distance(x: torch.Tensor, distance: str, eps: float) -> torch.Tensor:
@@ -42,58 +71,89 @@ def _pairwise_distance(x: torch.Tensor, distance: str, eps: float) -> torch.Tens
         sq = (x * x).sum(-1)
         d = sq.unsqueeze(-1) + sq.unsqueeze(-2) - 2.0 * (x @ x.transpose(-1, -2))
     else:
-        raise ValueError(f"distance must be one of {_DISTANCES}, got {distance!r}.")
+        raise ValueError(f"distance must be one of {SNNL_DISTANCES}, got {distance!r}.")
     return d.clamp_min(0.0)
 
 
-def _label_index(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(inv, onehot)``: dense group index ``(b,)`` of every label and the ``(b, G)`` float one-hot matrix."""
+class SNNLLabelIndex(NamedTuple):
+    """The labels of one SNNL batch, indexed once (:func:`snnl_label_index`) and shared by every feature set.
+
+    Attributes:
+        inverse: ``(b,)`` dense label index ``0..G-1`` of every sample.
+        onehot: ``(b, G)`` float one-hot matrix of ``inverse``.
+        valid: ``(b,)`` bool, anchors that have a same-label partner (with ``legacy_self_term``: every anchor of a
+            batch of >= 2 samples).
+        legacy_self_term: whether ``valid`` (and :func:`snnl_kernel`) follow the SCP code's self term.
+    """
+
+    inverse: torch.Tensor
+    onehot: torch.Tensor
+    valid: torch.Tensor
+    legacy_self_term: bool
+
+
+def snnl_label_index(labels: torch.Tensor, legacy_self_term: bool = False) -> SNNLLabelIndex:
+    """Index the ``(b,)`` labels of a batch once for :func:`snnl_kernel` (any integer labels; not re-validated).
+
+    Args:
+        labels: ``(b,)`` integer labels (for fairness scoring: group ids, validated by the caller with
+            :func:`monai_fair.utils.check_group_ids`).
+        legacy_self_term: the SCP code's numerator that includes the anchor itself (see :func:`snnl_per_anchor`).
+    """
+    labels = torch.as_tensor(labels).reshape(-1)
     _, inv = torch.unique(labels, return_inverse=True)
     onehot = F.one_hot(inv, int(inv.max()) + 1 if inv.numel() else 1).float()
-    return inv, onehot
-
-
-def _valid_anchors(onehot: torch.Tensor, inv: torch.Tensor, legacy_self_term: bool) -> torch.Tensor:
-    """Anchors with a same-label partner (``legacy_self_term``: every anchor of a batch of >= 2 samples)."""
     b = inv.numel()
     if legacy_self_term:
-        return torch.full((b,), b > 1, dtype=torch.bool, device=inv.device)
-    return onehot.sum(0)[inv] >= 2
+        valid = torch.full((b,), b > 1, dtype=torch.bool, device=inv.device)
+    else:
+        valid = onehot.sum(0)[inv] >= 2
+    return SNNLLabelIndex(inv, onehot, valid, bool(legacy_self_term))
 
 
 _TINY = 1e-31  # times b: fp32 sums of shifted exps below this may lose precision (denormals): recomputed exactly
 
 
-def _prepare(x: torch.Tensor, distance: str, eps: float, check_finite: bool = False) -> torch.Tensor:
-    """Per-sample statistic of ``(..., b, D)`` fp32 features: inverse norms (cosine) or squared norms.
+def snnl_sample_stats(
+    features: torch.Tensor, distance: str = "cosine", eps: float = 1e-12, check_finite: bool = False
+) -> torch.Tensor:
+    """Per-sample statistic of ``(..., b, D)`` fp32 features used by :func:`snnl_kernel`.
 
-    ``check_finite``: raise on NaN/Inf features, checked cheaply through the per-sample norms (a NaN or Inf in a
-    sample makes its norm non-finite; the full scan runs only then, to tell it from a finite overflow).
+    The inverse norms ``1 / max(|x|, eps)`` (cosine) or the squared norms ``|x|^2`` (squared Euclidean): computed
+    once for all feature sets of a batch, then sliced with the features.
+
+    Args:
+        features: ``(..., b, D)`` float32 features.
+        distance: ``"cosine"`` or ``"sqeuclidean"``.
+        eps: floor of the norm before inversion (cosine).
+        check_finite: raise ``ValueError`` on NaN/Inf features, checked cheaply through the per-sample norms (a NaN
+            or Inf in a sample makes its norm non-finite; the full scan runs only then, to tell it from a finite
+            overflow).
     """
+    distance = check_snnl_options(1.0, distance)
     if distance == "cosine":
-        stat = torch.linalg.vector_norm(x, dim=-1)
-    elif distance == "sqeuclidean":
-        stat = (x * x).sum(-1)
+        stat = torch.linalg.vector_norm(features, dim=-1)
     else:
-        raise ValueError(f"distance must be one of {_DISTANCES}, got {distance!r}.")
-    if check_finite and not torch.isfinite(stat).all() and not torch.isfinite(x).all():
+        stat = (features * features).sum(-1)
+    if check_finite and not torch.isfinite(stat).all() and not torch.isfinite(features).all():
         raise ValueError("SNNL features contain NaN or Inf values.")
     return stat.clamp_min_(eps).reciprocal_() if distance == "cosine" else stat
 
 
-def _terms_nograd(
-    z: torch.Tensor,
-    stat: torch.Tensor,
-    distance: str,
-    inv: torch.Tensor,
-    onehot: torch.Tensor,
-    valid: torch.Tensor,
-    temperature: float,
-    legacy_self_term: bool,
+def snnl_kernel(
+    features: torch.Tensor,
+    stats: torch.Tensor,
+    index: SNNLLabelIndex,
+    temperature: float = 1.0,
+    distance: str = "cosine",
 ) -> torch.Tensor:
-    """Per-anchor SNNL terms ``(C, b)`` of fp32 features ``z`` ``(C, b, D)`` without autograd (scoring path).
+    """Per-anchor SNNL terms ``(C, b)`` of ``C`` feature sets ``(C, b, D)`` (fp32) sharing one batch, no autograd.
 
-    ``stat`` is :func:`_prepare`'s ``(C, b)`` per-sample statistic. One batched Gram matmul, scaled in place,
+    ``term_i = -log( sum_{j != i, y_j = y_i} exp(-d_ij/T) / sum_{k != i} exp(-d_ik/T) )`` (plus the anchor itself in
+    the numerator when ``index.legacy_self_term``); NaN where the anchor is not valid (``index.valid``).
+
+    ``stats`` is :func:`snnl_sample_stats`'s ``(C, b)`` output for the same features. One batched Gram matmul, scaled
+    in place,
     gives the logits ``-d/T`` (``<= 0``, diagonal set to ``-inf`` in place); the exps are
     shifted by the row maximum (skipped for the cosine distance unless ``T`` is tiny: its logits lie in
     ``[-2/T, 0]``) and one matmul with the one-hot group matrix gives, for every anchor, the per-group sums of
@@ -101,7 +161,17 @@ def _terms_nograd(
     (the shift cancels in the ratio). No ``(C, b, b)`` masks are built. Anchors whose numerator sum falls below
     ``b * 1e-31`` (a same-group partner more than ~65 logit units further than the nearest point) are recomputed
     exactly with a masked ``logsumexp``, so the result equals the textbook value in log space.
+
+    Args:
+        features: ``(C, b, D)`` float32 features (may be a strided view).
+        stats: ``(C, b)`` from :func:`snnl_sample_stats` (same ``distance``).
+        index: the batch's labels from :func:`snnl_label_index`.
+        temperature: fixed ``T > 0``.
+        distance: ``"cosine"`` or ``"sqeuclidean"``.
     """
+    distance = check_snnl_options(temperature, distance)
+    z, stat = features, stats
+    inv, onehot, valid, legacy_self_term = index
     c, b, _ = z.shape
     inv_t = 1.0 / float(temperature)
     logits = torch.bmm(z, z.transpose(-1, -2))  # raw Gram matrices; z may be a strided view
@@ -168,15 +238,8 @@ def _terms_autograd(
 def _check_inputs(
     features: torch.Tensor, labels: torch.Tensor, temperature: float, distance: str, check_finite: bool = True
 ) -> torch.Tensor:
-    """Validate SNNL inputs once; returns the labels as a ``(b,)`` tensor on the features' device.
-
-    ``check_finite=False`` skips the NaN/Inf scan; the caller must then call :func:`_prepare` with
-    ``check_finite=True``.
-    """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}.")
-    if distance not in _DISTANCES:
-        raise ValueError(f"distance must be one of {_DISTANCES}, got {distance!r}.")
+    """Validate SNNL inputs once; returns the labels as a ``(b,)`` tensor on the features' device."""
+    check_snnl_options(temperature, distance)
     if features.ndim < 2:
         raise ValueError(f"features must be (..., b, D), got shape {tuple(features.shape)}.")
     labels = torch.as_tensor(labels, device=features.device).reshape(-1)
@@ -200,7 +263,7 @@ def snnl_per_anchor(
 
     Without autograd (``torch.no_grad()`` or features that do not require grad, e.g. channel scoring) the terms
     come from one batched similarity matmul and one matmul of the shifted exps with the one-hot group matrix
-    (see :func:`_terms_nograd`); with autograd, from masked ``logsumexp`` over ``(..., b, b)``. Both equal the
+    (see :func:`snnl_kernel`); with autograd, from masked ``logsumexp`` over ``(..., b, b)``. Both equal the
     textbook formula (tested against a float64 loop).
 
     Args:
@@ -224,17 +287,14 @@ def snnl_per_anchor(
     if type(x) is not torch.Tensor:  # e.g. MONAI MetaTensor: no metadata bookkeeping on (.., b, b) tensors
         x = x.as_subclass(torch.Tensor)
     with torch.autocast(device_type=x.device.type, enabled=False):
+        index = snnl_label_index(labels, legacy_self_term)
         if torch.is_grad_enabled() and x.requires_grad:
             terms = _terms_autograd(x, labels, temperature, distance, legacy_self_term, eps)
-            inv, onehot = _label_index(labels)
-            return terms, _valid_anchors(onehot, inv, legacy_self_term)
-        inv, onehot = _label_index(labels)
-        valid = _valid_anchors(onehot, inv, legacy_self_term)
+            return terms, index.valid
         lead, (b, d) = x.shape[:-2], x.shape[-2:]
         z = x.reshape(-1, b, d)
-        stat = _prepare(z, distance, eps)
-        terms = _terms_nograd(z, stat, distance, inv, onehot, valid, temperature, legacy_self_term)
-    return terms.reshape(*lead, b), valid
+        terms = snnl_kernel(z, snnl_sample_stats(z, distance, eps), index, temperature, distance)
+    return terms.reshape(*lead, b), index.valid
 
 
 def compute_snnl(
@@ -291,10 +351,7 @@ class SoftNearestNeighborLoss(_Loss):
         self, temperature: float = 1.0, distance: str = "cosine", legacy_self_term: bool = False, eps: float = 1e-12
     ) -> None:
         super().__init__()
-        if distance not in _DISTANCES:
-            raise ValueError(f"distance must be one of {_DISTANCES}, got {distance!r}.")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}.")
+        distance = check_snnl_options(temperature, distance)
         self.temperature = float(temperature)
         self.distance = distance
         self.legacy_self_term = legacy_self_term

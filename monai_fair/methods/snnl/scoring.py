@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from monai_fair.methods.snnl.loss import _check_inputs, _label_index, _prepare, _terms_nograd, _valid_anchors
+from monai_fair.methods.snnl.loss import check_snnl_options, snnl_kernel, snnl_label_index, snnl_sample_stats
+from monai_fair.utils import LayerCatcher, check_group_ids
 
 _CACHE_BYTES = 1 << 20  # per-block (C_block, b, b) logits budget: ~L2-sized
 
-__all__ = ["stratified_batch_indices", "snnl_channel_scores", "score_channels_snnl", "LayerOutputCatcher"]
+__all__ = ["stratified_batch_indices", "snnl_channel_scores", "score_channels_snnl"]
 
 
 def stratified_batch_indices(
@@ -45,7 +46,7 @@ def stratified_batch_indices(
         num_batches: keep only the first ``num_batches`` batches (``None``: all).
         seed: seed of the shuffle (the batches are fixed for a given seed).
     """
-    g = np.asarray(torch.as_tensor(groups).cpu()).reshape(-1).astype(np.int64)
+    g = check_group_ids(groups, name="stratified_batch_indices groups").cpu().numpy()
     n = g.size
     if n == 0:
         raise ValueError("stratified_batch_indices: empty dataset.")
@@ -92,9 +93,10 @@ def snnl_channel_scores(
         activations = activations.as_subclass(torch.Tensor)
     b, c = activations.shape[:2]
     feats = activations.detach().reshape(b, c, -1).transpose(0, 1)  # (C, b, S) view
-    groups = _check_inputs(feats, groups, temperature, distance, check_finite=False)  # once per call
-    inv, onehot = _label_index(groups)
-    valid = _valid_anchors(onehot, inv, legacy_self_term)
+    distance = check_snnl_options(temperature, distance)
+    groups = check_group_ids(groups, name="SNNL scoring groups", num_samples=b, device=activations.device)
+    index = snnl_label_index(groups, legacy_self_term)  # once per batch, shared by every channel block
+    valid = index.valid
     sums = torch.zeros(c, dtype=torch.float64, device=activations.device)
     # blocks of at most chunk_size channels; on CPU also small enough that the (block, b, b) logits stay in cache
     block = max(1, chunk_size)
@@ -102,37 +104,12 @@ def snnl_channel_scores(
         block = max(1, min(block, _CACHE_BYTES // max(1, 4 * b * b)))
     with torch.no_grad(), torch.autocast(device_type=feats.device.type, enabled=False):
         feats = feats.float()  # fp32 even under AMP (no copy for fp32 input)
-        stat = _prepare(feats, distance, 1e-12, check_finite=True)  # (C, b) norms in one pass; NaN/Inf check
+        stat = snnl_sample_stats(feats, distance, check_finite=True)  # (C, b) norms in one pass; NaN/Inf check
         for start in range(0, c, block):  # each block is one batched computation over its channels
             stop = start + block
-            terms = _terms_nograd(
-                feats[start:stop], stat[start:stop], distance, inv, onehot, valid, temperature, legacy_self_term
-            )
+            terms = snnl_kernel(feats[start:stop], stat[start:stop], index, temperature, distance)
             sums[start:stop] = terms[:, valid].sum(-1, dtype=torch.float64)
     return sums, int(valid.sum())
-
-
-class LayerOutputCatcher:
-    """Context manager registering a forward hook that keeps the latest output of ``model.<layer_name>``."""
-
-    def __init__(self, model: torch.nn.Module, layer_name: str) -> None:
-        try:
-            self.module = model.get_submodule(layer_name)
-        except AttributeError as e:
-            names = [n for n, _ in model.named_modules() if n][:40]
-            raise ValueError(f"layer {layer_name!r} not found in the network; some module names: {names}") from e
-        self.output: torch.Tensor | None = None
-        self._handle: Any = None
-
-    def _hook(self, module: torch.nn.Module, inputs: Any, output: Any) -> None:
-        self.output = output[0] if isinstance(output, (tuple, list)) else output
-
-    def __enter__(self) -> LayerOutputCatcher:
-        self._handle = self.module.register_forward_hook(self._hook)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._handle.remove()
 
 
 @torch.no_grad()
@@ -177,7 +154,7 @@ def score_channels_snnl(
     total: torch.Tensor | None = None
     count = 0
     try:
-        with LayerOutputCatcher(model, layer_name) as catcher:
+        with LayerCatcher(model, layer_name, capture="output") as catcher:
             for batch in batches:
                 if isinstance(batch, Mapping):
                     if group_key not in batch:
@@ -185,10 +162,10 @@ def score_channels_snnl(
                     x, g = batch[image_key], batch[group_key]
                 else:
                     x, g = batch[0], batch[1]
-                g = torch.as_tensor(g).reshape(-1).long().to(device)
+                g = check_group_ids(g, name=f"scoring batch['{group_key}']", device=device)
                 model(torch.as_tensor(x).to(device))
                 sums, n_valid = snnl_channel_scores(
-                    catcher.output, g, temperature, distance, legacy_self_term, chunk_size
+                    catcher.pop(), g, temperature, distance, legacy_self_term, chunk_size
                 )
                 total = sums if total is None else total + sums
                 count += n_valid

@@ -1,14 +1,17 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
 """End-to-end: the neural_collapse_classification bundle trains with injected label bias, writes the NC trajectory
-and plots, evaluates, and passes verify_net_in_out."""
+and plots, evaluates (test_* metric names), infers, suppresses small groups, resumes, follows the zoo id rules and
+passes verify_net_in_out."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 
 import pytest
+from monai.bundle import ConfigParser
 
 from tests.conftest import kill_overlay, run_bundle_cli, verify_net_in_out
 
@@ -48,12 +51,23 @@ def test_nc_bundle_biased_train_and_evaluate(bundle_copy, tmp_path):
     run_bundle_cli(root, ["train.json", "evaluate.json"], overrides)
     report = json.loads((root / "eval" / "report.json").read_text())
     assert set(report["groups"]) == {"F", "M"}
+    saved = (root / "eval" / "metrics.csv").read_text()
+    assert "test_auc" in saved and "val_" not in saved  # the test split's metrics are named test_*
+
+    from monai.bundle import run  # what `python -m monai.bundle run` calls, in this process
+
+    cfg = root / "configs"
+    run(config_file=str(cfg / "inference.json"), bundle_root=str(root), dataset_dir=str(tmp_path / "data"))
+    with open(root / "eval" / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(biased["test"]) and {"case_id", "pred"} <= set(rows[0])
 
 
 @pytest.mark.slow
 def test_nc_bundle_killed_run_resumes_the_trajectory(bundle_copy, tmp_path):
     root = bundle_copy("neural_collapse_classification")
-    overrides = dict(TINY, dataset_dir=str(tmp_path / "data"), epochs=3, nc_num_evals=3)
+    # min_group_size above every group: only "overall" may appear in the trajectory and TensorBoard
+    overrides = dict(TINY, dataset_dir=str(tmp_path / "data"), epochs=3, nc_num_evals=3, min_group_size=1000)
     kill = kill_overlay(tmp_path / "kill.json", "train#trainer", epoch=3)  # hard kill when epoch 3 starts
     with pytest.raises(AssertionError, match=r"failed \(9\)"):
         run_bundle_cli(root, ["train.json", kill], overrides)
@@ -65,6 +79,51 @@ def test_nc_bundle_killed_run_resumes_the_trajectory(bundle_copy, tmp_path):
     doc = json.loads(nc_file.read_text())
     assert [e["epoch"] for e in doc["evaluations"]] == [1, 2, 3]  # one trajectory, no epoch twice or missing
     assert (root / "models" / "model.pt").is_file() and not (root / "models" / "resume_checkpoint.pt").exists()
+    text = nc_file.read_text()
+    assert '"F"' not in text and '"M"' not in text and doc["evaluations"][-1]["train"]["groups"] == {}
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = EventAccumulator(str(nc_file.parent / "tensorboard")).Reload().Tags()["scalars"]
+    assert tags and all(t.endswith("/overall") for t in tags)
+
+
+def expressions(x) -> list[str]:
+    """Every ``$`` expression in a parsed config."""
+    if isinstance(x, dict):
+        return [e for v in x.values() for e in expressions(v)]
+    if isinstance(x, list):
+        return [e for v in x for e in expressions(v)]
+    return [x] if isinstance(x, str) and x.startswith("$") else []
+
+
+ZOO_IDS = (
+    "train#trainer",
+    "train#trainer#max_epochs",
+    "train#dataset#data",
+    "train#handlers",
+    "validate#evaluator",
+    "validate#handlers",
+    "validate#dataset#data",
+    "bundle_root",
+    "device",
+    "dataset_dir",
+)
+
+
+def test_nc_bundle_zoo_ids_and_no_side_effects(bundles_dir, tmp_path):
+    root = bundles_dir / "neural_collapse_classification" / "configs"
+    for configs in (["train.json"], ["train.json", "evaluate.json"], ["train.json", "multi_gpu_train.json"]):
+        parser = ConfigParser()
+        parser.read_config([str(root / c) for c in configs])
+        assert all(k in parser for k in ZOO_IDS), configs
+        exprs = expressions(parser.get())
+        assert max(len(e) for e in exprs) <= 120, max(exprs, key=len)
+    # resolving the datalist id (with label bias) generates nothing and writes nothing
+    parser = ConfigParser()
+    parser.read_config(str(root / "train.json"))
+    parser.update({"bundle_root": str(tmp_path), "label_bias_fraction": 0.5})
+    assert parser.get_parsed_content("datalist") == str(tmp_path / "data" / "synthetic" / "datalist_labelbias.json")
+    assert not any(tmp_path.iterdir())
 
 
 def test_nc_bundle_verify_net_in_out(bundle_copy):

@@ -1,6 +1,7 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
-"""NeuralCollapseHandler on a bare Ignite engine: JSON trajectory, PNGs, TensorBoard, hook and eval mode."""
+"""NeuralCollapseHandler on a bare Ignite engine: JSON trajectory, PNGs, TensorBoard, hook and eval mode;
+suppression of small groups (with secondary suppression) in every output."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from ignite.engine import Engine
 
 from monai_fair.methods.neural_collapse import (
     NeuralCollapseHandler,
-    PenultimateFeatureHook,
+    classifier_from_linear,
     compute_neural_collapse_reference,
     log_spaced_epochs,
 )
+from monai_fair.utils import LayerCatcher
 
 
 class _Net(torch.nn.Module):
@@ -78,14 +80,14 @@ def test_handler_writes_trajectory_and_plots(tmp_path, nc4_centres):
 
     # values equal the reference on features recomputed in eval mode
     net.eval()
-    with torch.no_grad(), PenultimateFeatureHook(net, "head") as hook:
+    with torch.no_grad(), LayerCatcher(net, "head", capture="input") as hook:
         feats, ys, gs = [], [], []
         for b in loader:
             net(b["image"])
-            feats.append(hook.features)
+            feats.append(hook.pop())
             ys.append(b["label"].reshape(-1).long())
             gs.append(b["group"])
-        w, bias = hook.classifier()
+        w, bias = classifier_from_linear(net.head)
     ref = compute_neural_collapse_reference(torch.cat(feats), torch.cat(ys), w, bias, torch.cat(gs), num_classes=3)
     names = ("nc1", "nc2_etf_means", "nc3_self_duality") + (("nc4_agreement",) if nc4_centres == "two_pass" else ())
     for name in names:
@@ -105,7 +107,7 @@ def test_handler_writes_trajectory_and_plots(tmp_path, nc4_centres):
 def test_single_logit_head_and_bad_layer(tmp_path):
     net = _Net(out=1)
     loader = _loader(c=2)
-    with pytest.raises(KeyError, match="nn.Linear layers"):
+    with pytest.raises(ValueError, match="Linear layers are"):
         NeuralCollapseHandler(net, "fc", loader, tmp_path, num_classes=2, num_groups=2)
     handler = NeuralCollapseHandler(net, "head", loader, tmp_path, num_classes=2, num_groups=2, tensorboard=False)
     entry = handler.evaluate(epoch=1)
@@ -118,3 +120,45 @@ def test_log_spaced_epochs():
     assert log_spaced_epochs(1, 5) == [1]
     e = log_spaced_epochs(100, 8)
     assert e[0] == 1 and e[-1] == 100 and e == sorted(set(e)) and 6 <= len(e) <= 9
+
+
+def _three_group_loader(sizes=(4, 30, 40), c=2, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    g = torch.cat([torch.full((n,), k) for k, n in enumerate(sizes)])
+    n = g.numel()
+    x = torch.randn(n, 5, generator=gen)
+    y = torch.arange(n) % c
+    return [{"image": x[i : i + 16], "label": y[i : i + 16], "group": g[i : i + 16]} for i in range(0, n, 16)]
+
+
+@pytest.mark.parametrize("sizes,shown", [((4, 30, 40), ["X"]), ((4, 30), [])])
+def test_small_groups_never_appear(tmp_path, sizes, shown):
+    """n < min_group_size is suppressed, plus secondary suppression (the smallest other group), in JSON, TensorBoard
+    and plots; a suppressed group's name appears in no file the handler writes."""
+    names = ["F", "M", "X"][: len(sizes)]
+    torch.manual_seed(0)
+    net = _Net(out=2)
+    handler = NeuralCollapseHandler(
+        net,
+        "head",
+        {"train": _three_group_loader(sizes)},
+        tmp_path,
+        num_classes=2,
+        group_names=names,
+        min_group_size=10,
+    )
+    entry = handler.evaluate(epoch=1)
+    handler.finalize()
+    row = entry["train"]
+    assert sorted(row["groups"]) == shown and sorted(row["counts"]) == shown
+    assert row["suppressed_groups"] == len(sizes) - len(shown)
+    assert row["overall"]["n"] == sum(sizes)
+    hidden = [n for n in names if n not in shown]
+    doc = (tmp_path / "nc_trajectory.json").read_text()
+    for name in hidden:
+        assert f'"{name}"' not in doc
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = EventAccumulator(str(tmp_path / "tensorboard")).Reload().Tags()["scalars"]
+    assert tags and all(t.split("/")[-1] in ["overall", *shown] for t in tags)
+    assert (tmp_path / "plots" / "train_summary.png").stat().st_size > 1000

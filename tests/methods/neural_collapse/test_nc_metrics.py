@@ -168,3 +168,22 @@ def test_bad_inputs():
     acc.update(h, y, g)
     with pytest.raises(ValueError, match="expected"):
         acc.compute(torch.randn(3, 5))
+
+
+def test_accumulator_states_are_plain_tensors_with_metatensor_inputs(tmp_path):
+    """MONAI MetaTensors (eval transforms keep metadata) must not leak into the states: resume checkpoints are loaded
+    with ``weights_only=True``, which refuses MetaTensor."""
+    from monai.data import MetaTensor
+
+    from monai_fair.methods.neural_collapse import NeuralCollapseAccumulator
+
+    h = MetaTensor(torch.randn(8, 4))
+    y = MetaTensor(torch.tensor([0, 1] * 4))
+    g = MetaTensor(torch.tensor([0, 0, 1, 1] * 2))
+    acc = NeuralCollapseAccumulator(2, 2)
+    acc.update(h, y, g)
+    acc.update_nc4(h, MetaTensor(torch.randn(8, 2)), g)
+    states = [*acc.state_tensors(), *acc.class_means()]
+    assert all(type(t) is torch.Tensor for t in states)
+    torch.save(states, tmp_path / "s.pt")
+    torch.load(tmp_path / "s.pt", weights_only=True)
