@@ -7,7 +7,7 @@ PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraint
 BUNDLE := bundles/baseline_classification
 PYTEST_ARGS ?=
 
-.PHONY: all venv label-env demo test test-fast bench clean-outputs
+.PHONY: all venv label-env demo test test-fast lint docs bench clean-outputs
 
 all: test
 
@@ -15,7 +15,7 @@ $(BIN)/.installed: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip setuptools wheel
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[test]"
+	$(PIP) -e ".[test,tracking,docs]"
 	touch $@
 
 venv: $(BIN)/.installed
@@ -27,9 +27,18 @@ demo: venv
 	@echo; echo "Fairness report written to $(BUNDLE)/eval/ (report.json, report.md, *.png):"; echo
 	@cat $(BUNDLE)/eval/report.md
 
-## test: the whole suite (unit tests, real short bundle runs, CLI, integration)
-test: venv label-env
+## test: lint, the API reference build, then the whole suite (unit tests, real short bundle runs, CLI, integration)
+test: venv label-env lint docs
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+## lint: ruff (rules and formatting; config in pyproject.toml)
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+## docs: the documentation with the API reference from the docstrings (site/); any warning is an error
+docs: venv
+	$(BIN)/mkdocs build --strict
 
 ## label-env: the separate MONAI Label environment (.venv-label) used by monai_fair.apps.monailabel and its test
 label-env:
@@ -44,4 +53,4 @@ bench: venv
 	@echo "Run the scripts in benchmarks/ individually; each prints the command used in docs/benchmarks.md."
 
 clean-outputs:
-	rm -rf bundles/*/models bundles/*/eval bundles/*/data bundles/*/runs
+	rm -rf bundles/*/models bundles/*/eval bundles/*/data bundles/*/runs site

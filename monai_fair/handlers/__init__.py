@@ -5,13 +5,20 @@
 
 from __future__ import annotations
 
+from .checkpoint_selection import FairCheckpointSelector
 from .fairness_report import FairnessReportHandler
 from .group_metric import GroupClassificationMetricHandler, GroupSegmentationMetricHandler
-from .training_resume import TrainingResumeHandler
+from .mlflow_fairness import FairnessMLflowLogger
+from .predictions_writer import PredictionsWriter
+from .training_resume import TrainingResumeHandler, resume_fingerprint
 
 __all__ = [
+    "FairCheckpointSelector",
+    "FairnessMLflowLogger",
     "FairnessReportHandler",
     "GroupClassificationMetricHandler",
     "GroupSegmentationMetricHandler",
+    "PredictionsWriter",
     "TrainingResumeHandler",
+    "resume_fingerprint",
 ]

@@ -91,6 +91,8 @@ def test_segmentation_overlay_on_zoo_bundle(tmp_path):
     assert "val_worst_group_dice" in out and "val_dice_gap" in out
     assert (bundle / "models" / "model.pt").is_file()
     assert (bundle / "eval" / "fairness" / "report.json").is_file()  # written after the validation
+    card = json.loads((bundle / "eval" / "fairness" / "fairness_card.json").read_text())  # and the fairness card
+    assert card["task"] == "segmentation" and card["data"]["split"] == "validation"
 
     run_overlay(bundle, ["train.json", "evaluate.json"], "fairness_segmentation.json", ov)
     report = json.loads((bundle / "eval" / "fairness" / "report.json").read_text())

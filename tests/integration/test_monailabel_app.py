@@ -2,8 +2,10 @@
 # Licensed under the Apache License, Version 2.0
 """The MONAI Label app on the REAL server: upload NIfTI images with a sensitive attribute, infer, train, report.
 
-MONAI Label lives in its own virtual environment (``scripts/setup_monailabel_env.sh``, ``.venv-label``), built
-here on first use (about 1.5 min from the local wheel index); the server runs in a subprocess on 127.0.0.1.
+Every trainer the app lists trains; a bundle MONAI Label cannot train is not listed (with its reason), and errors
+reach the client with their message and a 4xx status. MONAI Label lives in its own virtual environment
+(``scripts/setup_monailabel_env.sh``, ``.venv-label``), built here on first use (about 1.5 min from the local wheel
+index); the server runs in a subprocess on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from monai_fair.apps.monailabel.bundle_check import monailabel_train_problems
 from monai_fair.data import ensure_synthetic_dataset
 
 pytestmark = [pytest.mark.slow, pytest.mark.monailabel, pytest.mark.xdist_group("monailabel")]
@@ -60,6 +63,40 @@ def _http(method: str, url: str, timeout: float = 300, **kwargs):
     req = urllib.request.Request(url, method=method, **kwargs)
     with urllib.request.urlopen(req, timeout=timeout) as r:  # noqa: S310 (loopback only)
         return r.status, r.read()
+
+
+def _http_error(method: str, url: str, **kwargs) -> tuple[int, str]:
+    """Status and ``detail`` of a request that must fail."""
+    import urllib.error
+
+    with pytest.raises(urllib.error.HTTPError) as info:
+        _http(method, url, **kwargs)
+    body = info.value.read().decode()
+    try:
+        return info.value.code, json.loads(body)["detail"]
+    except (ValueError, KeyError):
+        return info.value.code, body
+
+
+def _tiny_config(bundle: Path) -> None:
+    """Every top-level ``*_epochs`` of the copy's train.json set to 1 (the stages MONAI Label's max_epochs misses) and
+    every ``*min_group_size`` to 1 (e.g. FairDi's teachers; the test's datastore has 8 training images)."""
+    f = bundle / "configs" / "train.json"
+    config = json.loads(f.read_text())
+    for key, value in config.items():
+        if key.endswith(("_epochs", "min_group_size")) and isinstance(value, int):
+            config[key] = 1
+    f.write_text(json.dumps(config, indent=1))
+
+
+def _legacy_bundle(dst: Path) -> Path:
+    """The zoo fixture with its ``train`` section renamed: a bundle MONAI Label cannot train (no train#trainer)."""
+    shutil.copytree(FIXTURES / "zoo_segmentation", dst)
+    f = dst / "configs" / "train.json"
+    config = json.loads(f.read_text().replace("@train#", "@training#"))
+    config["training"] = config.pop("train")
+    f.write_text(json.dumps(config, indent=1))
+    return dst
 
 
 def _multipart(fields: dict[str, str], files: dict[str, Path]) -> tuple[bytes, str]:
@@ -107,13 +144,18 @@ def server(tmp_path_factory):
             )
             bundles.append(tmp / name)
     for b in bundles:
+        _tiny_config(b)
         _init_weights(python, b)
+    legacy = _legacy_bundle(tmp / "legacy_segmentation")  # no trained model either
+    classifier = tmp / "zoo_classification"  # served, never listed as a trainer (datastore labels are label maps)
+    shutil.copytree(FIXTURES / "zoo_classification", classifier)
     app = tmp / "app"
-    subprocess.run(
+    init = subprocess.run(
         [str(python), "-m", "monai_fair.apps.monailabel", "init-app", str(app)]
-        + [a for b in bundles for a in ("--bundle", str(b))],
+        + [a for b in [*bundles, legacy, classifier] for a in ("--bundle", str(b))],
         check=True,
         capture_output=True,
+        text=True,
         timeout=120,
     )
     port = _free_port()
@@ -165,6 +207,8 @@ def server(tmp_path_factory):
             "datalist": datalist,
             "app": app,
             "bundles": [b.name for b in bundles],
+            "trainable": [b.name for b in bundles if not monailabel_train_problems(b)],
+            "init_out": init.stdout,
             "log": tmp / "server.log",
         }
     finally:
@@ -193,6 +237,23 @@ def _upload(server) -> list[dict]:
     return items
 
 
+def _train(server, model: str) -> None:
+    import urllib.error
+
+    request = {"max_epochs": 1, "device": "cpu", "val_split": 0.5, "multi_gpu": False, "pretrained": False}
+    try:
+        status, _ = _http(
+            "POST",
+            f"{server['url']}/train/{model}?run_sync=true",
+            data=json.dumps(request).encode(),
+            headers={"Content-Type": "application/json"},
+            timeout=600,
+        )
+    except urllib.error.HTTPError as e:
+        pytest.fail(f"MONAI Label could not train {model} ({e.code}): {e.read().decode()[-3000:]}")
+    assert status == 200, model
+
+
 def test_upload_infer_train_report(server, tmp_path):
     items = _upload(server)
     _, raw = _http("GET", server["url"] + "/datastore/?output=stats")
@@ -203,7 +264,18 @@ def test_upload_infer_train_report(server, tmp_path):
     _, raw = _http("GET", server["url"] + "/info/")
     info = json.loads(raw)
     assert set(server["bundles"]) <= set(info["models"]), info["models"].keys()
-    assert set(server["bundles"]) <= set(info["trainers"])
+    # exactly the bundles with the zoo ids are trainers; the others are named with their reason
+    assert set(info["trainers"]) == set(server["trainable"]), info["trainers"].keys()
+    assert "zoo_segmentation" in info["trainers"]
+    not_listed = info["trainers_not_listed"]
+    extra = {"legacy_segmentation", "zoo_classification"}
+    assert set(not_listed) == {*(set(server["bundles"]) - set(server["trainable"])), *extra}
+    assert "lacks the model-zoo id(s) train#trainer" in not_listed["legacy_segmentation"]
+    assert "a classification bundle" in not_listed["zoo_classification"]
+    # init-app said which bundle has no trained model and which cannot be trained
+    out = server["init_out"]
+    assert "legacy_segmentation: NO trained model" in out and "not trainable from MONAI Label" in out, out
+    assert "zoo_segmentation: trained model: served for inference; trainable from MONAI Label" in out, out
 
     # inference: every served segmentor returns a label map of the uploaded image's shape
     img = nib.load(str(server["datalist"].parent / items[0]["image"])).get_fdata()
@@ -222,17 +294,14 @@ def test_upload_infer_train_report(server, tmp_path):
         assert seg.shape == img.shape[: seg.ndim] and seg.size == img.size, (model, seg.shape, img.shape)
         assert set(np.unique(seg)) <= {0.0, 1.0}, (model, np.unique(seg))
 
-    # training on the datastore: the datalist carries each image's group (F=0, M=1) and a report is written
+    # training on the datastore: every listed trainer trains and writes its model; the datalist carries each
+    # image's group (F=0, M=1) and a fairness report is written
+    for model in server["trainable"]:
+        bundle = server["app"] / "model" / model
+        before = (bundle / "models" / "model.pt").stat().st_mtime_ns
+        _train(server, model)
+        assert (bundle / "models" / "model.pt").stat().st_mtime_ns > before, model
     model = "zoo_segmentation"
-    request = {"max_epochs": 1, "device": "cpu", "val_split": 0.5, "multi_gpu": False, "pretrained": False}
-    status, _ = _http(
-        "POST",
-        f"{server['url']}/train/{model}?run_sync=true",
-        data=json.dumps(request).encode(),
-        headers={"Content-Type": "application/json"},
-        timeout=600,
-    )
-    assert status == 200
     bundle = server["app"] / "model" / model
     dl = json.loads((bundle / "models" / "monailabel_datalist.json").read_text())
     assert dl["group_names"] == ["F", "M"]
@@ -245,3 +314,33 @@ def test_upload_infer_train_report(server, tmp_path):
     assert sum(g["n"] for g in report["groups"].values()) == len(dl["validation"])
     _, raw = _http("GET", server["url"] + "/info/")
     assert json.loads(raw)["fairness"][model]["overall"]["n"] == len(dl["validation"])
+
+
+def test_errors_reach_the_client(server):
+    url = server["url"]
+    body, ctype = _multipart({"params": json.dumps({"device": "cpu"})}, {})
+    first = json.loads(server["datalist"].read_text())["training"][0]["id"]
+    # a bundle without a trained model: 409 saying so (not listed under models either)
+    status, detail = _http_error(
+        "POST", f"{url}/infer/legacy_segmentation?image={first}", data=body, headers={"Content-Type": ctype}
+    )
+    assert status == 409 and "no trained weights" in detail, (status, detail)
+    # a bundle MONAI Label cannot train: 409 with the reason
+    request = json.dumps({"max_epochs": 1, "device": "cpu"}).encode()
+    headers = {"Content-Type": "application/json"}
+    status, detail = _http_error(
+        "POST", f"{url}/train/legacy_segmentation?run_sync=true", data=request, headers=headers
+    )
+    assert status == 409 and "cannot be trained from MONAI Label" in detail and "train#trainer" in detail, detail
+    # an unknown model: 404
+    status, detail = _http_error("POST", f"{url}/train/no_such_model?run_sync=true", data=request, headers=headers)
+    assert status == 404 and "no_such_model" in detail, (status, detail)
+    # bad data: an image uploaded without its sensitive attribute fails training with a message naming it
+    root = server["datalist"].parent
+    item = json.loads(server["datalist"].read_text())["test"][0]
+    body, ctype = _multipart({"params": "{}"}, {"file": root / item["image"]})
+    _http("PUT", f"{url}/datastore/image?image=no_attribute_case", data=body, headers={"Content-Type": ctype})
+    body, ctype = _multipart({"params": "{}"}, {"label": root / item["label"]})
+    _http("PUT", f"{url}/datastore/label?image=no_attribute_case&tag=final", data=body, headers={"Content-Type": ctype})
+    status, detail = _http_error("POST", f"{url}/train/zoo_segmentation?run_sync=true", data=request, headers=headers)
+    assert status == 422 and "no_attribute_case" in detail and "training of 'zoo_segmentation' failed" in detail, detail

@@ -33,7 +33,8 @@ import json, sys, torch
 from monai.bundle import ConfigParser
 cfg = ConfigParser()
 cfg.read_config(sys.argv[1])
-cfg.update({"bundle_root": sys.argv[2], "datalist": sys.argv[3], "nc_dir": sys.argv[4], "epochs": 1})
+cfg.update({"bundle_root": sys.argv[2], "datalist": sys.argv[3], "nc_dir": sys.argv[4]})
+cfg.update({"epochs": 1, "min_group_size": 1})
 net = cfg.get_parsed_content("network_def")
 state = torch.load(sys.argv[2] + "/models/model.pt", map_location="cpu", weights_only=True)
 net.load_state_dict(state.get("model", state), strict=True)
@@ -71,6 +72,8 @@ def test_neural_collapse_ddp_matches_single_process(tmp_path):
         "1",
         "--batch_size",
         "8",
+        "--min_group_size",  # every group shown: the DDP counts are compared with the single-process ones
+        "1",
         "--meta_file",
         str(cfg / "metadata.json"),
         "--logging_file",
@@ -120,6 +123,8 @@ def test_fairdi_student_ddp_matches_single_process(name, tmp_path):
         str(bundle),
         "--datalist",
         datalist,
+        "--min_group_size",  # every group shown: the DDP figures are compared with the single-process ones
+        "1",
         "--batch_size",
         "8",
         "--baseline_epochs",

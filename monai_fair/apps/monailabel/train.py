@@ -10,6 +10,8 @@ subclass joins the group of each image (datastore image info and/or a CSV, see
 * ``datalist``: a monai-fair datalist file with both splits and the group names (so every bundle id derived from
   ``@datalist``, e.g. ``group_names``, follows the datastore and no synthetic data is generated);
 * ``group_names``: the group names;
+* ``min_group_size``: the app's ``fair_min_group_size`` (when the bundle has that id), so that the bundle's own group
+  metrics suppress small groups as the report does;
 * a :class:`monai_fair.handlers.FairnessReportHandler` appended to ``validate#handlers`` (unless the bundle has one),
   writing the report of the last validation to ``<bundle>/eval/monailabel/`` (served by the app's ``/info``);
 * for a standard bundle whose ``validate#evaluator`` is MONAI's ``SupervisedEvaluator``: the group-aware
@@ -77,8 +79,13 @@ class FairBundleTrainTask(BundleTrainTask):
 
     def _load_checkpoint(self, model_pytorch: str, pretrained: bool, train_handlers: list) -> None:
         # MONAI Label 0.8.5 calls os.path.exists(None) when pretrained is False
-        if pretrained:
-            super()._load_checkpoint(model_pytorch, pretrained, train_handlers)
+        if not pretrained:
+            return
+        # ... and calls .get on every handler: a bundle may list a handler by reference ("@resume_handler"), which
+        # MONAI's config parser resolves later; check the dict entries only and keep the references in place
+        dicts = [h for h in train_handlers if isinstance(h, dict)]
+        super()._load_checkpoint(model_pytorch, pretrained, dicts)
+        train_handlers[:0] = [h for h in dicts if h not in train_handlers]
 
     def _fetch_datalist(self, request: dict[str, Any], datastore: Datastore) -> list[dict[str, Any]]:
         attributes = load_attribute_csv(self.attributes_csv) if self.attributes_csv else None
@@ -100,6 +107,8 @@ class FairBundleTrainTask(BundleTrainTask):
         )
         overrides["datalist"] = str(path)
         overrides["group_names"] = list(self._group_names)
+        if "min_group_size" in self.bundle_config:  # the bundle's own metric handlers suppress like the report
+            overrides["min_group_size"] = self.min_group_size
         handlers = self.bundle_config.get("validate#handlers")
         if isinstance(handlers, list):
             handlers = json.loads(json.dumps(handlers))
