@@ -22,7 +22,6 @@ warnings (printed and returned), since they only leave a metric undefined.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -33,7 +32,7 @@ from typing import Any
 
 from monai.utils import look_up_option
 
-from monai_fair.data.datalist import SPLIT_KEYS, _case_id, _resolve
+from monai_fair.data.datalist import SPLIT_KEYS, _case_id, _read_json, _resolve
 from monai_fair.data.image_info import ImageInfo, read_image_info
 
 __all__ = ["DatalistCheckError", "check_datalist", "convertible_channels"]
@@ -66,6 +65,175 @@ def _is_class_index(v: Any, num_classes: int | None) -> bool:
     if isinstance(v, float) and (math.isnan(v) or not v.is_integer()):
         return False
     return int(v) >= 0 and (num_classes is None or int(v) < num_classes)
+
+
+class _ItemChecker:
+    """Checks the items of one datalist, collecting problems and the summary counts; each image header read once.
+
+    Args:
+        base: the datalist's folder (relative paths resolve against it).
+        names: the datalist's ``group_names`` (group ids must be in ``0..len(names)-1``).
+        task, spatial_dims, in_channels, num_classes, require_labels, label_key, group_key: as in
+            :func:`check_datalist`.
+    """
+
+    def __init__(
+        self,
+        base: Path,
+        names: Sequence[str],
+        *,
+        task: str,
+        spatial_dims: int | None,
+        in_channels: int | None,
+        num_classes: int | None,
+        require_labels: bool,
+        label_key: str,
+        group_key: str,
+    ) -> None:
+        self.base, self.names, self.task = base, names, task
+        self.spatial_dims, self.in_channels, self.num_classes = spatial_dims, in_channels, num_classes
+        self.require_labels, self.label_key, self.group_key = require_labels, label_key, group_key
+        self.problems: list[str] = []
+        self.shapes: Counter = Counter()
+        self.channels: Counter = Counter()
+        self._infos: dict[str, ImageInfo] = {}
+
+    def info(self, p: str) -> ImageInfo:
+        """The header of ``p`` (relative to the datalist's folder), read once; a bad file is recorded as a problem."""
+        path = _resolve(p, self.base)
+        if path not in self._infos:
+            self._infos[path] = read_image_info(path)
+        found = self._infos[path]
+        if not found.ok:
+            self.problems.append(f"{found.path}: {found.error}")
+        return found
+
+    def check_splits(self, data: Mapping, splits: Sequence[str]) -> tuple[dict[str, int], dict[str, set[int]]]:
+        """Check every item of ``splits`` (absent ones count as empty): ``({split: n items}, {split: group ids})``."""
+        sizes: dict[str, int] = {}
+        groups_in: dict[str, set[int]] = {}
+        for split in splits:
+            items = data.get(split)
+            items = items if isinstance(items, list) else []
+            sizes[split] = len(items)
+            groups_in[split] = self.check_split(split, items)
+        return sizes, groups_in
+
+    def check_split(self, split: str, items: Sequence[Any]) -> set[int]:
+        """Check every item of ``split``; return the group ids it holds."""
+        groups: set[int] = set()
+        for i, it in enumerate(items):
+            if not isinstance(it, Mapping):
+                self.problems.append(f"{split}[{i}]: not an object")
+                continue
+            where = f"{split}[{i}] ({_case_id(it, split, i)})"
+            g = self.check_group(it.get(self.group_key), where)
+            if g is not None:
+                groups.add(g)
+            img = self.check_image(it.get("image"), where)
+            if img is None:
+                continue
+            lab = it.get(self.label_key)
+            if lab is None and not self.require_labels:
+                continue
+            if self.task == "classification":
+                self.check_class_label(lab, where)
+            else:
+                self.check_mask(lab, where, img)
+        return groups
+
+    def check_group(self, g: Any, where: str) -> int | None:
+        """The group id ``g`` if it is an integer in ``0..K-1``, else ``None`` (problem recorded)."""
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or not float(g).is_integer():
+            self.problems.append(f"{where}: '{self.group_key}' = {g!r} is not an integer group id")
+        elif not 0 <= int(g) < len(self.names):
+            self.problems.append(f"{where}: '{self.group_key}' = {g!r} is outside 0..{len(self.names) - 1}")
+        else:
+            return int(g)
+        return None
+
+    def check_image(self, image: Any, where: str) -> ImageInfo | None:
+        """Check an item's image path(s) (a list: channels/modalities of one case); the first image's header, or
+        ``None`` when the item has no usable path. Counts shapes and channels; checks dimensionality and channels."""
+        paths = image if isinstance(image, list) else [image]
+        if not paths or not all(isinstance(x, str) and x.strip() for x in paths):
+            self.problems.append(f"{where}: no 'image' path")
+            return None
+        for extra in paths[1:]:
+            self.info(extra)
+        img = self.info(paths[0])
+        if not img.ok:
+            return img
+        self.shapes[img.spatial_shape] += 1
+        self.channels[img.channels] += 1
+        if self.spatial_dims is not None and img.spatial_dims != self.spatial_dims:
+            self.problems.append(
+                f"{img.path}: {img.spatial_dims}D image of size {list(img.spatial_shape)}, expected "
+                f"{self.spatial_dims}D (spatial_dims={self.spatial_dims})"
+            )
+        if self.in_channels is not None and not convertible_channels(img.channels, self.in_channels):
+            self.problems.append(f"{img.path}: {img.channels} channels cannot become in_channels={self.in_channels}")
+        return img
+
+    def check_class_label(self, lab: Any, where: str) -> None:
+        """A classification label must be a class index in ``0..num_classes-1`` (a list: multi-label, accepted)."""
+        if lab is None:
+            self.problems.append(f"{where}: no '{self.label_key}'")
+        elif not isinstance(lab, list) and not _is_class_index(lab, self.num_classes):
+            rng = f"0..{self.num_classes - 1}" if self.num_classes else "0, 1, ..."
+            self.problems.append(
+                f"{where}: '{self.label_key}' = {lab!r} is not a class index in {rng} (text labels: rebuild "
+                "with `python -m monai_fair datalist ... --positive-label VALUE`)"
+            )
+
+    def check_mask(self, lab: Any, where: str, img: ImageInfo) -> None:
+        """A segmentation label must be a readable mask file of its image's size."""
+        if not isinstance(lab, str) or not lab.strip():
+            self.problems.append(f"{where}: '{self.label_key}' = {lab!r} is not a mask file")
+            return
+        m = self.info(lab)
+        if m.ok and img.ok and m.spatial_shape != img.spatial_shape:
+            self.problems.append(
+                f"{m.path}: mask size {list(m.spatial_shape)} differs from its image's "
+                f"{list(img.spatial_shape)} ({img.path})"
+            )
+
+
+def _load_datalist_json(path: Path) -> Mapping:
+    """The datalist's JSON object; a missing file, invalid JSON or a non-object raise :class:`DatalistCheckError`."""
+    try:
+        return _read_json(path)
+    except (FileNotFoundError, ValueError) as e:
+        raise DatalistCheckError(str(e), [str(e)]) from e
+
+
+def _check_split_coverage(
+    data: Mapping,
+    sizes: Mapping[str, int],
+    groups_in: Mapping[str, set[int]],
+    names: Sequence[str],
+    required_splits: Sequence[str],
+) -> tuple[list[str], list[str]]:
+    """Empty required splits and groups absent from a split: ``(problems, warnings)``.
+
+    A group absent from ``training`` is a problem; absent from another split, a warning (a metric stays undefined).
+    """
+    problems: list[str] = []
+    warnings: list[str] = []
+    for split in required_splits:
+        if not sizes.get(split, len(data.get(split) or [])):
+            problems.append(
+                f"split '{split}' is empty (split sizes {dict(sizes)}); rebuild the datalist with "
+                "`python -m monai_fair datalist`, which makes training/validation/test splits"
+            )
+    all_groups = set().union(*groups_in.values()) if groups_in else set()
+    for split, have in groups_in.items():
+        lacking = sorted(all_groups - have)
+        if not lacking or not sizes.get(split):
+            continue
+        text = f"split '{split}' has no case of group(s) {[names[g] for g in lacking]}"
+        (problems if split == "training" else warnings).append(text)
+    return problems, warnings
 
 
 def check_datalist(
@@ -111,109 +279,27 @@ def check_datalist(
     """
     task = look_up_option(task, ("classification", "segmentation"))
     path = Path(datalist)
-    problems: list[str] = []
-    warnings: list[str] = []
-    if not path.is_file():
-        raise DatalistCheckError(f"datalist not found: {path}", [f"{path}: not found"])
-    try:
-        data = json.loads(path.read_text())
-    except ValueError as e:
-        raise DatalistCheckError(f"datalist {path} is not valid JSON: {e}", [str(e)]) from e
-    if not isinstance(data, Mapping):
-        raise DatalistCheckError(f"datalist {path} is not a JSON object", ["not a JSON object"])
+    data = _load_datalist_json(path)
     names = data.get("group_names")
-    if not isinstance(names, list) or not names:
+    names = names if isinstance(names, list) else []
+    checker = _ItemChecker(
+        path.parent,
+        names,
+        task=task,
+        spatial_dims=spatial_dims,
+        in_channels=in_channels,
+        num_classes=num_classes,
+        require_labels=require_labels,
+        label_key=label_key,
+        group_key=group_key,
+    )
+    problems = checker.problems
+    if not names:
         problems.append("no non-empty 'group_names' list")
-        names = []
-    base = path.parent
-    infos: dict[str, ImageInfo] = {}
-
-    def info(p: str) -> ImageInfo:
-        if p not in infos:
-            infos[p] = read_image_info(p)
-        return infos[p]
-
-    sizes: dict[str, int] = {}
-    shapes: Counter = Counter()
-    channels: Counter = Counter()
-    groups_in: dict[str, set[int]] = {}
-    for split in splits:
-        items = data.get(split)
-        items = items if isinstance(items, list) else []
-        sizes[split] = len(items)
-        groups_in[split] = set()
-        for i, it in enumerate(items):
-            where = f"{split}[{i}]"
-            if not isinstance(it, Mapping):
-                problems.append(f"{where}: not an object")
-                continue
-            where = f"{split}[{i}] ({_case_id(it, split, i)})"
-            g = it.get(group_key)
-            if isinstance(g, bool) or not isinstance(g, (int, float)) or not float(g).is_integer():
-                problems.append(f"{where}: '{group_key}' = {g!r} is not an integer group id")
-            elif not 0 <= int(g) < len(names):
-                problems.append(f"{where}: '{group_key}' = {g!r} is outside 0..{len(names) - 1}")
-            else:
-                groups_in[split].add(int(g))
-            image = it.get("image")
-            paths = image if isinstance(image, list) else [image]  # a list: channels/modalities of one case
-            if not paths or not all(isinstance(x, str) and x.strip() for x in paths):
-                problems.append(f"{where}: no 'image' path")
-                continue
-            for extra in paths[1:]:
-                e = info(_resolve(extra, base))
-                if not e.ok:
-                    problems.append(f"{e.path}: {e.error}")
-            img = info(_resolve(paths[0], base))
-            if not img.ok:
-                problems.append(f"{img.path}: {img.error}")
-            else:
-                shapes[img.spatial_shape] += 1
-                channels[img.channels] += 1
-                if spatial_dims is not None and img.spatial_dims != spatial_dims:
-                    problems.append(
-                        f"{img.path}: {img.spatial_dims}D image of size {list(img.spatial_shape)}, expected "
-                        f"{spatial_dims}D (spatial_dims={spatial_dims})"
-                    )
-                if in_channels is not None and not convertible_channels(img.channels, in_channels):
-                    problems.append(f"{img.path}: {img.channels} channels cannot become in_channels={in_channels}")
-            lab = it.get(label_key)
-            if lab is None and not require_labels:
-                continue
-            if task == "classification":
-                if lab is None:
-                    problems.append(f"{where}: no '{label_key}'")
-                elif not isinstance(lab, list) and not _is_class_index(lab, num_classes):
-                    rng = f"0..{num_classes - 1}" if num_classes else "0, 1, ..."
-                    problems.append(
-                        f"{where}: '{label_key}' = {lab!r} is not a class index in {rng} (text labels: rebuild "
-                        "with `python -m monai_fair datalist ... --positive-label VALUE`)"
-                    )
-            else:
-                if not isinstance(lab, str) or not lab.strip():
-                    problems.append(f"{where}: '{label_key}' = {lab!r} is not a mask file")
-                    continue
-                m = info(_resolve(lab, base))
-                if not m.ok:
-                    problems.append(f"{m.path}: {m.error}")
-                elif img.ok and m.spatial_shape != img.spatial_shape:
-                    problems.append(
-                        f"{m.path}: mask size {list(m.spatial_shape)} differs from its image's "
-                        f"{list(img.spatial_shape)} ({img.path})"
-                    )
-    for split in required_splits:
-        if not sizes.get(split, len(data.get(split) or [])):
-            problems.append(
-                f"split '{split}' is empty (split sizes {sizes}); rebuild the datalist with "
-                "`python -m monai_fair datalist`, which makes training/validation/test splits"
-            )
-    all_groups = set().union(*groups_in.values()) if groups_in else set()
-    for split, have in groups_in.items():
-        lacking = sorted(all_groups - have)
-        if not lacking or not sizes.get(split):
-            continue
-        text = f"split '{split}' has no case of group(s) {[names[g] for g in lacking]}"
-        (problems if split == "training" else warnings).append(text)
+    sizes, groups_in = checker.check_splits(data, splits)
+    coverage_problems, warnings = _check_split_coverage(data, sizes, groups_in, names, required_splits)
+    problems.extend(coverage_problems)
+    shapes, channels = checker.shapes, checker.channels
     if task == "classification" and spatial_size is None and batch_size > 1 and len(shapes) > 1:
         problems.append(
             f"images of {len(shapes)} different sizes (e.g. {[list(s) for s, _ in shapes.most_common(3)]}) and no "
@@ -225,6 +311,12 @@ def check_datalist(
         "channels": dict(channels),
         "warnings": warnings,
     }
+    _raise_or_log(path, problems, summary, verbose)
+    return summary
+
+
+def _raise_or_log(path: Path, problems: Sequence[str], summary: Mapping[str, Any], verbose: bool) -> None:
+    """Raise one :class:`DatalistCheckError` listing ``problems``; without problems, log the summary and warnings."""
     if problems:
         head = f"datalist {path}: {len(problems)} problem(s) found before training:"
         message = "\n  ".join([head, *problems])
@@ -232,9 +324,11 @@ def check_datalist(
             logger.error(message)
         raise DatalistCheckError(message, problems)
     if verbose:
-        shown = ", ".join(f"{s} x{n}" for s, n in list(summary["shapes"].items())[:5])
+        shapes = list(summary["shapes"].items())
+        shown = ", ".join(f"{s} x{n}" for s, n in shapes[:5])
         more = f" and {len(shapes) - 5} more" if len(shapes) > 5 else ""
-        logger.info(f"datalist {path} checked: splits {sizes}; sizes {shown}{more}; channels {dict(channels)}")
-        for w in warnings:
+        logger.info(
+            f"datalist {path} checked: splits {summary['splits']}; sizes {shown}{more}; channels {summary['channels']}"
+        )
+        for w in summary["warnings"]:
             logger.warning(f"datalist {path}: {w}")
-    return summary

@@ -486,20 +486,118 @@ def build_fair_datalist(
         ValueError: listing every offending row (missing image/label, unknown attribute or split value) or
             every empty / incomplete split.
     """
+    group_spec, ids = _encode_groups(records, group_spec, row_offset)
+    _check_records(records, (image_key, label_key), row_offset, source)
+    keep = list(keep_keys) if keep_keys is not None else group_spec.attribute_names
+    items, metadata = _items_and_metadata(records, ids, image_key, label_key, case_id_key, keep, cluster, cluster_key)
+    kept = np.flatnonzero(ids >= 0)
+    split_idx, required, split_info = _assign_splits(
+        ids[kept],
+        [items[i]["label"] for i in kept],
+        None if split is None else [split[i] for i in kept],
+        kept + row_offset,
+        cluster,
+        kept,
+        len(records),
+        split_fractions,
+        seed,
+        stratify_by_label,
+        required_splits,
+        source,
+    )
+    splits: dict[str, list[dict[str, Any]]] = {k: [] for k in SPLIT_KEYS}
+    for j, i in enumerate(kept):
+        splits[SPLIT_KEYS[int(split_idx[j])]].append(items[i])
+    check_split_coverage(splits, group_spec.group_names, required, source=source)
+    ex = {**dict(extra or {}), **split_info}
+    n_dropped = int((ids < 0).sum())
+    if n_dropped:
+        ex["dropped_unknown_attribute"] = n_dropped
+    ex.setdefault("task", "segmentation" if mask else "classification")
+    kept_ids = {items[i]["case_id"] for i in kept}
+    metadata = {k: v for k, v in metadata.items() if k in kept_ids}
+    return write_fair_datalist(
+        out_path, splits, group_spec.group_names, group_spec, label_names=label_names, extra=ex, metadata=metadata
+    )
+
+
+def _assign_splits(
+    gids: np.ndarray,
+    labels: Sequence[Any],
+    given: Sequence[Any] | None,
+    rows: Sequence[int],
+    cluster: Sequence[Any] | None,
+    kept: np.ndarray,
+    n_records: int,
+    split_fractions: Sequence[float],
+    seed: int,
+    stratify_by_label: bool,
+    required_splits: Sequence[str] | None,
+    source: str,
+) -> tuple[np.ndarray, list[str], dict[str, float]]:
+    """Split index 0/1/2 of each kept record, the required splits, and what to record about the split.
+
+    ``given`` split values are used as they are (a missing validation split is carved out of training, recorded
+    as ``validation_from_training``); otherwise a seeded random split by ``split_fractions`` (see
+    :func:`build_fair_datalist`). ``cluster`` covers every one of the ``n_records`` records; ``kept`` indexes
+    the kept ones.
+    """
+    fractions = np.asarray(split_fractions, dtype=float)
+    kept_cluster = None if cluster is None else [cluster[i] for i in kept]
+    if given is None:
+        required = [s for s, f in zip(SPLIT_KEYS, fractions) if f > 0]
+        required = list(required_splits) if required_splits is not None else required
+        required_idx = [SPLIT_KEYS.index(s) for s in required]
+        split_idx = _random_split(
+            gids, labels, kept_cluster, fractions, seed, stratify_by_label, required_idx, source, n_records, cluster
+        )
+        return split_idx, required, {}
+    split_idx = _given_split_indices(given, rows, source)
+    required = list(required_splits) if required_splits is not None else list(SPLIT_KEYS)
+    if not np.any(split_idx == 1) and np.any(split_idx == 0) and "validation" in required:
+        # given training/test only (e.g. FairSeg's folders): validation is carved out of training
+        f_val = _carve_validation(split_idx, gids, labels, kept_cluster, fractions, seed, stratify_by_label, source)
+        return split_idx, required, {"validation_from_training": float(f_val)}
+    return split_idx, required, {}
+
+
+def _encode_groups(
+    records: Sequence[Mapping[str, Any]], group_spec: GroupSpec, row_offset: int
+) -> tuple[GroupSpec, np.ndarray]:
+    """``(spec, group ids)`` of ``records``: undeclared categories fitted; under ``"separate"``, the ``unknown``
+    group only when some record lacks an attribute (else the spec is recorded with ``"drop"``); -1 = dropped."""
     if not all(a.is_binned or a.categories is not None for a in group_spec.attributes):
         group_spec = group_spec.fit(records)
     ids = group_spec.encode(records, row_offset=row_offset)
     if group_spec.unknown == "separate" and not np.any(ids == group_spec.num_groups - 1):
         # no case lacks an attribute: no empty "unknown" group (same ids, one name fewer)
         group_spec = GroupSpec.from_dict({**group_spec.to_dict(), "unknown": "drop"})
-    keep = list(keep_keys) if keep_keys is not None else group_spec.attribute_names
+    return group_spec, ids
+
+
+def _check_records(records: Sequence[Mapping[str, Any]], keys: Sequence[str], row_offset: int, source: str) -> None:
+    """One ``ValueError`` listing every row without a (non-blank) value for one of ``keys``."""
     missing = []
     for i, r in enumerate(records):
-        for key in (image_key, label_key):
+        for key in keys:
             if key not in r or r[key] is None or (isinstance(r[key], str) and not r[key].strip()):
                 missing.append(f"row {i + row_offset} has no {key!r} value")
     if missing:
         raise ValueError(f"{source}: {'; '.join(missing)}.")
+
+
+def _items_and_metadata(
+    records: Sequence[Mapping[str, Any]],
+    ids: np.ndarray,
+    image_key: str,
+    label_key: str,
+    case_id_key: str | None,
+    keep: Sequence[str],
+    cluster: Sequence[Any] | None,
+    cluster_key: str,
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The datalist items (:data:`ITEM_KEYS` only) and the ``metadata`` block (case id -> kept raw attributes and
+    the cluster id) of every record."""
     case_ids = _unique_case_ids(records, image_key, case_id_key)
     items, metadata = [], {}
     for i, r in enumerate(records):
@@ -509,74 +607,51 @@ def build_fair_datalist(
             meta[cluster_key] = str(cluster[i])
         if meta:
             metadata[case_ids[i]] = meta
-    kept = np.flatnonzero(ids >= 0)
-    fractions = np.asarray(split_fractions, dtype=float)
-    if split is not None:
-        sp, bad = [], []
-        for i in kept:
-            key = _SPLIT_ALIASES.get(str(split[i]).strip().lower())
-            if key is None:
-                bad.append(f"row {i + row_offset}: {split[i]!r}")
-            sp.append(SPLIT_KEYS.index(key) if key else 0)
-        if bad:
-            raise ValueError(f"{source}: unknown split value(s) {'; '.join(bad)}; use train/val/test.")
-        split_idx = np.asarray(sp, dtype=np.int64)
-        required = list(required_splits) if required_splits is not None else list(SPLIT_KEYS)
-        if not np.any(split_idx == 1) and np.any(split_idx == 0) and "validation" in required:
-            # given training/test only (e.g. FairSeg's folders): validation is carved out of training
-            tr = np.flatnonzero(split_idx == 0)
-            f_val = fractions[1] / max(fractions[0] + fractions[1], 1e-12)
-            sub = _random_split(
-                ids[kept][tr],
-                [items[kept[j]]["label"] for j in tr],
-                None if cluster is None else [cluster[kept[j]] for j in tr],
-                (1.0 - f_val, f_val, 0.0),
-                seed,
-                stratify_by_label,
-                [0, 1],
-                source,
-                len(tr),
-                None if cluster is None else [cluster[kept[j]] for j in tr],
-            )
-            split_idx[tr] = sub
-            extra = {**dict(extra or {}), "validation_from_training": float(f_val)}
-    else:
-        required = (
-            list(required_splits)
-            if required_splits is not None
-            else [s for s, f in zip(SPLIT_KEYS, fractions) if f > 0]
-        )
-        split_idx = _random_split(
-            ids[kept],
-            [items[i]["label"] for i in kept],
-            None if cluster is None else [cluster[i] for i in kept],
-            split_fractions,
-            seed,
-            stratify_by_label,
-            [SPLIT_KEYS.index(s) for s in required],
-            source,
-            len(records),
-            cluster,
-        )
-    splits: dict[str, list[dict[str, Any]]] = {k: [] for k in SPLIT_KEYS}
-    for j, i in enumerate(kept):
-        splits[SPLIT_KEYS[int(split_idx[j])]].append(items[i])
-    check_split_coverage(splits, group_spec.group_names, required, source=source)
-    ex = dict(extra or {})
-    n_dropped = int((ids < 0).sum())
-    if n_dropped:
-        ex["dropped_unknown_attribute"] = n_dropped
-    ex.setdefault("task", "segmentation" if mask else "classification")
-    kept_ids = {items[i]["case_id"] for i in kept}
-    return write_fair_datalist(
-        out_path,
-        splits,
-        group_spec.group_names,
-        group_spec,
-        label_names=label_names,
-        extra=ex,
-        metadata={k: v for k, v in metadata.items() if k in kept_ids},
+    return items, metadata
+
+
+def _given_split_indices(values: Sequence[Any], rows: Sequence[int], source: str) -> np.ndarray:
+    """Split index 0/1/2 of each given split value (aliases such as ``train``/``val``); one ``ValueError`` naming
+    every unknown value and its row."""
+    sp, bad = [], []
+    for value, row in zip(values, rows):
+        key = _SPLIT_ALIASES.get(str(value).strip().lower())
+        if key is None:
+            bad.append(f"row {row}: {value!r}")
+        sp.append(SPLIT_KEYS.index(key) if key else 0)
+    if bad:
+        raise ValueError(f"{source}: unknown split value(s) {'; '.join(bad)}; use train/val/test.")
+    return np.asarray(sp, dtype=np.int64)
+
+
+def _carve_validation(
+    split_idx: np.ndarray,
+    gids: np.ndarray,
+    labels: Sequence[Any],
+    cluster: Sequence[Any] | None,
+    fractions: np.ndarray,
+    seed: int,
+    stratify_by_label: bool,
+    source: str,
+) -> float:
+    """Move ``f_val / (f_train + f_val)`` of the training cases (in place, seeded, stratified as a random split) to
+    validation when the given splits have none; return that fraction."""
+    tr = np.flatnonzero(split_idx == 0)
+    f_val = fractions[1] / max(fractions[0] + fractions[1], 1e-12)
+    tr_cluster = None if cluster is None else [cluster[j] for j in tr]
+    split_idx[tr] = _random_split(
+        gids[tr],
+        [labels[j] for j in tr],
+        tr_cluster,
+        (1.0 - f_val, f_val, 0.0),
+        seed,
+        stratify_by_label,
+        [0, 1],
+        source,
+        len(tr),
+        tr_cluster,
     )
+    return f_val
 
 
 def _plain(v: Any) -> Any:

@@ -170,7 +170,8 @@ class DeLongAUC:
         th = self.theta.reshape(-1)
         ok = ~torch.isnan(th) & ~torch.isnan(torch.diagonal(cov))
         sub = cov[ok][:, ok]
-        evals, evecs = torch.linalg.eigh(sub) if sub.numel() else (torch.zeros(0), torch.zeros(0, 0))
+        empty = (torch.zeros(0, dtype=torch.float64), torch.zeros(0, 0, dtype=torch.float64))
+        evals, evecs = torch.linalg.eigh(sub) if sub.numel() else empty
         root = evecs * torch.sqrt(evals.clamp_min(0))[None, :]
         z = torch.from_numpy(rng.standard_normal((n, int(ok.sum()))))
         out = torch.full((n, th.numel()), _NAN, dtype=torch.float64)

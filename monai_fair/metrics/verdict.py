@@ -98,6 +98,10 @@ def gap_tests(point: dict[str, torch.Tensor], reps: dict[str, torch.Tensor], mas
     """Homogeneity p-value of every range-type fairness figure from per-group values ``(G,)`` and bootstrap
     replicates ``(B, G)``: ``<m>_gap`` tests metric ``m``; for binary tasks ``eopp1``/``eopp0``/DP/``eodds_mean``
     test TPR/TNR/selection rate/(TPR+FPR)/2, and ``eodds`` is Bonferroni over TPR and FPR (``2 min(p_TPR, p_FPR)``).
+
+    A test without a p-value (e.g. every group has the same FPR on every resample: zero variance) cannot reject;
+    it counts as ``p = 1`` in the Bonferroni minimum, so a significant TPR gap still decides ``eodds``. ``eodds`` has
+    no p-value only when neither test has one.
     """
     pt, rp = dict(point), dict(reps)
     if binary and "tpr" in pt and "fpr" in pt:
@@ -106,7 +110,8 @@ def gap_tests(point: dict[str, torch.Tensor], reps: dict[str, torch.Tensor], mas
     out = {f"{m}_gap": v for m, v in p.items() if m != "eodds_c"}
     if binary and "tpr" in p:
         out.update({f: p[m] for f, m in _FIGURE_METRIC.items() if m in p})
-        out["eodds"] = min(1.0, 2 * min(p["tpr"], p["fpr"])) if p["tpr"] == p["tpr"] and p["fpr"] == p["fpr"] else _NAN
+        defined = [v for v in (p["tpr"], p.get("fpr", _NAN)) if v == v]
+        out["eodds"] = min(1.0, 2 * min(defined)) if defined else _NAN
     return out
 
 
@@ -161,6 +166,53 @@ def _hanley_mcneil(a: float, n_pos: float, n_neg: float) -> float:
     return (a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / max(n_pos * n_neg, 1)
 
 
+def _figure(zz: float, variances: list[float], model: str, degenerate: str) -> dict[str, Any]:
+    """``{"detectable_gap": zz sqrt(V_a + V_b), "variance_model"}``; NaN with a ``"reason"`` when a variance is
+    undefined (an empty denominator) or zero (``degenerate`` says why), so the gap is never 0."""
+    if any(v != v for v in variances):
+        reason = "a compared group has no case in the denominator of this figure"
+        return {"detectable_gap": _NAN, "variance_model": model, "reason": reason}
+    if not all(v > 0 for v in variances):
+        return {"detectable_gap": _NAN, "variance_model": model, "reason": degenerate}
+    return {"detectable_gap": zz * math.sqrt(sum(variances)), "variance_model": model}
+
+
+def _rate_figure(zz: float, hit: np.ndarray, den: np.ndarray, sel: list[np.ndarray]) -> dict[str, Any]:
+    """Two-proportion z test of a rate ``hit`` over the cases in ``den``, pooled over all reported cases.
+
+    A pooled rate of 0 or 1 has a zero binomial variance; the Jeffreys estimate ``(x + 1/2) / (n + 1)`` is used
+    instead (a finite, positive detectable gap), and the variance model says so."""
+    n_all, x = int(den.sum()), float(hit[den].sum())
+    if n_all == 0:
+        return _figure(zz, [_NAN, _NAN], "two-proportion z test, pooled rate", "")
+    p, model = x / n_all, "two-proportion z test, pooled rate"
+    if p in (0.0, 1.0):
+        p, model = (x + 0.5) / (n_all + 1), f"{model} (observed rate {p:g}: Jeffreys estimate (x + 1/2) / (n + 1))"
+    n_ab = [int(den[i].sum()) for i in sel]
+    return _figure(zz, [p * (1 - p) / n if n > 0 else _NAN for n in n_ab], model, "")
+
+
+def _classification_inputs(y: Any, y_score: Any, y_pred: Any, threshold: float, n: int):
+    """Labels, predictions and (binary) positive-class scores as numpy arrays, and whether the task is binary.
+
+    Parsed as in :func:`~monai_fair.metrics.compute_group_classification_metrics` (one-hot labels, ``(N,)`` or
+    ``(N, C)`` scores, thresholded or arg-max predictions unless ``y_pred`` is given); rows with a NaN input are
+    marked by a label of -1."""
+    from monai_fair.metrics.group_classification import _labels, _model
+
+    if y is None:
+        raise ValueError("detectable_gaps needs `dice` (segmentation) or `y` with `y_score` or `y_pred`.")
+    yt, nan_y = _labels(y)
+    if yt.numel() != n:
+        raise ValueError(f"`y` has {yt.numel()} labels but `group` has {n} entries.")
+    s_cols, y_hat, nan_s, c = _model(y_score, y_pred, yt, threshold, None)
+    bad = (nan_y | nan_s).numpy()
+    yv, yh = yt.numpy().copy(), y_hat.numpy()
+    yv[bad] = -1
+    s = s_cols[:, 0].numpy() if (s_cols is not None and c == 2) else None
+    return yv, yh, s, c == 2
+
+
 def detectable_gaps(
     group: Any,
     *,
@@ -176,13 +228,17 @@ def detectable_gaps(
     """The smallest difference between the two smallest reported groups detectable at ``alpha`` with ``power``.
 
     Binary classification (``y`` and ``y_score`` or ``y_pred``): accuracy, TPR, FPR, selection rate
-    (two-proportion z) and AUC (Hanley-McNeil; needs ``y_score``); multi-class: accuracy only. Segmentation
-    (``dice``): mean Dice (z with the pooled SD). Suppressed groups are not used
-    (:func:`~monai_fair.metrics.suppress_groups`).
+    (two-proportion z) and AUC (Hanley-McNeil; needs ``y_score``); multi-class (``(N, C)`` scores or predicted
+    labels): accuracy only. Segmentation (``dice``): mean Dice (z with the pooled SD). Suppressed groups are not
+    used (:func:`~monai_fair.metrics.suppress_groups`); cases with a NaN input are left out.
+
+    A detectable gap is never 0: a pooled rate of 0 or 1 uses the Jeffreys estimate of the rate (see
+    :func:`_rate_figure`); a zero variance that has no such fix (a pooled AUC of 0 or 1, Dice without spread) or
+    an empty denominator (no positives in a compared group) gives NaN with a ``"reason"``.
 
     Returns:
-        ``{"alpha", "power", "groups_compared": 2, "figures": {metric: {"detectable_gap", "variance_model"}}}``
-        (NaN/None where fewer than two groups are reported or a denominator is empty).
+        ``{"alpha", "power", "groups_compared": 2, "figures": {metric: {"detectable_gap", "variance_model"[,
+        "reason"]}}}`` (no figure when fewer than two groups are reported).
     """
     g = check_group_ids(group)
     counts = torch.bincount(g)
@@ -192,37 +248,29 @@ def detectable_gaps(
         return out
     a, b = rep[torch.argsort(counts[rep], stable=True)[:2]].tolist()
     zz = _z(1 - alpha / 2) + _z(power)
-    sel = [np.flatnonzero(g.numpy() == k) for k in (a, b)]
-
-    def mdd(va: float, vb: float) -> float:
-        return zz * math.sqrt(va + vb) if (va == va and vb == vb) else _NAN
-
     if dice is not None:
         d = np.asarray(dice, dtype=np.float64).reshape(-1)
-        sd = float(np.nanstd(d, ddof=1))
-        out["figures"]["dice"] = {"detectable_gap": mdd(sd**2 / sel[0].size, sd**2 / sel[1].size),
-                                  "variance_model": "z test of two means, pooled SD"}  # fmt: skip
+        sel = [np.flatnonzero((g.numpy() == k) & ~np.isnan(d)) for k in (a, b)]
+        var = float(np.nanvar(d, ddof=1)) if (~np.isnan(d)).sum() > 1 else _NAN
+        var = 0.0 if var <= 1e-12 * max(1.0, float(np.nanmean(d)) ** 2) else var  # rounding error of a constant
+        v = [var / i.size if i.size else _NAN for i in sel]
+        out["figures"]["dice"] = _figure(zz, v, "z test of two means, pooled SD", "the per-image Dice has no spread")
         return out
-    yt = np.asarray(y).reshape(-1).astype(np.int64)
-    sc = None if y_score is None else np.asarray(y_score, dtype=np.float64).reshape(yt.size, -1)
-    multi = sc is not None and sc.shape[1] > 2
-    s = None if sc is None or multi else sc[:, -1]
-    if y_pred is not None:
-        yh = np.asarray(y_pred).reshape(-1).astype(np.int64)
-    else:
-        yh = sc.argmax(1) if multi else (s >= threshold).astype(np.int64)
-    rate = {"accuracy": (yh == yt, None)}
-    if not multi and yt.max(initial=0) <= 1:  # binary: the positive-class rates
-        rate.update(tpr=(yh == 1, yt == 1), fpr=(yh == 1, yt == 0), selection_rate=(yh == 1, None))
-    for name, (hit, den) in rate.items():
-        den = np.ones_like(yt, dtype=bool) if den is None else den
-        p = hit[den].mean() if den.any() else _NAN
-        n_ab = [max(int(den[i].sum()), 0) for i in sel]
-        v = [p * (1 - p) / n if n > 0 else _NAN for n in n_ab]
-        out["figures"][name] = {"detectable_gap": mdd(*v), "variance_model": "two-proportion z test, pooled rate"}
+    yt, yh, s, binary = _classification_inputs(y, y_score, y_pred, threshold, g.numel())
+    ok = yt >= 0
+    sel = [np.flatnonzero((g.numpy() == k) & ok) for k in (a, b)]
+    rates = {"accuracy": (yh == yt, ok)}
+    if binary:  # the positive-class rates
+        rates.update(tpr=(yh == 1, yt == 1), fpr=(yh == 1, yt == 0), selection_rate=(yh == 1, ok))
+    for name, (hit, den) in rates.items():
+        out["figures"][name] = _rate_figure(zz, hit, den, sel)
     if s is not None:
-        pos = torch.from_numpy(yt == 1)[:, None]
-        auc = float(segment_auc(torch.from_numpy(s)[:, None], pos, torch.zeros(yt.size, dtype=torch.long), 1)[0, 0, 0])
-        v = [_hanley_mcneil(auc, (yt[i] == 1).sum(), (yt[i] == 0).sum()) for i in sel]
-        out["figures"]["auc"] = {"detectable_gap": mdd(*v), "variance_model": "Hanley-McNeil, pooled AUC"}
+        pos = torch.from_numpy(yt[ok] == 1)[:, None]
+        auc = float(
+            segment_auc(torch.from_numpy(s[ok])[:, None], pos, torch.zeros(int(ok.sum()), dtype=torch.long), 1)[0, 0, 0]
+        )
+        v = [_hanley_mcneil(auc, (yt[i] == 1).sum(), (yt[i] == 0).sum()) if auc == auc else _NAN for i in sel]
+        v = [_NAN if min((yt[i] == 1).sum(), (yt[i] == 0).sum()) == 0 else x for i, x in zip(sel, v)]
+        why = "the pooled AUC is 0 or 1: the Hanley-McNeil variance is 0"
+        out["figures"]["auc"] = _figure(zz, v, "Hanley-McNeil, pooled AUC", why)
     return out

@@ -20,6 +20,7 @@ from monai_fair.data import (
     ensure_synthetic_dataset,
     generate_classification_dataset,
     generate_segmentation_dataset,
+    load_case_metadata,
     load_fair_datalist,
     read_dicom_demographics,
     synthesize_classification_arrays,
@@ -34,7 +35,10 @@ def _pixels(path: Path) -> np.ndarray:
 
 
 def _all_items(datalist: Path) -> list[dict]:
-    return [it for split in ("training", "validation", "test") for it in load_fair_datalist(datalist, split)[0]]
+    """Every item of every split, with its raw attributes from the ``metadata`` block merged in."""
+    meta = load_case_metadata(datalist)
+    splits = ("training", "validation", "test")
+    return [{**it, **meta[it["case_id"]]} for s in splits for it in load_fair_datalist(datalist, s, keys=None)[0]]
 
 
 def test_small_dataset_is_fast_and_well_formed(tmp_path):
@@ -52,7 +56,8 @@ def test_small_dataset_is_fast_and_well_formed(tmp_path):
     groups = np.array([it["group"] for it in items])
     assert (groups == 0).sum() == 8  # 20 % female
     for it in data["training"]:
-        assert not Path(it["image"]).is_absolute() and set(it) >= {"image", "label", "group", "sex", "age"}
+        assert not Path(it["image"]).is_absolute() and set(it) == {"case_id", "image", "label", "group"}
+        assert set(data["metadata"][it["case_id"]]) == {"sex", "age"}  # raw attributes never in an item
     for it in items[:5]:
         ds = pydicom.dcmread(it["image"])
         assert ds.PhotometricInterpretation == "RGB" and ds.pixel_array.shape == (64, 64, 3)
@@ -142,7 +147,7 @@ def test_arrays_equal_files(tmp_path):
         )
     )
     for it in items:
-        i = int(it["id"].split("_")[1])
+        i = int(it["case_id"].split("_")[1])
         np.testing.assert_array_equal(_pixels(Path(it["image"])), arr["image"][i])
         assert (it["label"], it["group"], it.get("label_clean", it["label"])) == (
             arr["label"][i],
@@ -151,7 +156,7 @@ def test_arrays_equal_files(tmp_path):
         )
     seg = synthesize_segmentation_arrays(n_samples=6, image_size=16, seed=2)
     for it in _all_items(generate_segmentation_dataset(tmp_path / "s", n_samples=6, image_size=16, seed=2)):
-        i = int(it["id"].split("_")[1])
+        i = int(it["case_id"].split("_")[1])
         np.testing.assert_array_equal(_pixels(Path(it["image"])).T, seg["image"][i])
         np.testing.assert_array_equal(_pixels(Path(it["label"])).T, seg["mask"][i])
 
@@ -236,3 +241,142 @@ def test_cli_synth(tmp_path, capsys):
     assert params["n_samples"] == 10 and params["group_contrast"] == [0.5, 1.0] and params["modality"] == "xray"
     with pytest.raises(SystemExit):
         main(["synth", "--out", str(tmp_path), "--group-noise", "a,b"])
+
+
+# ---------------------------------------------------------------------------------------------- bias scenarios
+def test_scenario_parameters_and_irreducible_default():
+    from monai_fair.data.synthetic import CLASSIFICATION_DEFAULTS, SCENARIOS, scenario_parameters
+
+    full = scenario_parameters("classification", "irreducible", 1.0)
+    for k in ("group_contrast", "group_noise", "group_shift", "group_proportions"):
+        np.testing.assert_allclose(full[k], CLASSIFICATION_DEFAULTS[k])  # s = 1 is the historic default
+    zero = scenario_parameters("segmentation", "irreducible", 0.0)
+    for k in ("group_contrast", "group_noise", "group_shift"):
+        assert zero[k][0] == zero[k][1], k  # s = 0: no group difference left
+    a = synthesize_classification_arrays(n_samples=20, image_size=16, seed=4)
+    b = synthesize_classification_arrays(n_samples=20, image_size=16, seed=4, scenario="irreducible", strength=1.0)
+    np.testing.assert_array_equal(a["image"], b["image"])
+    # an explicit group parameter overrides the scenario's value
+    c = synthesize_classification_arrays(n_samples=20, image_size=16, seed=4, strength=0.0, group_contrast=(0.4, 1))
+    assert not np.array_equal(a["image"], c["image"])  # noise and shift came from s = 0
+    assert set(SCENARIOS) == {"irreducible", "underrep", "shortcut", "label_noise", "acquisition"}
+    with pytest.raises(ValueError, match="strength"):
+        scenario_parameters("classification", "shortcut", 1.5)
+    with pytest.raises(ValueError, match="scenari|shortcutt"):
+        synthesize_classification_arrays(n_samples=10, scenario="shortcutt")
+
+
+def test_shortcut_scenario_classification():
+    def corr(a, mask):
+        return np.corrcoef(a["group"][mask], a["label"][mask])[0, 1]
+
+    a = synthesize_classification_arrays(n_samples=1000, image_size=16, seed=0, scenario="shortcut")
+    tv, te = a["split"] < 2, a["split"] == 2
+    rates = [a["label"][tv & (a["group"] == g)].mean() for g in (0, 1)]
+    assert rates[0] > 0.8 and rates[1] < 0.2, rates  # 0.9 / 0.1 at s = 1
+    assert corr(a, tv) < -0.6 and abs(corr(a, te)) < 0.2  # group 0 = positive in training, not at test
+    b = synthesize_classification_arrays(n_samples=1000, image_size=16, seed=0, scenario="shortcut", strength=0.0)
+    assert abs(corr(b, b["split"] < 2)) < 0.1
+    # the cue is visible (group 0 darker skin) but does not touch labels
+    assert a["image"][a["group"] == 0].mean() < a["image"][a["group"] == 1].mean() - 10
+
+
+def test_shortcut_scenario_segmentation():
+    a = synthesize_segmentation_arrays(n_samples=200, image_size=32, seed=0, scenario="shortcut")
+    forced = np.isfinite(a["location"])
+    assert forced.sum() > 0 and not forced[a["split"] == 2].any() and forced[a["split"] < 2].all()
+    rows = np.arange(32)[None, :, None]
+    cy = (a["mask"] * rows).sum((1, 2)) / np.maximum(a["mask"].sum((1, 2)), 1)
+    tv, te = a["split"] < 2, a["split"] == 2
+    gap_tv = cy[tv & (a["group"] == 1)].mean() - cy[tv & (a["group"] == 0)].mean()
+    gap_te = cy[te & (a["group"] == 1)].mean() - cy[te & (a["group"] == 0)].mean()
+    assert gap_tv > 5 and abs(gap_te) < 3, (gap_tv, gap_te)  # group 0 upper, group 1 lower, only in training
+    b = synthesize_segmentation_arrays(n_samples=200, image_size=32, seed=0, scenario="shortcut", strength=0.0)
+    assert not np.isfinite(b["location"]).any()
+
+
+def test_label_noise_scenario():
+    a = synthesize_classification_arrays(n_samples=600, image_size=16, seed=1, scenario="label_noise")
+    flipped = a["label"] != a["label_clean"]
+    assert flipped.sum() > 0 and (a["group"][flipped] == 0).all() and (a["split"][flipped] < 2).all()
+    g0tv = (a["group"] == 0) & (a["split"] < 2)
+    assert abs(flipped[g0tv].mean() - 0.4) < 0.1
+    b = synthesize_classification_arrays(n_samples=600, image_size=16, seed=1, scenario="label_noise", strength=0)
+    assert (b["label"] == b["label_clean"]).all()
+    np.testing.assert_array_equal(a["image"], b["image"])  # only labels change with the strength
+
+    s = synthesize_segmentation_arrays(n_samples=120, image_size=32, seed=1, scenario="label_noise")
+    c = synthesize_segmentation_arrays(n_samples=120, image_size=32, seed=1, scenario="label_noise", strength=0)
+    noisy = s["mask_noisy"]
+    assert noisy.sum() > 0 and (s["group"][noisy] == 0).all() and (s["split"][noisy] < 2).all()
+    assert not c["mask_noisy"].any()
+    np.testing.assert_array_equal(s["image"], c["image"])
+    np.testing.assert_array_equal(s["mask"][~noisy], c["mask"][~noisy])
+    assert (s["mask"][noisy] >= c["mask"][noisy]).all() and s["mask"][noisy].sum() > c["mask"][noisy].sum()
+
+
+def test_underrep_scenario_is_group_specific_and_learnable():
+    a = synthesize_classification_arrays(n_samples=900, image_size=32, seed=2, scenario="underrep")
+    spec = a["specific"]
+    assert spec.sum() > 0 and (a["group"][spec] == 0).all() and spec[a["group"] == 0].all()  # s = 1: all of group 0
+    assert abs((a["group"] == 0).mean() - 0.15) < 0.01
+    x = _pool(a["image"])
+    maj, mino = a["group"] == 1, a["group"] == 0
+
+    def fit_auc(train, test):
+        mu, sd = x[train].mean(0), x[train].std(0) + 1e-6
+        clf = LogisticRegression(C=0.01, max_iter=3000).fit((x[train] - mu) / sd, a["label"][train])
+        return roc_auc_score(a["label"][test], clf.predict_proba((x[test] - mu) / sd)[:, 1])
+
+    half = mino & (np.arange(len(x)) % 2 == 0)
+    learnable = fit_auc(half, mino & ~half)  # learnt from its own cases, the minority's finding is easy
+    transfer = fit_auc(maj, mino)  # the majority's appearance does not carry over
+    assert learnable > 0.8 and transfer < learnable - 0.15, (learnable, transfer)
+    b = synthesize_classification_arrays(n_samples=900, image_size=32, seed=2, scenario="underrep", strength=0.0)
+    assert not b["specific"].any()
+    x = _pool(b["image"])
+    assert fit_auc(maj, mino) > 0.8  # s = 0: the majority's model serves the minority
+
+
+def test_acquisition_scenario(tmp_path):
+    a = synthesize_classification_arrays(n_samples=100, image_size=16, seed=3, scenario="acquisition")
+    b = synthesize_classification_arrays(n_samples=100, image_size=16, seed=3, scenario="acquisition", strength=0)
+    site_b = a["group"] == 0
+    np.testing.assert_array_equal(a["image"][~site_b], b["image"][~site_b])  # site A unchanged
+    assert np.abs(a["image"][site_b].astype(float) - b["image"][site_b]).mean() > 10  # site B's scanner differs
+    path = generate_segmentation_dataset(tmp_path, n_samples=30, image_size=16, seed=3, scenario="acquisition")
+    data = json.loads(path.read_text())
+    assert data["group_names"] == ["site_B", "site_A"] and data["group_spec"]["attributes"][0]["name"] == "site"
+    items = _all_items(path)
+    assert {it["site"] for it in items} == {"site_B", "site_A"}
+    assert {it["sex"] for it in items if it["group"] == 0} == {"F", "M"}  # sex independent of the site
+    assert data["synthetic"]["params"]["scenario"] == "acquisition"
+
+
+def test_cli_synth_scenario(tmp_path, capsys):
+    from monai_fair.__main__ import main
+
+    args = ["synth", "--task", "segmentation", "--out", str(tmp_path), "--n-samples", "12", "--image-size", "16"]
+    assert main(args + ["--scenario", "label_noise", "--strength", "0.5"]) == 0
+    params = json.loads(Path(capsys.readouterr().out.strip()).read_text())["synthetic"]["params"]
+    assert params["scenario"] == "label_noise" and params["strength"] == 0.5 and params["group_mask_noise"] == [0.5, 0]
+    with pytest.raises(SystemExit):
+        main(args + ["--scenario", "nope"])
+
+
+def test_segmentation_underrep_and_acquisition_mechanisms():
+    a = synthesize_segmentation_arrays(n_samples=120, image_size=32, seed=4, scenario="underrep")
+    b = synthesize_segmentation_arrays(n_samples=120, image_size=32, seed=4, scenario="underrep", strength=0.0)
+    spec = a["specific"]
+    assert spec.any() and (a["group"][spec] == 0).all() and not b["specific"].any()
+    np.testing.assert_array_equal(a["mask"], b["mask"])  # same targets, only their appearance changes
+    inside = a["mask"].astype(bool)
+    # the minority's lesion is hyperechoic (brighter than its surroundings) where the majority's is hypoechoic
+    rel = [(img[m].mean() - img[~m].mean()) for img, m in zip(a["image"].astype(float), inside)]
+    rel = np.array(rel)
+    assert (rel[spec] > 0).mean() > 0.9 and (rel[a["group"] == 1] < 0).mean() > 0.9
+    c = synthesize_segmentation_arrays(n_samples=60, image_size=32, seed=4, scenario="acquisition")
+    d = synthesize_segmentation_arrays(n_samples=60, image_size=32, seed=4, scenario="acquisition", strength=0.0)
+    site_b = c["group"] == 0
+    np.testing.assert_array_equal(c["image"][~site_b], d["image"][~site_b])
+    assert np.abs(c["image"][site_b].astype(float) - d["image"][site_b]).mean() > 5

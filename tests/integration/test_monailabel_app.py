@@ -223,14 +223,16 @@ def server(tmp_path_factory):
 def _upload(server) -> list[dict]:
     doc = json.loads(server["datalist"].read_text())
     root = server["datalist"].parent
-    items = doc["training"] + doc["validation"]
+    items = [{**it, **doc["metadata"][it["case_id"]]} for it in doc["training"] + doc["validation"]]
     for it in items:
         body, ctype = _multipart({"params": json.dumps({"sex": it["sex"]})}, {"file": root / it["image"]})
-        _http("PUT", f"{server['url']}/datastore/image?image={it['id']}", data=body, headers={"Content-Type": ctype})
+        _http(
+            "PUT", f"{server['url']}/datastore/image?image={it['case_id']}", data=body, headers={"Content-Type": ctype}
+        )
         body, ctype = _multipart({"params": "{}"}, {"label": root / it["label"]})
         _http(
             "PUT",
-            f"{server['url']}/datastore/label?image={it['id']}&tag=final",
+            f"{server['url']}/datastore/label?image={it['case_id']}&tag=final",
             data=body,
             headers={"Content-Type": ctype},
         )
@@ -258,7 +260,7 @@ def test_upload_infer_train_report(server, tmp_path):
     items = _upload(server)
     _, raw = _http("GET", server["url"] + "/datastore/?output=stats")
     assert json.loads(raw)["completed"] == len(items)
-    _, raw = _http("GET", server["url"] + f"/datastore/image/info?image={items[0]['id']}")
+    _, raw = _http("GET", server["url"] + f"/datastore/image/info?image={items[0]['case_id']}")
     assert json.loads(raw)["sex"] == items[0]["sex"]
 
     _, raw = _http("GET", server["url"] + "/info/")
@@ -283,7 +285,7 @@ def test_upload_infer_train_report(server, tmp_path):
         body, ctype = _multipart({"params": json.dumps({"device": "cpu"})}, {})
         status, raw = _http(
             "POST",
-            f"{server['url']}/infer/{model}?image={items[0]['id']}&output=image",
+            f"{server['url']}/infer/{model}?image={items[0]['case_id']}&output=image",
             data=body,
             headers={"Content-Type": ctype},
         )
@@ -305,7 +307,7 @@ def test_upload_infer_train_report(server, tmp_path):
     bundle = server["app"] / "model" / model
     dl = json.loads((bundle / "models" / "monailabel_datalist.json").read_text())
     assert dl["group_names"] == ["F", "M"]
-    want = {it["id"]: it["group"] for it in items}
+    want = {it["case_id"]: it["group"] for it in items}
     got = {d["image_id"]: d["group"] for d in dl["training"] + dl["validation"]}
     assert got == want
     report = json.loads((bundle / "eval" / "monailabel" / "report.json").read_text())
@@ -319,7 +321,7 @@ def test_upload_infer_train_report(server, tmp_path):
 def test_errors_reach_the_client(server):
     url = server["url"]
     body, ctype = _multipart({"params": json.dumps({"device": "cpu"})}, {})
-    first = json.loads(server["datalist"].read_text())["training"][0]["id"]
+    first = json.loads(server["datalist"].read_text())["training"][0]["case_id"]
     # a bundle without a trained model: 409 saying so (not listed under models either)
     status, detail = _http_error(
         "POST", f"{url}/infer/legacy_segmentation?image={first}", data=body, headers={"Content-Type": ctype}

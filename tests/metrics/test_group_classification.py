@@ -249,3 +249,18 @@ def test_stratified_bootstrap_metrics():
     for k in range(3):
         lo, hi = strat["groups"][k]["ci"]["auc"]
         assert lo <= strat["groups"][k]["auc"] <= hi
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_delong_intervals_at_tiny_n(dtype):
+    """Three samples, one in a group: no AUC has a DeLong variance; the bootstrap still runs (no dtype error) and
+    the AUC intervals are NaN rather than made up."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FairnessMetricWarning)
+        r = compute_group_classification_metrics(
+            np.array([0.2, 0.7, 0.9], dtype=dtype), [0, 1, 1], [0, 0, 1], n_bootstrap=20, auc_ci="delong"
+        )
+    assert r["overall"]["auc"] == pytest.approx(1.0)
+    assert r["ci_method"]["auc"] == "DeLong"
+    assert all(math.isnan(v) for v in r["overall"]["ci"]["auc"])
+    assert r["overall"]["ci"]["accuracy"][0] <= r["overall"]["accuracy"] <= r["overall"]["ci"]["accuracy"][1]

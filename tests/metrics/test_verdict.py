@@ -90,3 +90,57 @@ def test_detectable_gaps_against_statsmodels_power():
     sd = dice.std(ddof=1)
     ref = 2.8015852 * sd * math.sqrt(1 / 120 + 1 / 200)
     assert detectable_gaps(g, dice=dice)["figures"]["dice"]["detectable_gap"] == pytest.approx(ref, rel=1e-5)
+
+
+def test_eodds_p_value_when_fpr_has_no_variance():
+    """Every negative is predicted negative (FPR 0 in every group and resample): the FPR test has no p-value, so it
+    cannot reject, and the significant TPR gap decides eodds (Bonferroni: 2 p_TPR)."""
+    g = np.repeat([0, 1], 200)
+    y = np.tile([1, 0], 200)
+    tpr = np.where(g == 0, 0.9, 0.3)
+    hit = np.random.default_rng(0).random(g.size) < tpr
+    s = np.where((y == 1) & hit, 0.9, 0.1)
+    r = compute_group_classification_metrics(s, y, g, n_bootstrap=300, seed=1)
+    p = r["fairness_p_value"]
+    assert math.isnan(p["fpr_gap"]) and p["tpr_gap"] < 1e-6
+    assert p["eodds"] == pytest.approx(min(1.0, 2 * p["tpr_gap"]))
+    assert r["fairness"]["eodds"] == pytest.approx(r["fairness"]["tpr_gap"])
+    assert fairness_verdicts(r, 0.05)["eodds"]["verdict"] == "disparity"
+
+
+def test_detectable_gaps_never_zero():
+    """A pooled rate of 0 (no positive prediction) uses the Jeffreys estimate: a finite positive gap; a zero
+    variance without such a fix (AUC 1, constant Dice) and an empty denominator are NaN with a reason."""
+    g = np.repeat([0, 1], [40, 60])
+    y = np.tile([0, 1], 50)
+    s = np.where(y == 1, 0.4, 0.1)  # AUC 1, nothing predicted positive at 0.5
+    f = detectable_gaps(g, y=y, y_score=s)["figures"]
+    p = 0.5 / 101  # selection rate: x = 0 of n = 100
+    ref = 2.8015852 * math.sqrt(p * (1 - p) * (1 / 40 + 1 / 60))
+    assert f["selection_rate"]["detectable_gap"] == pytest.approx(ref, rel=1e-6)
+    assert "Jeffreys" in f["selection_rate"]["variance_model"]
+    for name in ("accuracy", "tpr", "fpr", "selection_rate"):
+        assert 0 < f[name]["detectable_gap"] < 1, name
+    assert math.isnan(f["auc"]["detectable_gap"]) and "Hanley-McNeil variance is 0" in f["auc"]["reason"]
+    dice = detectable_gaps(g, dice=np.full(g.size, 0.8))["figures"]["dice"]
+    assert math.isnan(dice["detectable_gap"]) and "no spread" in dice["reason"]
+    y0 = np.where(g == 0, 0, y)  # group 0 has no positive: its TPR has no denominator
+    f0 = detectable_gaps(g, y=y0, y_score=np.where(y0 == 1, 0.9, 0.1))["figures"]
+    assert math.isnan(f0["tpr"]["detectable_gap"]) and "denominator" in f0["tpr"]["reason"]
+    assert all(e["detectable_gap"] != 0 for e in (*f.values(), *f0.values()))
+
+
+def test_detectable_gaps_multiclass():
+    """Multi-class scores without y_pred (arg-max) and one-hot labels: accuracy only, as a two-proportion z test."""
+    rng = np.random.default_rng(3)
+    g = np.repeat([0, 1, 2], [50, 70, 90])
+    y = rng.integers(0, 3, g.size)
+    s = rng.dirichlet([1, 1, 1], g.size)
+    for labels in (y, np.eye(3)[y]):
+        f = detectable_gaps(g, y=labels, y_score=s)["figures"]
+        assert set(f) == {"accuracy"}
+        p = (s.argmax(1) == y).mean()
+        ref = 2.8015852 * math.sqrt(p * (1 - p) * (1 / 50 + 1 / 70))
+        assert f["accuracy"]["detectable_gap"] == pytest.approx(ref, rel=1e-6)
+    with pytest.raises(ValueError, match="y_score"):
+        detectable_gaps(g, y=y)

@@ -1,0 +1,504 @@
+# Copyright (c) monai-fair contributors
+# Licensed under the Apache License, Version 2.0
+"""The comparison report of a fairness trial: every arm against ERM on the same test cases, seeds combined.
+
+Inputs are the per-case prediction files of every run (``runs/<recipe>/seed_<s>/predictions/<tag>_{validation,
+test}.csv``). For each arm the report holds:
+
+* **every seed's fairness report** (:func:`monai_fair.report.write_fairness_report`, test split) at a decision
+  threshold chosen on validation (Youden; per group for the ``group_thresholds`` arm), with its source named;
+* the **paired comparison against ERM** (:func:`monai_fair.metrics.comparison.compare_models`: paired DeLong for
+  AUC figures, paired case bootstrap otherwise; seeds combined as the difference of seed-averaged figures, seed
+  spread beside it), twice: on the raw scores (threshold-free figures: AUC, worst-group AUC, AUC gap, ES-AUC) and
+  on the decisions at each model's validation-chosen threshold (accuracy, worst-group accuracy, EOdds), so that a
+  calibration problem is not mistaken for unfairness. For segmentation: Dice, worst-group Dice, Dice gap, ES-Dice;
+* a **verdict per headline figure** (improves / harms / no evidence): Holm's correction runs over every headline
+  figure of every arm of the trial (one family), at ``alpha``;
+* its **cost**: wall-clock time of its runs (training stages and its evaluation) as a ratio to ERM's, per seed.
+
+Figures at a validation-chosen threshold are computed by mapping each model's scores monotonically so that its
+threshold ``t`` falls on 0.5 (``s' = s / (2t)`` below ``t``, ``0.5 + (s - t) / (2 (1 - t))`` above): decisions at
+0.5 then equal decisions at ``t``; AUCs are computed on the raw scores only.
+
+Outputs under ``<out>/report/``: ``trial_report.json``, ``trial_report.md`` (ranked table, verdicts, costs,
+per-seed values), ``pareto.png`` (paired differences to ERM with CIs: overall vs worst-group, overall vs gap), and
+``arms/<arm>/seed_<s>/`` (each seed's fairness report).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from monai_fair.trial.arms import REFERENCE, Arm
+
+__all__ = ["HEADLINE", "write_trial_report", "format_trial_summary", "threshold_scores"]
+
+#: headline figures per task: (figure, which comparison: "raw" scores or "thresholded" at validation)
+HEADLINE: dict[str, tuple[tuple[str, str], ...]] = {
+    "classification": (
+        ("auc", "raw"),
+        ("worst_group_auc", "raw"),
+        ("auc_gap", "raw"),
+        ("es_auc", "raw"),
+        ("accuracy", "thresholded"),
+        ("worst_group_accuracy", "thresholded"),
+        ("eodds", "thresholded"),
+    ),
+    "segmentation": (("dice", "raw"), ("worst_group_dice", "raw"), ("dice_gap", "raw"), ("es_dice", "raw")),
+}
+_VERDICT = {"better": "improves", "worse": "harms"}
+
+
+def threshold_scores(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Monotone map of scores in [0, 1] putting each case's threshold ``t`` on 0.5 (see the module docstring)."""
+    s = np.clip(np.asarray(scores, dtype=float), 0.0, 1.0)
+    t = np.clip(np.asarray(thresholds, dtype=float), 1e-6, 1 - 1e-6)
+    return np.where(s < t, 0.5 * s / t, 0.5 + 0.5 * (s - t) / (1.0 - t))
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _reference(datalist: Path, split: str) -> tuple[list[str], np.ndarray, np.ndarray | None, list[str]]:
+    from monai_fair.data import load_fair_datalist
+
+    items, names = load_fair_datalist(datalist, split=split)[:2]
+    ids = [str(it["case_id"]) for it in items]
+    group = np.array([int(it["group"]) for it in items], dtype=np.int64)
+    try:
+        y = np.array([int(it["label"]) for it in items], dtype=np.int64)
+    except (TypeError, ValueError):
+        y = None  # segmentation: the label is a mask
+    return ids, group, y, [str(n) for n in names]
+
+
+def _align(rows: list[dict[str, str]], ids: list[str], path: Path) -> list[dict[str, str]]:
+    by_id = {r["case_id"]: r for r in rows}
+    missing = [c for c in ids if c not in by_id]
+    if missing:
+        raise ValueError(f"{path}: no prediction for {len(missing)} case(s), e.g. {missing[0]!r}.")
+    return [by_id[c] for c in ids]
+
+
+def _scores(rows: list[dict[str, str]], task: str, path: Path) -> dict[str, np.ndarray]:
+    if task == "segmentation":
+        return {
+            "dice": np.array([float(r["dice"]) for r in rows]),
+            "iou": np.array([float(r["iou"]) for r in rows]),
+        }
+    probs = [k for k in rows[0] if k.startswith("prob_")]
+    if len(probs) != 2:
+        raise ValueError(
+            f"{path}: the trial's classification report needs a binary task (2 prob_ columns), got {probs}."
+        )
+    return {"score": np.array([float(r[probs[1]]) for r in rows])}
+
+
+class _Runs:
+    """Prediction files and timings of every (arm, seed)."""
+
+    def __init__(self, out: Path, arms: Sequence[Arm], seeds: Sequence[int]) -> None:
+        from monai_fair.trial.runner import eval_tag
+
+        self.out, self.arms, self.seeds = out, list(arms), list(seeds)
+        registry = {a.name: a for a in arms}
+        self.tag = {a.name: eval_tag(a, registry) for a in arms}
+        self.records: dict[tuple[str, int], dict] = {}
+        for a in arms:
+            for s in seeds:
+                p = out / "runs" / a.recipe_name / f"seed_{s}" / "run.json"
+                if p.is_file():
+                    rec = json.loads(p.read_text())
+                    if rec.get("trained") and self.tag[a.name] in rec.get("evals", {}):
+                        self.records[(a.name, s)] = rec
+
+    def done(self, arm: str, seed: int) -> bool:
+        return (arm, seed) in self.records
+
+    def predictions(self, arm: Arm, seed: int, split: str) -> Path:
+        return (
+            self.out / "runs" / arm.recipe_name / f"seed_{seed}" / "predictions" / f"{self.tag[arm.name]}_{split}.csv"
+        )
+
+    def cost(self, arm: Arm, seed: int) -> float | None:
+        rec = self.records.get((arm.name, seed))
+        if rec is None:
+            return None
+        train = sum(s["wall_s"] for s in rec["steps"] if s["kind"] == "train")
+        return train + rec["evals"][self.tag[arm.name]]["wall_s"]
+
+
+def _fit_thresholds(arm: Arm, val: dict[str, np.ndarray], yv: np.ndarray, gv: np.ndarray, k: int) -> dict[str, Any]:
+    from monai_fair.methods.group_thresholds import fit_group_thresholds, fit_threshold
+
+    if arm.post == "group_thresholds":
+        fit = fit_group_thresholds(val["score"], yv, gv, num_groups=k, criterion="equal_tpr")
+        return {
+            "per_group": [float(t) for t in fit["thresholds"]],
+            "source": "validation, one per group (equal TPR at the pooled Youden operating point)",
+            "fitted": [bool(f) for f in fit["fitted"]],
+        }
+    return {"global": float(fit_threshold(val["score"], yv)), "source": "validation (Youden's J)"}
+
+
+def _public_thresholds(th: Mapping[str, Any] | None, shown: np.ndarray, names: list[str]) -> dict | None:
+    """The thresholds as written to the report: per-group values only for groups that are not suppressed."""
+    if th is None or "per_group" not in th:
+        return None if th is None else dict(th)
+    out = {k: v for k, v in th.items() if k not in ("per_group", "fitted")}
+    out["per_group"] = {names[g]: th["per_group"][g] for g in range(len(names)) if shown[g]}
+    return out
+
+
+def _case_thresholds(th: Mapping[str, Any], group: np.ndarray) -> np.ndarray:
+    if "per_group" in th:
+        return np.asarray(th["per_group"])[group]
+    return np.full(group.size, th["global"])
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    return f"{v:+.{digits}f}" if isinstance(v, float) and v < 0 else f"{v:.{digits}f}"
+
+
+def write_trial_report(
+    out: str | Path,
+    arms: Sequence[Arm],
+    seeds: Sequence[int],
+    task: str,
+    datalist: str | Path,
+    n_bootstrap: int = 1000,
+    ci: float = 0.95,
+    alpha: float = 0.05,
+    min_group_size: int = 10,
+    seed_reports: bool = True,
+    plots: bool = True,
+) -> dict[str, str]:
+    """Write the trial's comparison report (see the module docstring) and return its file paths.
+
+    Args:
+        out: the trial folder.
+        arms: the trial's arms (the task's reference arm first).
+        seeds: the trial's seeds.
+        task: ``"classification"`` or ``"segmentation"``.
+        datalist: the datalist (authoritative labels and groups of the validation and test cases).
+        n_bootstrap, ci, alpha: the paired comparison's bootstrap size, interval level and family-wise error rate.
+        min_group_size: suppression threshold; suppressed groups appear in no output.
+        seed_reports: write every seed's fairness report.
+        plots: write the Pareto plot (and the seed reports' plots).
+    """
+    from monai_fair.metrics.comparison import compare_models, figure_direction
+    from monai_fair.metrics.multiplicity import holm_adjust
+    from monai_fair.utils.serialization import to_json_safe
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    rep_dir = out / "report"
+    rep_dir.mkdir(parents=True, exist_ok=True)
+    datalist = Path(datalist)
+    runs = _Runs(out, arms, seeds)
+    ref_name = REFERENCE[task] if any(a.name == REFERENCE[task] for a in arms) else arms[0].name
+    ref = next(a for a in arms if a.name == ref_name)
+    ids, group, y, names = _reference(datalist, "test")
+    vids, vgroup, vy, _ = _reference(datalist, "validation")
+    k = len(names)
+    data: dict[str, dict[int, dict[str, Any]]] = {}
+    for arm in arms:
+        for s in seeds:
+            if not runs.done(arm.name, s):
+                continue
+            tp, vp = runs.predictions(arm, s, "test"), runs.predictions(arm, s, "validation")
+            test = _scores(_align(_read_csv(tp), ids, tp), task, tp)
+            entry: dict[str, Any] = {"test": test}
+            if task == "classification":
+                val = _scores(_align(_read_csv(vp), vids, vp), task, vp)
+                entry["thresholds"] = _fit_thresholds(arm, val, vy, vgroup, k)
+                entry["thresholded"] = threshold_scores(test["score"], _case_thresholds(entry["thresholds"], group))
+            data.setdefault(arm.name, {})[s] = entry
+    # -------------------------------------------------------------------------------- per-seed fairness reports
+    flags: dict[str, dict[int, list[str]]] = {}
+    if seed_reports:
+        from monai_fair.report import write_fairness_report
+
+        for arm_name, per_seed in data.items():
+            arm = next(a for a in arms if a.name == arm_name)
+            for s, e in per_seed.items():
+                d = rep_dir / "arms" / arm_name / f"seed_{s}"
+                kw: dict[str, Any] = dict(min_group_size=min_group_size, n_bootstrap=200, seed=s, ci=ci, plots=False)
+                if task == "classification":
+                    th = e["thresholds"]
+                    kw.update(y_score=e["test"]["score"], threshold_source=th["source"])
+                    if "per_group" in th:
+                        kw["y_pred"] = (e["thresholded"] >= 0.5).astype(np.int64)
+                    else:
+                        kw["threshold"] = th["global"]
+                    rep = write_fairness_report(d, task, y, group, names, split="test", **kw)
+                else:
+                    rep = write_fairness_report(d, task, None, group, names, dice=e["test"]["dice"],
+                                                iou=e["test"]["iou"], split="test", **kw)  # fmt: skip
+                if rep.get("flags"):
+                    flags.setdefault(arm_name, {})[s] = list(rep["flags"])
+    # -------------------------------------------------------------------------------- paired comparisons
+    base_seeds = sorted(data.get(ref.name, {}))
+    comparisons: dict[str, dict[str, Any]] = {}
+    kinds = sorted({kind for _, kind in HEADLINE[task]})
+    for arm in arms:
+        if arm.name == ref.name or arm.name not in data:
+            continue
+        seeds_a = [s for s in base_seeds if s in data[arm.name]]  # paired by seed: the seeds both have
+        if not seeds_a:
+            continue
+        comparisons[arm.name] = {"seeds": seeds_a}
+        for kind in kinds:
+            common = dict(num_groups=k, group_names=names, min_group_size=min_group_size, n_bootstrap=n_bootstrap,
+                          ci=ci, alpha=alpha)  # fmt: skip
+            if task == "segmentation":
+                res = compare_models(
+                    None, group, [data[ref.name][s]["test"]["dice"] for s in seeds_a],
+                    [data[arm.name][s]["test"]["dice"] for s in seeds_a], task="segmentation",
+                    base_iou=[data[ref.name][s]["test"]["iou"] for s in seeds_a],
+                    other_iou=[data[arm.name][s]["test"]["iou"] for s in seeds_a], **common,
+                )  # fmt: skip
+            else:
+                get = (lambda e: e["test"]["score"]) if kind == "raw" else (lambda e: e["thresholded"])
+                res = compare_models(
+                    y, group, [get(data[ref.name][s]) for s in seeds_a], [get(data[arm.name][s]) for s in seeds_a],
+                    task="classification", threshold=0.5, **common,
+                )  # fmt: skip
+            comparisons[arm.name][kind] = res
+    # -------------------------------------------------------------------------------- headline family, Holm
+    headline: list[dict[str, Any]] = []
+    for arm_name, comp in comparisons.items():
+        for fig, kind in HEADLINE[task]:
+            entry = next(
+                (f for f in comp[kind]["figures"] if f["figure"] == fig and f["scope"] in ("overall", "fairness")), None
+            )
+            row = {"arm": arm_name, "figure": fig, "threshold": "validation" if kind == "thresholded" else None}
+            if entry is not None:
+                row.update({k2: entry.get(k2) for k2 in ("base", "other", "difference", "ci", "p_value", "ci_method")})
+                row.update({k2: entry.get(k2) for k2 in ("base_per_seed", "other_per_seed", "paired_seed_sd")})
+            headline.append(row)
+    pv = [r.get("p_value") if r.get("p_value") is not None else float("nan") for r in headline]
+    for r, p in zip(headline, holm_adjust(pv) if headline else []):
+        r["p_holm"] = None if math.isnan(p) else float(p)
+        d = r.get("difference")
+        if r["p_holm"] is not None and r["p_holm"] < alpha and d is not None and d != 0:
+            better = (d > 0) == (figure_direction(r["figure"]) == "higher")
+            r["verdict"] = _VERDICT["better" if better else "worse"]
+        else:
+            r["verdict"] = "no evidence"
+    # groups that may be named (enough validation and test cases): per-group thresholds of the others stay hidden
+    shown = (np.bincount(group, minlength=k) >= min_group_size) & (np.bincount(vgroup, minlength=k) >= min_group_size)
+    # -------------------------------------------------------------------------------- per-arm values and cost
+    arms_out = []
+    for arm in arms:
+        per_seed = {}
+        for s in seeds:
+            c = runs.cost(arm, s)
+            cr = runs.cost(ref, s)
+            per_seed[s] = {"done": runs.done(arm.name, s), "cost_s": c, "cost_ratio": c / cr if c and cr else None}
+        ratios = [v["cost_ratio"] for v in per_seed.values() if v["cost_ratio"] is not None]
+        arms_out.append({
+            **arm.to_dict(), "seeds": per_seed,
+            "cost_ratio_mean": float(np.mean(ratios)) if ratios else None,
+            "cost_ratio_sd": float(np.std(ratios, ddof=1)) if len(ratios) > 1 else None,
+            "thresholds": {s: _public_thresholds(data[arm.name][s].get("thresholds"), shown, names)
+                           for s in data.get(arm.name, {})},
+        })  # fmt: skip
+    report = {
+        "task": task,
+        "reference": ref.name,
+        "seeds": list(seeds),
+        "n_test_cases": len(ids),
+        "suppression": None,
+        "ci_level": ci,
+        "alpha": alpha,
+        "n_bootstrap": n_bootstrap,
+        "multiple_testing": {"method": "holm", "family": "every headline figure of every arm", "size": len(headline)},
+        "headline": headline,
+        "arms": arms_out,
+        "comparisons": comparisons,
+        "missing_runs": [f"{a.name}/seed_{s}" for a in arms for s in seeds if not runs.done(a.name, s)],
+        "flags": flags,
+    }
+    if comparisons:
+        first = next(iter(comparisons.values()))
+        report["suppression"] = first[kinds[0]]["suppression"]
+    report["report_wall_s"] = time.perf_counter() - t0
+    paths = {"json": str(rep_dir / "trial_report.json"), "md": str(rep_dir / "trial_report.md")}
+    Path(paths["json"]).write_text(json.dumps(to_json_safe(report), indent=1, allow_nan=False))
+    Path(paths["md"]).write_text(format_trial_markdown(report))
+    if plots and headline:
+        paths["pareto"] = str(plot_pareto(report, rep_dir / "pareto.png"))
+    return paths
+
+
+def _rows_by_arm(report: Mapping[str, Any]) -> dict[str, dict[str, dict]]:
+    out: dict[str, dict[str, dict]] = {}
+    for r in report["headline"]:
+        out.setdefault(r["arm"], {})[r["figure"]] = r
+    return out
+
+
+def _seed_mean_sd(vals: Sequence[float] | None) -> str:
+    v = [x for x in (vals or []) if x is not None]
+    if not v:
+        return "n/a"
+    sd = f" ± {np.std(v, ddof=1):.3f}" if len(v) > 1 else ""
+    return f"{np.mean(v):.3f}{sd}"
+
+
+def format_trial_markdown(report: Mapping[str, Any]) -> str:
+    """The trial report as Markdown: ranked table, verdicts with CIs, costs, missing runs."""
+    task = report["task"]
+    figs = [f for f, _ in HEADLINE[task]]
+    by_arm = _rows_by_arm(report)
+    worst = "worst_group_auc" if task == "classification" else "worst_group_dice"
+    arm_info = {a["name"]: a for a in report["arms"]}
+    ref = report["reference"]
+    lines = [
+        f"# Fairness trial ({task})",
+        "",
+        f"Reference: **{ref}**. Seeds: {report['seeds']}. Test cases: {report['n_test_cases']}. Every difference is "
+        "paired (same test cases), seeds combined (difference of seed-averaged figures), with "
+        f"{report['ci_level']:.0%} CIs ("
+        + ("paired DeLong for AUC, " if task == "classification" else "")
+        + f"paired case bootstrap B={report['n_bootstrap']}"
+        + (" otherwise" if task == "classification" else "")
+        + f"); verdicts use Holm-adjusted p-values over all {report['multiple_testing']['size']} headline tests "
+        f"of the trial (alpha={report['alpha']})."
+        + (
+            " Threshold-based figures use each model's threshold chosen on validation."
+            if task == "classification"
+            else ""
+        ),
+        "",
+        "## Ranked table",
+        "",
+        f"Arms ranked by the difference in {worst} to {ref} (mean over seeds ± SD over seeds of each arm's value).",
+        "",
+    ]
+    ranked = sorted(by_arm, key=lambda a: -(by_arm[a].get(worst, {}).get("difference") or -math.inf))
+    head = "| rank | arm | " + " | ".join(figs) + " | cost ratio |"
+    lines += [head, "|" + "---|" * (len(figs) + 3)]
+    ref_vals = {}
+    for r in report["headline"]:
+        ref_vals.setdefault(r["figure"], r.get("base_per_seed"))
+    lines.append(f"| - | {ref} (reference) | " + " | ".join(_seed_mean_sd(ref_vals.get(f)) for f in figs) + " | 1.00 |")
+    for i, a in enumerate(ranked, 1):
+        cells = []
+        for f in figs:
+            r = by_arm[a].get(f, {})
+            d, c = r.get("difference"), r.get("ci") or [None, None]
+            mark = {"improves": " ▲", "harms": " ▼"}.get(r.get("verdict"), "")
+            cells.append(f"{_seed_mean_sd(r.get('other_per_seed'))} (Δ {_fmt(d)} [{_fmt(c[0])}, {_fmt(c[1])}]){mark}")
+        cr = arm_info.get(a, {}).get("cost_ratio_mean")
+        lines.append(f"| {i} | {a} | " + " | ".join(cells) + f" | {_fmt(cr, 2)} |")
+    lines += ["", "▲ improves / ▼ harms: Holm-adjusted p < alpha, by the figure's direction (gaps and EOdds: lower "
+              "is better); otherwise no evidence.", "", "## Verdicts", ""]  # fmt: skip
+    lines += [
+        "| arm | figure | Δ vs reference | CI | p | p (Holm) | verdict | seed SD of paired Δ |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["headline"]:
+        c = r.get("ci") or [None, None]
+        fig = r["figure"] + (" @val threshold" if r.get("threshold") else "")
+        lines.append(
+            f"| {r['arm']} | {fig} | {_fmt(r.get('difference'))} | [{_fmt(c[0])}, {_fmt(c[1])}] | "
+            f"{_fmt(r.get('p_value'), 4)} | {_fmt(r.get('p_holm'), 4)} | {r['verdict']} | "
+            f"{_fmt(r.get('paired_seed_sd'))} |"
+        )
+    lines += ["", "## Arms", "", "| arm | bundle | mechanism | target | what it does | cost ratio (± SD over seeds) |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    for a in report["arms"]:
+        cr = a.get("cost_ratio_mean")
+        sd = a.get("cost_ratio_sd")
+        cost = "n/a" if cr is None else f"{cr:.2f}" + (f" ± {sd:.2f}" if sd is not None else "")
+        lines.append(
+            f"| {a['name']} | {a['bundle']} | {a['mechanism']} | {a['target']} | {a['description']} | {cost} |"
+        )
+    if report.get("flags"):
+        lines += ["", "## Flags (test split, at the validation-chosen threshold)", ""]
+        for arm, per_seed in report["flags"].items():
+            for seed, items in per_seed.items():
+                lines += [f"- {arm}, seed {seed}: {msg}" for msg in items]
+    if report.get("missing_runs"):
+        lines += ["", f"Missing (failed or not yet run): {', '.join(report['missing_runs'])}."]
+    lines += ["", "Per-seed fairness reports: `report/arms/<arm>/seed_<s>/`; all figures of every comparison "
+              "(per group, after suppression): `trial_report.json`."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def plot_pareto(report: Mapping[str, Any], path: str | Path) -> Path:
+    """Paired differences to the reference with CIs: overall vs worst-group (left) and overall vs gap (right)."""
+    from monai_fair.report.plots import _pyplot, _save
+
+    plt = _pyplot()
+    task = report["task"]
+    overall, worst, gap = ("auc", "worst_group_auc", "auc_gap") if task == "classification" else (
+        "dice", "worst_group_dice", "dice_gap")  # fmt: skip
+    by_arm = _rows_by_arm(report)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+    for ax, yfig, ylab in (
+        (axes[0], worst, f"Δ {worst} (higher is better)"),
+        (axes[1], gap, f"Δ {gap} (lower is better)"),
+    ):
+        ax.axhline(0, color="0.6", lw=0.8)
+        ax.axvline(0, color="0.6", lw=0.8)
+        ax.plot([0], [0], "ks")
+        ax.annotate(report["reference"], (0, 0), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        for arm, rows in by_arm.items():
+            rx, ry = rows.get(overall, {}), rows.get(yfig, {})
+            if rx.get("difference") is None or ry.get("difference") is None:
+                continue
+            x, yv = rx["difference"], ry["difference"]
+            cx, cy = rx.get("ci") or [x, x], ry.get("ci") or [yv, yv]
+            xerr = [[x - (cx[0] if cx[0] is not None else x)], [(cx[1] if cx[1] is not None else x) - x]]
+            yerr = [[yv - (cy[0] if cy[0] is not None else yv)], [(cy[1] if cy[1] is not None else yv) - yv]]
+            ax.errorbar([x], [yv], xerr=xerr, yerr=yerr, fmt="o", ms=4, capsize=2)
+            ax.annotate(arm, (x, yv), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_xlabel(f"Δ {overall} vs {report['reference']} (higher is better)")
+        ax.set_ylabel(ylab)
+    fig.suptitle(
+        f"Fairness trial ({task}, test split): paired differences to {report['reference']}, seeds combined, "
+        f"{report['ci_level']:.0%} CIs", fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def format_trial_summary(result: Mapping[str, Any]) -> str:
+    """The summary printed at the end of ``python -m monai_fair trial``."""
+    lines = [f"fairness trial: {result['out']}"]
+    lines.append(
+        f"  runs: {len(result['runs'])} ({len(result['executed'])} executed now, {len(result['failed'])} failed); "
+        f"wall {result['wall_s']:.1f} s, of which runs {result['runs_wall_s']:.1f} s, trial overhead "
+        f"{result['overhead_s']:.1f} s"
+        + (f" ({100 * result['overhead_fraction']:.1f} %)" if result.get("overhead_fraction") is not None else "")
+    )
+    for key, msg in result["failed"].items():
+        lines.append(f"  FAILED {key}: {msg.splitlines()[0]}")
+    rep = result.get("report")
+    if rep:
+        data = json.loads(Path(rep["json"]).read_text())
+        for r in data["headline"]:
+            if r["verdict"] != "no evidence":
+                c = r.get("ci") or [None, None]
+                lines.append(
+                    f"  {r['arm']}: {r['verdict']} {r['figure']} by {_fmt(r.get('difference'))} "
+                    f"[{_fmt(c[0])}, {_fmt(c[1])}] (Holm p={_fmt(r.get('p_holm'), 4)})"
+                )
+        n_none = sum(r["verdict"] == "no evidence" for r in data["headline"])
+        lines.append(f"  {n_none} of {len(data['headline'])} headline comparisons: no evidence of a difference")
+        lines.append(f"  report: {rep['md']}")
+    return "\n".join(lines)
