@@ -39,7 +39,8 @@ class Arm:
         mechanism: the bias mechanism (synthetic scenario) the method addresses, or ``"reference"`` / ``"control"``.
         target: the headline figure the method aims to move (e.g. ``worst_group_auc``).
         stages: config files of each training stage (each stage is one ``monai.bundle run``).
-        evaluate: config files of the evaluation (the trial's own evaluation overlay is added after them).
+        evaluate: config files of the evaluation (the trial's own evaluation overlay is added after them; default:
+            the bundle's ``train.json`` and ``evaluate.json``, or the shared recipe's).
         checkpoint: file under the run's ``ckpt_dir`` to evaluate instead of the bundle's default (``None``).
         recipe: name of the arm whose training runs this arm reuses (``None``: its own).
         post: post-processing fitted on the validation predictions: ``None`` or ``"group_thresholds"``.
@@ -66,8 +67,9 @@ class Arm:
             raise ValueError(f"arm {self.name!r}: post must be one of {_POST}, got {self.post!r}.")
         if self.recipe is None and not self.stages:
             raise ValueError(f"arm {self.name!r} has no training stages and no recipe to share.")
-        if not self.evaluate and self.recipe is None:
-            raise ValueError(f"arm {self.name!r} has no evaluation config files.")
+        if not self.evaluate and self.recipe is None:  # the bundle's own evaluation
+            evaluate = (f"{self.bundle}/configs/train.json", f"{self.bundle}/configs/evaluate.json")
+            object.__setattr__(self, "evaluate", evaluate)
         if self.recipe is not None and (self.stages or self.overrides):
             raise ValueError(
                 f"arm {self.name!r} shares the training runs of {self.recipe!r}: it cannot have its own stages or "
@@ -105,88 +107,71 @@ _BUILTIN: list[Arm] = [
     # ------------------------------------------------------------------ classification: ERM and generic baselines
     Arm("erm", "classification", "baseline_classification",
         "ERM: plain training, checkpoint by validation AUC (plus the fairness-aware selectors, recorded on the side)",
-        "reference", "auc", stages=((_BC + "train.json", _ARM + "erm_classification.json"),),
-        evaluate=(_BC + "train.json", _BC + "evaluate.json")),
+        "reference", "auc", stages=((_BC + "train.json", _ARM + "erm_classification.json"),)),
     Arm("erm_select_worst_group", "classification", "baseline_classification",
         "ERM's training run, checkpoint with the best validation worst-group AUC (= MEDFAIR's minimax Pareto)",
-        "model selection", "worst_group_auc", recipe="erm", checkpoint="model_worst_group.pt",
-        evaluate=(_BC + "train.json", _BC + "evaluate.json")),
+        "model selection", "worst_group_auc", recipe="erm", checkpoint="model_worst_group.pt"),
     Arm("erm_select_dto", "classification", "baseline_classification",
         "ERM's training run, checkpoint closest to the (overall AUC, worst-group AUC) utopia point (MEDFAIR's DTO)",
-        "model selection", "worst_group_auc", recipe="erm", checkpoint="model_dto.pt",
-        evaluate=(_BC + "train.json", _BC + "evaluate.json")),
+        "model selection", "worst_group_auc", recipe="erm", checkpoint="model_dto.pt"),
     Arm("group_thresholds", "classification", "baseline_classification",
         "ERM's model with one decision threshold per group fitted on validation (equal TPR; Hardt et al. 2016)",
         "post-processing", "eodds", recipe="erm", post="group_thresholds"),
     Arm("resampling", "classification", "baseline_classification",
         "group-balanced resampling: every (group, label) cell drawn equally often",
-        "underrep, shortcut", "worst_group_auc", stages=((_BC + "train.json", _ARM + "resampling.json"),),
-        evaluate=(_BC + "train.json", _BC + "evaluate.json")),
+        "underrep, shortcut", "worst_group_auc", stages=((_BC + "train.json", _ARM + "resampling.json"),)),
     Arm("reweighting", "classification", "baseline_classification",
         "group loss reweighting, w = N / (K n(group, label))",
-        "underrep, shortcut", "worst_group_auc", stages=((_BC + "train.json", _ARM + "reweighting.json"),),
-        evaluate=(_BC + "train.json", _BC + "evaluate.json")),
+        "underrep, shortcut", "worst_group_auc", stages=((_BC + "train.json", _ARM + "reweighting.json"),)),
     Arm("groupdro", "classification", "baseline_classification",
         "GroupDRO (Sagawa et al., ICLR 2020) over (group, label) cells, eta = 0.01",
-        "underrep, shortcut", "worst_group_auc", stages=((_BC + "train.json", _ARM + "groupdro.json"),),
-        evaluate=(_BC + "train.json", _BC + "evaluate.json")),
+        "underrep, shortcut", "worst_group_auc", stages=((_BC + "train.json", _ARM + "groupdro.json"),)),
     # ------------------------------------------------------------------ classification: published methods
     Arm("fairdi", "classification", "fairdi_classification",
         "FairDi: FIS baseline, one teacher per group, distilled student",
         "underrep, irreducible", "es_auc",
         stages=((_FD + "train.json", _FD + "train_baseline.json"), (_FD + "train.json", _FD + "train_teachers.json"),
-                (_FD + "train.json", _FD + "train_student.json")),
-        evaluate=(_FD + "train.json", _FD + "evaluate.json")),
+                (_FD + "train.json", _FD + "train_student.json"))),
     Arm("fis", "classification", "fairdi_classification",
         "FairDi's stage 0 alone: training with the Fair Identity Scaling loss",
         "underrep", "es_auc", stages=((_FD + "train.json", _FD + "train_baseline.json"),),
-        evaluate=(_FD + "train.json", _FD + "evaluate.json"), overrides={"eval_stage": "baseline"}),
+        overrides={"eval_stage": "baseline"}),
     Arm("snnl", "classification", "snnl_pruning_classification",
         "SNNL channel pruning of a trained model, FATE stopping",
-        "shortcut", "eodds", stages=((_SN + "train.json",), (_SN + "train.json", _SN + "prune.json")),
-        evaluate=(_SN + "train.json", _SN + "evaluate.json")),
+        "shortcut", "eodds", stages=((_SN + "train.json",), (_SN + "train.json", _SN + "prune.json"))),
     Arm("snnl_finetune_only", "classification", "snnl_pruning_classification",
         "control: the SNNL schedule with no channel pruned (fine-tuning alone)",
         "control", "eodds",
-        stages=((_SN + "train.json",), (_SN + "train.json", _SN + "prune.json", _SN + "control_finetune_only.json")),
-        evaluate=(_SN + "train.json", _SN + "evaluate.json")),
+        stages=((_SN + "train.json",), (_SN + "train.json", _SN + "prune.json", _SN + "control_finetune_only.json"))),
     Arm("snnl_random", "classification", "snnl_pruning_classification",
         "control: the SNNL schedule pruning random channels",
         "control", "eodds",
-        stages=((_SN + "train.json",), (_SN + "train.json", _SN + "prune.json", _SN + "control_random_pruning.json")),
-        evaluate=(_SN + "train.json", _SN + "evaluate.json")),
+        stages=((_SN + "train.json",), (_SN + "train.json", _SN + "prune.json", _SN + "control_random_pruning.json"))),
     Arm("fairprune", "classification", "snnl_pruning_classification",
         "FairPrune (Wu et al., 2022): saliency-difference pruning",
         "shortcut", "eodds",
-        stages=((_SN + "train.json",), (_SN + "train.json", _SN + "prune.json", _SN + "fairprune.json")),
-        evaluate=(_SN + "train.json", _SN + "evaluate.json")),
+        stages=((_SN + "train.json",), (_SN + "train.json", _SN + "prune.json", _SN + "fairprune.json"))),
     # ------------------------------------------------------------------ segmentation
     Arm("erm_seg", "segmentation", "baseline_segmentation",
         "ERM segmentation: plain training, checkpoint by validation Dice (plus the selectors, recorded on the side)",
-        "reference", "dice", stages=((_BS + "train.json", _ARM + "erm_segmentation.json"),),
-        evaluate=(_BS + "train.json", _BS + "evaluate.json")),
+        "reference", "dice", stages=((_BS + "train.json", _ARM + "erm_segmentation.json"),)),
     Arm("erm_seg_select_worst_group", "segmentation", "baseline_segmentation",
         "ERM segmentation's training run, checkpoint with the best validation worst-group Dice",
-        "model selection", "worst_group_dice", recipe="erm_seg", checkpoint="model_worst_group.pt",
-        evaluate=(_BS + "train.json", _BS + "evaluate.json")),
+        "model selection", "worst_group_dice", recipe="erm_seg", checkpoint="model_worst_group.pt"),
     Arm("erm_seg_select_dto", "segmentation", "baseline_segmentation",
         "ERM segmentation's training run, checkpoint closest to the (Dice, worst-group Dice) utopia point",
-        "model selection", "worst_group_dice", recipe="erm_seg", checkpoint="model_dto.pt",
-        evaluate=(_BS + "train.json", _BS + "evaluate.json")),
+        "model selection", "worst_group_dice", recipe="erm_seg", checkpoint="model_dto.pt"),
     Arm("reweighting_seg", "segmentation", "baseline_segmentation",
         "group loss reweighting for segmentation, w = N / (G n(group)) on the per-image Dice + BCE loss",
-        "underrep", "worst_group_dice", stages=((_BS + "train.json", _ARM + "reweighting_segmentation.json"),),
-        evaluate=(_BS + "train.json", _BS + "evaluate.json")),
+        "underrep", "worst_group_dice", stages=((_BS + "train.json", _ARM + "reweighting_segmentation.json"),)),
     Arm("fairdi_seg", "segmentation", "fairdi_segmentation",
         "FairDi for segmentation: FIS baseline, group teachers, distilled student",
         "underrep, irreducible", "es_dice",
         stages=((_FS + "train.json", _FS + "train_baseline.json"), (_FS + "train.json", _FS + "train_teachers.json"),
-                (_FS + "train.json", _FS + "train_student.json")),
-        evaluate=(_FS + "train.json", _FS + "evaluate.json")),
+                (_FS + "train.json", _FS + "train_student.json"))),
     Arm("apple", "segmentation", "apple_segmentation",
         "APPLE: adversarial latent perturbation of a frozen segmentor",
-        "shortcut", "worst_group_dice", stages=((_AP + "train.json",),), checkpoint="model.pt",
-        evaluate=(_AP + "train.json", _AP + "evaluate.json")),
+        "shortcut", "worst_group_dice", stages=((_AP + "train.json",),), checkpoint="model.pt"),
 ]  # fmt: skip
 
 ARMS: dict[str, Arm] = {a.name: a for a in _BUILTIN}
