@@ -53,7 +53,6 @@ def overrides(task: str, epochs: int) -> dict:
             "spatial_size": [32, 32],
             "vgg_channels": CHANNELS,
             "network_def": {"_target_": "monai_fair.networks.SmallVGGNet", **net},
-            "network_factory": {"_target_": "monai_fair.networks.SmallVGGNet", "_mode_": "callable", **net},
             "epochs": epochs,
             "baseline_epochs": epochs,
             "student_epochs": epochs,
