@@ -234,68 +234,12 @@ def datalist_from_dicom_headers(
         KeyError / ValueError / FileNotFoundError: listing every unknown attribute, missing or unreadable file
             and malformed header value at once.
     """
-    from monai_fair.data.dicom import read_dicom_demographics
-
     root, lpath = Path(dicom_dir), Path(labels)
-    if not root.is_dir():
-        raise FileNotFoundError(f"DICOM folder not found: {root}")
-    unknown_attrs = [a for a in attributes if a not in DICOM_ATTRIBUTES]
-    if unknown_attrs:
-        raise ValueError(f"DICOM attribute(s) {unknown_attrs} unknown; choose from {sorted(DICOM_ATTRIBUTES)}.")
-    if (label_col is None) == (mask_col is None):
-        raise ValueError("give either a label column (classification) or a mask column (segmentation).")
+    _check_dicom_arguments(root, attributes, label_col, mask_col)
     header, rows = _read_table(lpath)
     _need(header, [image_col, label_col, mask_col, split_col], lpath)
-    index: dict[str, Path] | None = None
-    records, problems = [], []
-    for i, r in enumerate(rows):
-        where = f"{lpath} row {i + 2}"
-        ref = r[image_col]
-        p = root / ref if ref else None
-        if p is None or not p.exists():
-            index = _sop_index(root) if index is None else index
-            p = index.get(ref)
-        if p is None:
-            problems.append(f"{where}: {ref!r} is neither a file under {root} nor a SOPInstanceUID found there")
-            continue
-        info = read_image_info(p)
-        if not info.ok:
-            problems.append(f"{where}: {p}: {info.error}")
-            continue
-        first = p if p.is_file() else sorted(f for f in p.iterdir() if f.is_file())[0]
-        try:
-            demo = read_dicom_demographics(first)
-        except ValueError as e:
-            problems.append(f"{where}: {e}")
-            continue
-        rec: dict[str, Any] = {a: demo[a] for a in attributes}
-        rec["image"] = str(p.resolve())
-        rec["patient_id"] = demo.get("patient_id") or f"row{i + 2}"
-        if mask_col:
-            m = lpath.parent / r[mask_col] if r[mask_col] else None
-            mi = read_image_info(m) if m is not None else None
-            if mi is None or not mi.ok:
-                problems.append(f"{where}: mask {m}: {mi.error if mi else 'empty'}")
-                continue
-            rec["label"] = str(m.resolve())  # type: ignore[union-attr]
-        else:
-            rec["label"] = r[label_col]  # type: ignore[index]
-        rec["_split"] = r[split_col] if split_col else None
-        rec["case_id"] = _stem(ref)
-        records.append(rec)
-    if problems:
-        raise ValueError(f"{len(problems)} problem(s) in {lpath} / {root}:\n  " + "\n  ".join(problems))
-    names = None
-    if label_col:
-        labs, names = encode_labels(
-            [r["label"] for r in records],
-            positive_label=positive_label,
-            label_order=label_order,
-            source=str(lpath),
-            row_offset=2,
-        )
-        for r, lab in zip(records, labs):
-            r["label"] = lab
+    records = _dicom_records(rows, root, lpath, image_col, attributes, label_col, mask_col, split_col)
+    names = _encode_dicom_labels(records, lpath, positive_label, label_order) if label_col else None
     return build_fair_datalist(
         records,
         out,
@@ -313,6 +257,104 @@ def datalist_from_dicom_headers(
         mask=mask_col is not None,
         extra={"source": {"type": "dicom", "labels": lpath.name, "tags": {a: DICOM_ATTRIBUTES[a] for a in attributes}}},
     )
+
+
+def _check_dicom_arguments(root: Path, attributes: Sequence[str], label_col: str | None, mask_col: str | None) -> None:
+    """Raise on a missing DICOM folder, an unknown attribute, or not exactly one of label and mask column."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"DICOM folder not found: {root}")
+    unknown_attrs = [a for a in attributes if a not in DICOM_ATTRIBUTES]
+    if unknown_attrs:
+        raise ValueError(f"DICOM attribute(s) {unknown_attrs} unknown; choose from {sorted(DICOM_ATTRIBUTES)}.")
+    if (label_col is None) == (mask_col is None):
+        raise ValueError("give either a label column (classification) or a mask column (segmentation).")
+
+
+def _dicom_records(
+    rows: Sequence[Mapping[str, str]],
+    root: Path,
+    lpath: Path,
+    image_col: str,
+    attributes: Sequence[str],
+    label_col: str | None,
+    mask_col: str | None,
+    split_col: str | None,
+) -> list[dict[str, Any]]:
+    """One record per labels row (raw label, header attributes, ``_split``); one ``ValueError`` lists all problems."""
+    index: dict[str, Path] | None = None
+    records, problems = [], []
+    for i, r in enumerate(rows):
+        where = f"{lpath} row {i + 2}"
+        ref = r[image_col]
+        p = root / ref if ref else None
+        if p is None or not p.exists():
+            index = _sop_index(root) if index is None else index
+            p = index.get(ref)
+        if p is None:
+            problems.append(f"{where}: {ref!r} is neither a file under {root} nor a SOPInstanceUID found there")
+            continue
+        rec, problem = _dicom_record(p, r, i, where, lpath, attributes, label_col, mask_col, split_col)
+        if rec is None:
+            problems.append(problem)
+            continue
+        rec["case_id"] = _stem(ref)
+        records.append(rec)
+    if problems:
+        raise ValueError(f"{len(problems)} problem(s) in {lpath} / {root}:\n  " + "\n  ".join(problems))
+    return records
+
+
+def _dicom_record(
+    p: Path,
+    r: Mapping[str, str],
+    i: int,
+    where: str,
+    lpath: Path,
+    attributes: Sequence[str],
+    label_col: str | None,
+    mask_col: str | None,
+    split_col: str | None,
+) -> tuple[dict[str, Any] | None, str]:
+    """The record of labels row ``i`` whose image is ``p``, or ``(None, problem)`` when it cannot be read."""
+    from monai_fair.data.dicom import read_dicom_demographics
+
+    info = read_image_info(p)
+    if not info.ok:
+        return None, f"{where}: {p}: {info.error}"
+    first = p if p.is_file() else sorted(f for f in p.iterdir() if f.is_file())[0]
+    try:
+        demo = read_dicom_demographics(first)
+    except ValueError as e:
+        return None, f"{where}: {e}"
+    rec: dict[str, Any] = {a: demo[a] for a in attributes}
+    rec["image"] = str(p.resolve())
+    rec["patient_id"] = demo.get("patient_id") or f"row{i + 2}"
+    if mask_col:
+        m = lpath.parent / r[mask_col] if r[mask_col] else None
+        mi = read_image_info(m) if m is not None else None
+        if mi is None or not mi.ok:
+            return None, f"{where}: mask {m}: {mi.error if mi else 'empty'}"
+        rec["label"] = str(m.resolve())  # type: ignore[union-attr]
+    else:
+        rec["label"] = r[label_col]  # type: ignore[index]
+    rec["_split"] = r[split_col] if split_col else None
+    return rec, ""
+
+
+def _encode_dicom_labels(
+    records: list[dict[str, Any]], lpath: Path, positive_label: str | None, label_order: Sequence[str] | None
+) -> list[str] | None:
+    """Encode the records' classification labels in place; return the label names."""
+    labs, names = encode_labels(
+        [r["label"] for r in records],
+        positive_label=positive_label,
+        label_order=label_order,
+        source=str(lpath),
+        row_offset=2,
+    )
+    for r, lab in zip(records, labs):
+        r["label"] = lab
+    return names
 
 
 def format_split_counts(datalist: str | os.PathLike, min_group_size: int = 10) -> str:

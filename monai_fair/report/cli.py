@@ -152,14 +152,10 @@ def _detect_task(path: Path) -> str:
     return "segmentation" if "dice" in header and not any(h.startswith("prob_") for h in header) else "classification"
 
 
-def _run_report(args: argparse.Namespace) -> int:
-    from monai_fair.report.card import find_bundle_metadata, write_fairness_card
-    from monai_fair.report.predictions import ReportInputError, parse_group_aliases, read_prediction_table
-    from monai_fair.report.writer import format_report_summary, write_fairness_report
+def _report_options(args: argparse.Namespace, path: Path) -> dict[str, Any]:
+    """Statistics and output options of ``report`` shared by both tasks (checked: a one-line error if out of range)."""
+    from monai_fair.report.predictions import ReportInputError
 
-    path = Path(args.predictions)
-    names = [n.strip() for n in args.group_names.split(",")] if args.group_names else None
-    aliases = parse_group_aliases(args.group_alias)
     common: dict[str, Any] = {
         "min_group_size": args.min_group_size,
         "n_bootstrap": args.n_bootstrap,
@@ -172,66 +168,105 @@ def _run_report(args: argparse.Namespace) -> int:
     }
     if args.n_bootstrap < 0 or not 0 < args.ci < 1 or args.tolerance < 0 or args.min_group_size < 1:
         raise ReportInputError("--n-bootstrap >= 0, 0 < --ci < 1, --tolerance >= 0 and --min-group-size >= 1.")
+    return common
+
+
+def _classification_report(
+    args: argparse.Namespace,
+    path: Path,
+    aliases: dict[str, str],
+    names: list[str] | None,
+    common: dict[str, Any],
+) -> dict[str, Any]:
+    """Read a classification predictions CSV and write its fairness report; returns the report."""
+    from monai_fair.report.predictions import read_prediction_table
+    from monai_fair.report.writer import write_fairness_report
+
+    t = read_prediction_table(
+        path,
+        label_col=args.label_col,
+        score_cols=args.score_col,
+        pred_col=args.pred_col,
+        group_col=args.group_col,
+        id_col=args.id_col,
+        cluster_col=args.cluster_col,
+        positive_label=args.positive_label,
+        threshold=args.threshold,
+        nan_policy=args.nan_policy,
+        group_aliases=aliases,
+        group_names=names,
+    )
+    return write_fairness_report(
+        args.out,
+        "classification",
+        t.y,
+        t.group,
+        t.group_names,
+        y_score=t.y_score,
+        y_pred=t.y_pred if "pred" in t.columns else None,
+        threshold=t.threshold if t.threshold is not None else 0.5,
+        threshold_source=t.threshold_source,
+        cluster=t.cluster,
+        attribute=args.attribute or t.columns.get("group"),
+        n_omitted=t.n_omitted,
+        class_names=t.class_names,
+        **common,
+    )
+
+
+def _segmentation_report(
+    args: argparse.Namespace,
+    path: Path,
+    aliases: dict[str, str],
+    names: list[str] | None,
+    common: dict[str, Any],
+) -> dict[str, Any]:
+    """Read a segmentation CSV (mask paths), compute Dice/IoU and write the fairness report; returns the report."""
+    from monai_fair.report.segmentation_masks import read_segmentation_table
+    from monai_fair.report.writer import write_fairness_report
+
+    dice, iou, group, gnames, n_omitted, cluster = read_segmentation_table(
+        path,
+        label_col=args.label_col,
+        pred_col=args.pred_col,
+        group_col=args.group_col,
+        cluster_col=args.cluster_col,
+        group_aliases=aliases,
+        group_names=names,
+        nan_policy=args.nan_policy,
+        num_classes=args.num_classes,
+        include_background=args.include_background,
+    )
+    return write_fairness_report(
+        args.out,
+        "segmentation",
+        None,
+        group,
+        gnames,
+        dice=dice,
+        iou=iou,
+        cluster=cluster,
+        attribute=args.attribute or args.group_col or "group",
+        n_omitted=n_omitted,
+        **common,
+    )
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    """Write the report and the fairness card, and print the summary (errors propagate to :func:`run_report`)."""
+    from monai_fair.report.card import find_bundle_metadata, write_fairness_card
+    from monai_fair.report.predictions import parse_group_aliases
+    from monai_fair.report.writer import format_report_summary
+
+    path = Path(args.predictions)
+    names = [n.strip() for n in args.group_names.split(",")] if args.group_names else None
+    aliases = parse_group_aliases(args.group_alias)
+    common = _report_options(args, path)
     task = args.task or _detect_task(path)
     if task == "classification":
-        t = read_prediction_table(
-            path,
-            label_col=args.label_col,
-            score_cols=args.score_col,
-            pred_col=args.pred_col,
-            group_col=args.group_col,
-            id_col=args.id_col,
-            cluster_col=args.cluster_col,
-            positive_label=args.positive_label,
-            threshold=args.threshold,
-            nan_policy=args.nan_policy,
-            group_aliases=aliases,
-            group_names=names,
-        )
-        report = write_fairness_report(
-            args.out,
-            "classification",
-            t.y,
-            t.group,
-            t.group_names,
-            y_score=t.y_score,
-            y_pred=t.y_pred if "pred" in t.columns else None,
-            threshold=t.threshold if t.threshold is not None else 0.5,
-            threshold_source=t.threshold_source,
-            cluster=t.cluster,
-            attribute=args.attribute or t.columns.get("group"),
-            n_omitted=t.n_omitted,
-            class_names=t.class_names,
-            **common,
-        )
+        report = _classification_report(args, path, aliases, names, common)
     else:
-        from monai_fair.report.segmentation_masks import read_segmentation_table
-
-        dice, iou, group, gnames, n_omitted, cluster = read_segmentation_table(
-            path,
-            label_col=args.label_col,
-            pred_col=args.pred_col,
-            group_col=args.group_col,
-            cluster_col=args.cluster_col,
-            group_aliases=aliases,
-            group_names=names,
-            nan_policy=args.nan_policy,
-            num_classes=args.num_classes,
-            include_background=args.include_background,
-        )
-        report = write_fairness_report(
-            args.out,
-            "segmentation",
-            None,
-            group,
-            gnames,
-            dice=dice,
-            iou=iou,
-            cluster=cluster,
-            attribute=args.attribute or args.group_col or "group",
-            n_omitted=n_omitted,
-            **common,
-        )
+        report = _segmentation_report(args, path, aliases, names, common)
     meta = args.record_in_metadata or find_bundle_metadata(path)
     write_fairness_card(
         args.out,

@@ -252,6 +252,155 @@ def _class_ids(
     return out
 
 
+def _score_columns(header: list[str], score_cols: Sequence[str] | None, path: Path) -> list[str]:
+    """The score columns: ``score_cols`` (must exist), else the ``prob_*`` columns, else a ``score`` column."""
+    if score_cols:
+        missing = [c for c in score_cols if c not in header]
+        if missing:
+            raise ReportInputError(f"{path}: no column(s) {missing} (--score-col); the header has {header}.")
+        return list(score_cols)
+    s_cols = [h for h in header if h.startswith("prob_")]
+    if not s_cols:
+        sc = pick_column(header, None, "score", path, False)
+        s_cols = [sc] if sc else []
+    return s_cols
+
+
+def _classes(
+    s_cols: list[str], positive_label: str | None, path: Path
+) -> tuple[list[str], int | None, set[str] | None, int]:
+    """Class names, number of classes, positive-class spellings and positive score column index."""
+    if len(s_cols) > 1:
+        class_names = [c[len("prob_") :] if c.startswith("prob_") else str(i) for i, c in enumerate(s_cols)]
+    else:
+        class_names = ["0", "1"]
+    num_classes: int | None = max(len(s_cols), 2) if s_cols else None
+    positive: set[str] | None = None
+    pos_idx = 1
+    if positive_label is not None:
+        if len(s_cols) > 2:
+            raise ReportInputError(
+                f"{path}: --positive-label is for binary tasks; the file has {len(s_cols)} score columns {s_cols}."
+            )
+        pl = positive_label.strip().lower()
+        folded_names = [n.lower() for n in class_names]
+        positive = {pl}
+        if pl in folded_names:
+            pos_idx = folded_names.index(pl)
+            positive.add(str(pos_idx))
+        elif len(s_cols) == 2 and pl not in ("0", "1"):
+            raise ReportInputError(
+                f"{path}: --positive-label {positive_label!r} names no score column; the classes are {class_names}."
+            )
+        if pos_idx == 0:
+            class_names = class_names[::-1]
+        num_classes = 2
+    return class_names, num_classes, positive, pos_idx
+
+
+def _pred_column(
+    header: list[str], pred_col: str | None, s_cols: list[str], threshold: float | None, path: Path
+) -> str | None:
+    """The predicted-label column: given, or detected when there are no score columns; ``None`` otherwise."""
+    pr_c = None
+    if pred_col is not None:
+        pr_c = pick_column(header, pred_col, "pred", path, True)
+    elif not s_cols:
+        pr_c = pick_column(header, None, "pred", path, False)
+        if pr_c is None:
+            raise ReportInputError(
+                f"{path}: no score column (prob_<class>, score) and no predicted-label column (pred); "
+                f"name one with --score-col or --pred-col. The header has {header}."
+            )
+    if pr_c is not None and threshold is not None:
+        raise ReportInputError(f"{path}: --threshold applies to scores; it cannot be combined with --pred-col.")
+    return pr_c
+
+
+def _rows_to_keep(
+    raw: dict[str, np.ndarray], used: list[str], n: int, case_ids: np.ndarray | None, path: Path, nan_policy: str
+) -> np.ndarray:
+    """Bool mask of the rows without a missing value in a used column (``nan_policy="error"``: raise instead)."""
+    miss = np.zeros(n, dtype=bool)
+    first_missing: tuple[int, str] | None = None
+    for c in used:
+        m = missing_cells(raw[c])
+        if m.any() and (first_missing is None or int(np.flatnonzero(m)[0]) < first_missing[0]):
+            first_missing = (int(np.flatnonzero(m)[0]), c)
+        miss |= m
+    if miss.any() and nan_policy == "error":
+        i, c = first_missing  # type: ignore[misc]
+        case = f" (case {str(case_ids[i])!r})" if case_ids is not None else ""
+        raise ReportInputError(
+            f"{path}, line {i + 2}{case}: column {c!r} is empty or NaN ({int(miss.sum())} such row(s)); "
+            "fix the file or use --nan-policy omit to drop and count them."
+        )
+    keep = ~miss
+    if not keep.any():
+        raise ReportInputError(f"{path}: every row has a missing value in one of the columns {used}.")
+    return keep
+
+
+def _scores(
+    raw: dict[str, np.ndarray], keep: np.ndarray, s_cols: list[str], pos_idx: int, path: Path
+) -> np.ndarray | None:
+    """Scores of the kept rows: ``(N,)`` positive-class or ``(N, C)`` probabilities; ``None`` without score columns."""
+    if not s_cols:
+        return None
+    sc = np.stack([parse_floats(raw[c], path, c)[keep] for c in s_cols], 1)
+    bad = (sc < 0) | (sc > 1)
+    if bad.any():
+        raise ReportInputError(
+            f"{path}: score column(s) {s_cols} hold values outside [0, 1] (e.g. {float(sc[bad][0])!r}); "
+            "give probabilities (after softmax/sigmoid)."
+        )
+    return sc[:, 0] if len(s_cols) == 1 else (sc[:, pos_idx] if len(s_cols) == 2 else sc)
+
+
+def _score_decisions(y_score: np.ndarray, threshold: float | None) -> tuple[np.ndarray, float | None, str]:
+    """Predicted class ids from the scores, the threshold used and where the decision came from (in words)."""
+    if y_score.ndim == 1:
+        threshold_used = 0.5 if threshold is None else float(threshold)
+        source = "default 0.5" if threshold is None else f"user (--threshold {threshold_used:g})"
+        return (y_score >= threshold_used).astype(np.int64), threshold_used, source
+    return y_score.argmax(1).astype(np.int64), None, "argmax of the class probabilities"
+
+
+def _cluster_ids(cols: dict[str, list[str]], clu_c: str | None, keep: np.ndarray, path: Path) -> np.ndarray | None:
+    """Integer cluster (patient) ids of the kept rows, or ``None`` without a cluster column."""
+    if clu_c is None:
+        return None
+    cv = stripped_cells(cols[clu_c])[keep]
+    if missing_cells(cv).any():
+        i = int(np.flatnonzero(missing_cells(cv))[0])
+        raise ReportInputError(f"{path}: empty value in cluster column {clu_c!r} (row {i + 1} after omissions).")
+    _, cluster = np.unique(cv, return_inverse=True)
+    return cluster
+
+
+def _column_roles(
+    lab_c: str | None,
+    s_cols: list[str],
+    pr_c: str | None,
+    grp_c: str | None,
+    id_c: str | None,
+    clu_c: str | None,
+) -> dict[str, str | list[str]]:
+    """Which CSV column fed which role (roles without a column left out)."""
+    return {
+        k: v
+        for k, v in (
+            ("label", lab_c),
+            ("score", s_cols),
+            ("pred", pr_c),
+            ("group", grp_c),
+            ("id", id_c),
+            ("cluster", clu_c),
+        )
+        if v
+    }
+
+
 def read_prediction_table(
     path: str | Path,
     *,
@@ -295,90 +444,17 @@ def read_prediction_table(
     grp_c = pick_column(header, group_col, "group", path, require_group)
     id_c = pick_column(header, id_col, "id", path, False)
     clu_c = pick_column(header, cluster_col, "cluster", path, False)
-
-    # scores and classes
-    if score_cols:
-        missing = [c for c in score_cols if c not in header]
-        if missing:
-            raise ReportInputError(f"{path}: no column(s) {missing} (--score-col); the header has {header}.")
-        s_cols = list(score_cols)
-    else:
-        s_cols = [h for h in header if h.startswith("prob_")]
-        if not s_cols:
-            sc = pick_column(header, None, "score", path, False)
-            s_cols = [sc] if sc else []
-    if len(s_cols) > 1:
-        class_names = [c[len("prob_") :] if c.startswith("prob_") else str(i) for i, c in enumerate(s_cols)]
-    else:
-        class_names = ["0", "1"]
-    num_classes: int | None = max(len(s_cols), 2) if s_cols else None
-    positive: set[str] | None = None
-    pos_idx = 1
-    if positive_label is not None:
-        if len(s_cols) > 2:
-            raise ReportInputError(
-                f"{path}: --positive-label is for binary tasks; the file has {len(s_cols)} score columns {s_cols}."
-            )
-        pl = positive_label.strip().lower()
-        folded_names = [n.lower() for n in class_names]
-        positive = {pl}
-        if pl in folded_names:
-            pos_idx = folded_names.index(pl)
-            positive.add(str(pos_idx))
-        elif len(s_cols) == 2 and pl not in ("0", "1"):
-            raise ReportInputError(
-                f"{path}: --positive-label {positive_label!r} names no score column; the classes are {class_names}."
-            )
-        if pos_idx == 0:
-            class_names = class_names[::-1]
-        num_classes = 2
-
-    pr_c = None
-    if pred_col is not None:
-        pr_c = pick_column(header, pred_col, "pred", path, True)
-    elif not s_cols:
-        pr_c = pick_column(header, None, "pred", path, False)
-        if pr_c is None:
-            raise ReportInputError(
-                f"{path}: no score column (prob_<class>, score) and no predicted-label column (pred); "
-                f"name one with --score-col or --pred-col. The header has {header}."
-            )
-    if pr_c is not None and threshold is not None:
-        raise ReportInputError(f"{path}: --threshold applies to scores; it cannot be combined with --pred-col.")
+    s_cols = _score_columns(header, score_cols, path)
+    class_names, num_classes, positive, pos_idx = _classes(s_cols, positive_label, path)
+    pr_c = _pred_column(header, pred_col, s_cols, threshold, path)
 
     n = len(next(iter(cols.values())))
     used = [c for c in (lab_c, grp_c, pr_c, *s_cols) if c is not None]
     raw = {c: stripped_cells(cols[c]) for c in used}
-    miss = np.zeros(n, dtype=bool)
-    first_missing: tuple[int, str] | None = None
-    for c in used:
-        m = missing_cells(raw[c])
-        if m.any() and (first_missing is None or int(np.flatnonzero(m)[0]) < first_missing[0]):
-            first_missing = (int(np.flatnonzero(m)[0]), c)
-        miss |= m
     case_ids = stripped_cells(cols[id_c]) if id_c else None
-    if miss.any() and nan_policy == "error":
-        i, c = first_missing  # type: ignore[misc]
-        case = f" (case {str(case_ids[i])!r})" if case_ids is not None else ""
-        raise ReportInputError(
-            f"{path}, line {i + 2}{case}: column {c!r} is empty or NaN ({int(miss.sum())} such row(s)); "
-            "fix the file or use --nan-policy omit to drop and count them."
-        )
-    keep = ~miss
-    n_omitted = int(miss.sum())
-    if not keep.any():
-        raise ReportInputError(f"{path}: every row has a missing value in one of the columns {used}.")
-
-    y_score = None
-    if s_cols:
-        sc = np.stack([parse_floats(raw[c], path, c)[keep] for c in s_cols], 1)
-        bad = (sc < 0) | (sc > 1)
-        if bad.any():
-            raise ReportInputError(
-                f"{path}: score column(s) {s_cols} hold values outside [0, 1] (e.g. {float(sc[bad][0])!r}); "
-                "give probabilities (after softmax/sigmoid)."
-            )
-        y_score = sc[:, 0] if len(s_cols) == 1 else (sc[:, pos_idx] if len(s_cols) == 2 else sc)
+    keep = _rows_to_keep(raw, used, n, case_ids, path, nan_policy)
+    n_omitted = int((~keep).sum())
+    y_score = _scores(raw, keep, s_cols, pos_idx, path)
 
     y = None
     if lab_c is not None:
@@ -387,13 +463,8 @@ def read_prediction_table(
     if pr_c is not None:
         y_pred = _class_ids(raw[pr_c][keep], path, pr_c, class_names, positive, num_classes)
         source = f"predicted labels of column {pr_c!r} (threshold not known)"
-    elif y_score is not None and y_score.ndim == 1:
-        threshold_used = 0.5 if threshold is None else float(threshold)
-        y_pred = (y_score >= threshold_used).astype(np.int64)
-        source = "default 0.5" if threshold is None else f"user (--threshold {threshold_used:g})"
     else:
-        y_pred = y_score.argmax(1).astype(np.int64)  # type: ignore[union-attr]
-        source = "argmax of the class probabilities"
+        y_pred, threshold_used, source = _score_decisions(y_score, threshold)  # type: ignore[arg-type]
     if num_classes is None:  # predicted labels only: the classes are the ids seen
         top = int(max(y_pred.max(), y.max() if y is not None else 0))
         class_names = [str(i) for i in range(max(top + 1, 2))]
@@ -401,13 +472,7 @@ def read_prediction_table(
     group, names = None, []
     if grp_c is not None:
         group, names = group_ids(raw[grp_c][keep], path, grp_c, group_aliases or {}, group_names)
-    cluster = None
-    if clu_c is not None:
-        cv = stripped_cells(cols[clu_c])[keep]
-        if missing_cells(cv).any():
-            i = int(np.flatnonzero(missing_cells(cv))[0])
-            raise ReportInputError(f"{path}: empty value in cluster column {clu_c!r} (row {i + 1} after omissions).")
-        _, cluster = np.unique(cv, return_inverse=True)
+    cluster = _cluster_ids(cols, clu_c, keep, path)
     return PredictionTable(
         path=path,
         y=y,
@@ -422,18 +487,7 @@ def read_prediction_table(
         threshold_source=source,
         n_omitted=n_omitted,
         omitted_ids=case_ids[~keep] if case_ids is not None else None,
-        columns={
-            k: v
-            for k, v in (
-                ("label", lab_c),
-                ("score", s_cols),
-                ("pred", pr_c),
-                ("group", grp_c),
-                ("id", id_c),
-                ("cluster", clu_c),
-            )
-            if v
-        },
+        columns=_column_roles(lab_c, s_cols, pr_c, grp_c, id_c, clu_c),
     )
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +128,104 @@ def _merge_calibration(res: dict[str, Any], cal: dict[str, Any]) -> None:
     res["reliability"] = cal.get("reliability")
 
 
+def _groups_and_suppression(
+    group: Any, group_names: Sequence[str] | None, min_group_size: int
+) -> tuple[torch.Tensor, int, list[str], torch.Tensor, list[int]]:
+    """Group ids, number of groups, group names, group sizes and the hidden (suppressed) group ids."""
+    g = to_flat_tensor(group, "group").reshape(-1).long()
+    num_groups = max(len(group_names) if group_names is not None else 0, int(g.max()) + 1 if g.numel() else 1)
+    names = list(group_names) if group_names is not None else []
+    names += [str(k) for k in range(len(names), num_groups)]
+    if len(set(names)) != len(names):
+        raise ValueError(f"group_names must be unique, got {names}.")
+    n_g = torch.bincount(g, minlength=num_groups)
+    hide = torch.nonzero(~suppress_groups(n_g, min_group_size)).flatten().tolist()
+    return g, num_groups, names, n_g, hide
+
+
+def _classification_results(
+    y: Any,
+    g: torch.Tensor,
+    num_groups: int,
+    y_score: Any,
+    y_pred: Any,
+    threshold: float,
+    min_group_size: int,
+    alpha: float,
+    common: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], tuple[str, ...], tuple[str, ...]]:
+    """Classification metrics (with calibration when there are scores), detectable gaps and the metric names."""
+    binary_scores = False
+    res = compute_group_classification_metrics(y_score, y, g, num_groups, threshold, y_pred=y_pred, **common)
+    group_metrics, fairness_names = CLASSIFICATION_GROUP_METRICS, CLASSIFICATION_FAIRNESS_METRICS
+    if y_score is not None:
+        _merge_calibration(res, compute_group_calibration(y_score, y, g, num_groups, **common))
+        group_metrics = (*group_metrics, "ece", "brier")
+        fairness_names = (*fairness_names, "ece_gap", "brier_gap")
+        s = to_flat_tensor(y_score, "y_score")
+        binary_scores = s.ndim == 1 or (s.ndim == 2 and s.shape[1] <= 2)
+    mdg: dict[str, Any] = {}
+    if "selection_rate" in res["overall"]:  # binary task (the detectable gaps are binary rates and AUC)
+        mdg = detectable_gaps(
+            g,
+            y=y,
+            y_score=y_score if binary_scores else None,
+            y_pred=y_pred if y_pred is not None or binary_scores else None,
+            threshold=threshold,
+            min_group_size=min_group_size,
+            alpha=alpha,
+        )
+    return res, mdg, group_metrics, fairness_names
+
+
+def _segmentation_results(
+    dice: Any, iou: Any, g: torch.Tensor, num_groups: int, min_group_size: int, alpha: float, common: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], tuple[str, ...], tuple[str, ...]]:
+    """Segmentation metrics, detectable gaps and the metric names."""
+    if dice is None:
+        raise ValueError("task='segmentation' needs per-image `dice` (and optionally `iou`).")
+    res = compute_group_segmentation_metrics(dice, iou, g, num_groups, **common)
+    mdg = detectable_gaps(g, dice=dice, min_group_size=min_group_size, alpha=alpha)
+    return res, mdg, SEGMENTATION_GROUP_METRICS, SEGMENTATION_FAIRNESS_METRICS
+
+
+def _pass_on_warnings(caught: list[warnings.WarningMessage], hide: list[int], names: list[str]) -> None:
+    """Re-issue the caught warnings, except fairness warnings that name a hidden group."""
+    hidden_labels = [group_label(k, names) for k in hide] + [repr(names[k]) for k in hide]
+    for w in caught:
+        msg = str(w.message)
+        if issubclass(w.category, FairnessMetricWarning) and any(h in msg for h in hidden_labels):
+            continue  # never name a hidden group
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def _group_results(
+    task: str,
+    y: Any,
+    g: torch.Tensor,
+    num_groups: int,
+    y_score: Any,
+    y_pred: Any,
+    dice: Any,
+    iou: Any,
+    threshold: float,
+    min_group_size: int,
+    alpha: float,
+    common: dict[str, Any],
+    hide: list[int],
+    names: list[str],
+) -> tuple[dict[str, Any], dict[str, Any], tuple[str, ...], tuple[str, ...]]:
+    """The task's metric results, detectable gaps and metric names; warnings naming a hidden group are dropped."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FairnessMetricWarning)
+        if task == "classification":
+            out = _classification_results(y, g, num_groups, y_score, y_pred, threshold, min_group_size, alpha, common)
+        else:
+            out = _segmentation_results(dice, iou, g, num_groups, min_group_size, alpha, common)
+    _pass_on_warnings(caught, hide, names)
+    return out
+
+
 def build_fairness_report(
     task: str,
     y: Any,
@@ -158,14 +256,7 @@ def build_fairness_report(
         raise ValueError(f"task must be 'classification' or 'segmentation', got {task!r}.")
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0, got {tolerance}.")
-    g = to_flat_tensor(group, "group").reshape(-1).long()
-    num_groups = max(len(group_names) if group_names is not None else 0, int(g.max()) + 1 if g.numel() else 1)
-    names = list(group_names) if group_names is not None else []
-    names += [str(k) for k in range(len(names), num_groups)]
-    if len(set(names)) != len(names):
-        raise ValueError(f"group_names must be unique, got {names}.")
-    n_g = torch.bincount(g, minlength=num_groups)
-    hide = torch.nonzero(~suppress_groups(n_g, min_group_size)).flatten().tolist()
+    g, num_groups, names, n_g, hide = _groups_and_suppression(group, group_names, min_group_size)
     common: dict[str, Any] = dict(
         group_names=names,
         min_group_size=max(int(min_group_size), 1),
@@ -175,42 +266,10 @@ def build_fairness_report(
         stratified_bootstrap=stratified_bootstrap,
         cluster=cluster,
     )
-    binary_scores = False
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", FairnessMetricWarning)
-        if task == "classification":
-            res = compute_group_classification_metrics(y_score, y, g, num_groups, threshold, y_pred=y_pred, **common)
-            group_metrics, fairness_names = CLASSIFICATION_GROUP_METRICS, CLASSIFICATION_FAIRNESS_METRICS
-            if y_score is not None:
-                _merge_calibration(res, compute_group_calibration(y_score, y, g, num_groups, **common))
-                group_metrics = (*group_metrics, "ece", "brier")
-                fairness_names = (*fairness_names, "ece_gap", "brier_gap")
-                s = to_flat_tensor(y_score, "y_score")
-                binary_scores = s.ndim == 1 or (s.ndim == 2 and s.shape[1] <= 2)
-            mdg: dict[str, Any] = {}
-            if "selection_rate" in res["overall"]:  # binary task (the detectable gaps are binary rates and AUC)
-                mdg = detectable_gaps(
-                    g,
-                    y=y,
-                    y_score=y_score if binary_scores else None,
-                    y_pred=y_pred if y_pred is not None or binary_scores else None,
-                    threshold=threshold,
-                    min_group_size=min_group_size,
-                    alpha=alpha,
-                )
-        else:
-            if dice is None:
-                raise ValueError("task='segmentation' needs per-image `dice` (and optionally `iou`).")
-            res = compute_group_segmentation_metrics(dice, iou, g, num_groups, **common)
-            group_metrics, fairness_names = SEGMENTATION_GROUP_METRICS, SEGMENTATION_FAIRNESS_METRICS
-            mdg = detectable_gaps(g, dice=dice, min_group_size=min_group_size, alpha=alpha)
+    res, mdg, group_metrics, fairness_names = _group_results(
+        task, y, g, num_groups, y_score, y_pred, dice, iou, threshold, min_group_size, alpha, common, hide, names
+    )
     shown = [k for k in res["groups"] if k not in hide and int(n_g[k]) > 0]
-    hidden_labels = [group_label(k, names) for k in hide] + [repr(names[k]) for k in hide]
-    for w in caught:
-        msg = str(w.message)
-        if issubclass(w.category, FairnessMetricWarning) and any(h in msg for h in hidden_labels):
-            continue  # never name a hidden group
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return _assemble(
         task,
         res,
@@ -253,33 +312,11 @@ def _detectable(mdg: dict[str, Any], figure: str) -> tuple[float | None, str | N
     return (d, e["variance_model"]) if d else (None, None)  # 0: a degenerate variance (e.g. a rate of 0), not a gap
 
 
-def _assemble(
-    task: str,
-    res: dict[str, Any],
-    mdg: dict[str, Any],
-    names: list[str],
-    shown: list[int],
-    hide: list[int],
-    group_metrics: Sequence[str],
-    fairness_names: Sequence[str],
-    **info: Any,
-) -> dict[str, Any]:
-    ci = info["ci"]
-    boot = "cluster" if info["cluster"] else ("stratified" if info["stratified_bootstrap"] else "iid")
-    given = res.get("ci_method") or {}  # figure -> method, as named by the metric functions
-    method = given.get("accuracy", given.get("dice")) if info["n_bootstrap"] else None
-
-    def method_of(m: str) -> str | None:
-        return given.get(m, method) if info["n_bootstrap"] else None
-
-    metrics = [m for m in group_metrics if m in res["overall"]]
-    groups = {names[k]: res["groups"][k] for k in shown}
+def _notes(n_omitted: int, shown: list[int]) -> list[str]:
+    """Notes on omitted cases and on fairness figures left out for lack of reported groups."""
     notes: list[str] = []
-    if info["n_omitted"]:
-        notes.append(f"{info['n_omitted']} case(s) with a missing value were left out (--nan-policy omit).")
-    fairness_ci = res.get("fairness_ci") or {}
-    p_values = res.get("fairness_p_value") or {}
-    tests = res.get("fairness_test") or {}
+    if n_omitted:
+        notes.append(f"{n_omitted} case(s) with a missing value were left out (--nan-policy omit).")
     if len(shown) < 2:
         why = (
             "no group can be shown after suppression"
@@ -288,6 +325,22 @@ def _assemble(
             "at least two groups"
         )
         notes.append(f"{why}; no group-level fairness figure is reported.")
+    return notes
+
+
+def _figure_entries(
+    res: dict[str, Any],
+    mdg: dict[str, Any],
+    shown: list[int],
+    fairness_names: Sequence[str],
+    method_of: Callable[[str], str | None],
+    tolerance: float,
+    alpha: float,
+) -> dict[str, dict[str, Any]]:
+    """Per fairness figure: value, interval and its method; for gap figures also verdict, test and detectable gap."""
+    fairness_ci = res.get("fairness_ci") or {}
+    p_values = res.get("fairness_p_value") or {}
+    tests = res.get("fairness_test") or {}
     figures: dict[str, dict[str, Any]] = {}
     for m in fairness_names:
         value = _f(res["fairness"].get(m)) if len(shown) >= 2 else None
@@ -304,9 +357,9 @@ def _assemble(
                 disparity_verdict(
                     value,
                     [lo, hi],
-                    info["tolerance"],
+                    tolerance,
                     None if signed else (math.nan if p is None else p),
-                    info["alpha"],
+                    alpha,
                 )
                 if value is not None and lo is not None
                 else None
@@ -317,9 +370,15 @@ def _assemble(
             entry["min_detectable_gap"] = d
             entry["min_detectable_gap_method"] = model
         figures[m] = entry
+    return figures
 
+
+def _selection_flags(
+    res: dict[str, Any], names: list[str], shown: list[int], figures: dict[str, dict[str, Any]], binary: bool
+) -> list[str]:
+    """Flags for groups predicted all one class; adds a caveat to the threshold figures (in ``figures``) if any."""
     flags: list[str] = []
-    if info["binary"]:
+    if binary:
         for k in shown:
             sr = _f(res["groups"][k].get("selection_rate"))
             if sr is not None and sr in (0.0, 1.0):
@@ -332,20 +391,58 @@ def _assemble(
         for m, e in figures.items():
             if m in _THRESHOLD_FIGURES and e["value"] is not None:
                 e["caveat"] = "a group's selection rate is 0 or 1 at the threshold (see flags)"
-    threshold = None
-    if task == "classification":
-        src = info["threshold_source"] or (
-            "predicted labels given (threshold not known)" if info["y_pred_given"] else "default 0.5"
-        )
-        threshold = {"value": info["threshold"] if not info["y_pred_given"] else None, "source": src}
-    reliability = None
-    if res.get("reliability"):
-        rel = res["reliability"]
-        reliability = {
-            "bin_edges": rel["bin_edges"],
-            "overall": rel["overall"],
-            "groups": {names[k]: v for k, v in rel["groups"].items() if k in shown},
-        }
+    return flags
+
+
+def _threshold_entry(task: str, info: dict[str, Any]) -> dict[str, Any] | None:
+    """The decision threshold and its source (classification), else ``None``."""
+    if task != "classification":
+        return None
+    src = info["threshold_source"] or (
+        "predicted labels given (threshold not known)" if info["y_pred_given"] else "default 0.5"
+    )
+    return {"value": info["threshold"] if not info["y_pred_given"] else None, "source": src}
+
+
+def _reliability_entry(res: dict[str, Any], names: list[str], shown: list[int]) -> dict[str, Any] | None:
+    """Reliability curves of the overall cases and the reported groups (by name), or ``None``."""
+    if not res.get("reliability"):
+        return None
+    rel = res["reliability"]
+    return {
+        "bin_edges": rel["bin_edges"],
+        "overall": rel["overall"],
+        "groups": {names[k]: v for k, v in rel["groups"].items() if k in shown},
+    }
+
+
+def _assemble(
+    task: str,
+    res: dict[str, Any],
+    mdg: dict[str, Any],
+    names: list[str],
+    shown: list[int],
+    hide: list[int],
+    group_metrics: Sequence[str],
+    fairness_names: Sequence[str],
+    **info: Any,
+) -> dict[str, Any]:
+    """The JSON-safe report dictionary from the metric results, the reported groups and the run's settings."""
+    ci = info["ci"]
+    boot = "cluster" if info["cluster"] else ("stratified" if info["stratified_bootstrap"] else "iid")
+    given = res.get("ci_method") or {}  # figure -> method, as named by the metric functions
+    method = given.get("accuracy", given.get("dice")) if info["n_bootstrap"] else None
+
+    def method_of(m: str) -> str | None:
+        return given.get(m, method) if info["n_bootstrap"] else None
+
+    metrics = [m for m in group_metrics if m in res["overall"]]
+    groups = {names[k]: res["groups"][k] for k in shown}
+    notes = _notes(info["n_omitted"], shown)
+    figures = _figure_entries(res, mdg, shown, fairness_names, method_of, info["tolerance"], info["alpha"])
+    flags = _selection_flags(res, names, shown, figures, info["binary"])
+    threshold = _threshold_entry(task, info)
+    reliability = _reliability_entry(res, names, shown)
     report: dict[str, Any] = {
         "task": task,
         "attribute": info["attribute"] or "group",

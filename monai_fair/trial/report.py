@@ -198,8 +198,6 @@ def write_trial_report(
         seed_reports: write every seed's fairness report.
         plots: write the Pareto plot (and the seed reports' plots).
     """
-    from monai_fair.metrics.comparison import compare_models, figure_direction
-    from monai_fair.metrics.multiplicity import holm_adjust
     from monai_fair.utils.serialization import to_json_safe
 
     t0 = time.perf_counter()
@@ -213,9 +211,58 @@ def write_trial_report(
     ids, group, y, names = _reference(datalist, "test")
     vids, vgroup, vy, _ = _reference(datalist, "validation")
     k = len(names)
+    data = _load_predictions(runs, task, ids, group, vids, vgroup, vy, k)
+    flags: dict[str, dict[int, list[str]]] = {}
+    if seed_reports:
+        flags = _write_seed_reports(rep_dir, data, task, y, group, names, min_group_size, ci)
+    kinds = sorted({kind for _, kind in HEADLINE[task]})
+    stats = dict(min_group_size=min_group_size, n_bootstrap=n_bootstrap, ci=ci, alpha=alpha)
+    comparisons = _paired_comparisons(data, arms, ref, task, kinds, y, group, names, stats)
+    headline = _headline(comparisons, task, alpha)
+    # groups that may be named (enough validation and test cases): per-group thresholds of the others stay hidden
+    shown = (np.bincount(group, minlength=k) >= min_group_size) & (np.bincount(vgroup, minlength=k) >= min_group_size)
+    report = {
+        "task": task,
+        "reference": ref.name,
+        "seeds": list(seeds),
+        "n_test_cases": len(ids),
+        "suppression": None,
+        "ci_level": ci,
+        "alpha": alpha,
+        "n_bootstrap": n_bootstrap,
+        "multiple_testing": {"method": "holm", "family": "every headline figure of every arm", "size": len(headline)},
+        "headline": headline,
+        "arms": _arms_summary(runs, arms, seeds, ref, data, shown, names),
+        "comparisons": comparisons,
+        "missing_runs": [f"{a.name}/seed_{s}" for a in arms for s in seeds if not runs.done(a.name, s)],
+        "flags": flags,
+    }
+    if comparisons:
+        first = next(iter(comparisons.values()))
+        report["suppression"] = first[kinds[0]]["suppression"]
+    report["report_wall_s"] = time.perf_counter() - t0
+    paths = {"json": str(rep_dir / "trial_report.json"), "md": str(rep_dir / "trial_report.md")}
+    Path(paths["json"]).write_text(json.dumps(to_json_safe(report), indent=1, allow_nan=False))
+    Path(paths["md"]).write_text(format_trial_markdown(report))
+    if plots and headline:
+        paths["pareto"] = str(plot_pareto(report, rep_dir / "pareto.png"))
+    return paths
+
+
+def _load_predictions(
+    runs: _Runs,
+    task: str,
+    ids: list[str],
+    group: np.ndarray,
+    vids: list[str],
+    vgroup: np.ndarray,
+    vy: np.ndarray | None,
+    k: int,
+) -> dict[str, dict[int, dict[str, Any]]]:
+    """Test scores (and validation-chosen thresholds) of every finished (arm, seed), aligned to the datalist."""
     data: dict[str, dict[int, dict[str, Any]]] = {}
-    for arm in arms:
-        for s in seeds:
+    for arm in runs.arms:
+        for s in runs.seeds:
             if not runs.done(arm.name, s):
                 continue
             tp, vp = runs.predictions(arm, s, "test"), runs.predictions(arm, s, "validation")
@@ -226,33 +273,57 @@ def write_trial_report(
                 entry["thresholds"] = _fit_thresholds(arm, val, vy, vgroup, k)
                 entry["thresholded"] = threshold_scores(test["score"], _case_thresholds(entry["thresholds"], group))
             data.setdefault(arm.name, {})[s] = entry
-    # -------------------------------------------------------------------------------- per-seed fairness reports
-    flags: dict[str, dict[int, list[str]]] = {}
-    if seed_reports:
-        from monai_fair.report import write_fairness_report
+    return data
 
-        for arm_name, per_seed in data.items():
-            arm = next(a for a in arms if a.name == arm_name)
-            for s, e in per_seed.items():
-                d = rep_dir / "arms" / arm_name / f"seed_{s}"
-                kw: dict[str, Any] = dict(min_group_size=min_group_size, n_bootstrap=200, seed=s, ci=ci, plots=False)
-                if task == "classification":
-                    th = e["thresholds"]
-                    kw.update(y_score=e["test"]["score"], threshold_source=th["source"])
-                    if "per_group" in th:
-                        kw["y_pred"] = (e["thresholded"] >= 0.5).astype(np.int64)
-                    else:
-                        kw["threshold"] = th["global"]
-                    rep = write_fairness_report(d, task, y, group, names, split="test", **kw)
+
+def _write_seed_reports(
+    rep_dir: Path,
+    data: Mapping[str, Mapping[int, Mapping[str, Any]]],
+    task: str,
+    y: np.ndarray | None,
+    group: np.ndarray,
+    names: list[str],
+    min_group_size: int,
+    ci: float,
+) -> dict[str, dict[int, list[str]]]:
+    """Write every seed's fairness report (test split); return their flags per arm and seed."""
+    from monai_fair.report import write_fairness_report
+
+    flags: dict[str, dict[int, list[str]]] = {}
+    for arm_name, per_seed in data.items():
+        for s, e in per_seed.items():
+            d = rep_dir / "arms" / arm_name / f"seed_{s}"
+            kw: dict[str, Any] = dict(min_group_size=min_group_size, n_bootstrap=200, seed=s, ci=ci, plots=False)
+            if task == "classification":
+                th = e["thresholds"]
+                kw.update(y_score=e["test"]["score"], threshold_source=th["source"])
+                if "per_group" in th:
+                    kw["y_pred"] = (e["thresholded"] >= 0.5).astype(np.int64)
                 else:
-                    rep = write_fairness_report(d, task, None, group, names, dice=e["test"]["dice"],
-                                                iou=e["test"]["iou"], split="test", **kw)  # fmt: skip
-                if rep.get("flags"):
-                    flags.setdefault(arm_name, {})[s] = list(rep["flags"])
-    # -------------------------------------------------------------------------------- paired comparisons
+                    kw["threshold"] = th["global"]
+                rep = write_fairness_report(d, task, y, group, names, split="test", **kw)
+            else:
+                rep = write_fairness_report(d, task, None, group, names, dice=e["test"]["dice"],
+                                            iou=e["test"]["iou"], split="test", **kw)  # fmt: skip
+            if rep.get("flags"):
+                flags.setdefault(arm_name, {})[s] = list(rep["flags"])
+    return flags
+
+
+def _paired_comparisons(
+    data: Mapping[str, Mapping[int, Mapping[str, Any]]],
+    arms: Sequence[Arm],
+    ref: Arm,
+    task: str,
+    kinds: list[str],
+    y: np.ndarray | None,
+    group: np.ndarray,
+    names: list[str],
+    stats: Mapping[str, Any],
+) -> dict[str, dict[str, Any]]:
+    """Every arm against the reference on the seeds both have, per kind (raw scores / validation thresholds)."""
     base_seeds = sorted(data.get(ref.name, {}))
     comparisons: dict[str, dict[str, Any]] = {}
-    kinds = sorted({kind for _, kind in HEADLINE[task]})
     for arm in arms:
         if arm.name == ref.name or arm.name not in data:
             continue
@@ -260,24 +331,43 @@ def write_trial_report(
         if not seeds_a:
             continue
         comparisons[arm.name] = {"seeds": seeds_a}
+        base = [data[ref.name][s] for s in seeds_a]
+        other = [data[arm.name][s] for s in seeds_a]
         for kind in kinds:
-            common = dict(num_groups=k, group_names=names, min_group_size=min_group_size, n_bootstrap=n_bootstrap,
-                          ci=ci, alpha=alpha)  # fmt: skip
-            if task == "segmentation":
-                res = compare_models(
-                    None, group, [data[ref.name][s]["test"]["dice"] for s in seeds_a],
-                    [data[arm.name][s]["test"]["dice"] for s in seeds_a], task="segmentation",
-                    base_iou=[data[ref.name][s]["test"]["iou"] for s in seeds_a],
-                    other_iou=[data[arm.name][s]["test"]["iou"] for s in seeds_a], **common,
-                )  # fmt: skip
-            else:
-                get = (lambda e: e["test"]["score"]) if kind == "raw" else (lambda e: e["thresholded"])
-                res = compare_models(
-                    y, group, [get(data[ref.name][s]) for s in seeds_a], [get(data[arm.name][s]) for s in seeds_a],
-                    task="classification", threshold=0.5, **common,
-                )  # fmt: skip
-            comparisons[arm.name][kind] = res
-    # -------------------------------------------------------------------------------- headline family, Holm
+            comparisons[arm.name][kind] = _compare(base, other, task, kind, y, group, names, stats)
+    return comparisons
+
+
+def _compare(
+    base: Sequence[Mapping[str, Any]],
+    other: Sequence[Mapping[str, Any]],
+    task: str,
+    kind: str,
+    y: np.ndarray | None,
+    group: np.ndarray,
+    names: list[str],
+    stats: Mapping[str, Any],
+) -> dict[str, Any]:
+    """One paired comparison (:func:`monai_fair.metrics.comparison.compare_models`) of two arms' seeds."""
+    from monai_fair.metrics.comparison import compare_models
+
+    common = dict(num_groups=len(names), group_names=names, **stats)
+    if task == "segmentation":
+        return compare_models(
+            None, group, [e["test"]["dice"] for e in base], [e["test"]["dice"] for e in other], task="segmentation",
+            base_iou=[e["test"]["iou"] for e in base], other_iou=[e["test"]["iou"] for e in other], **common,
+        )  # fmt: skip
+    get = (lambda e: e["test"]["score"]) if kind == "raw" else (lambda e: e["thresholded"])
+    return compare_models(
+        y, group, [get(e) for e in base], [get(e) for e in other], task="classification", threshold=0.5, **common
+    )
+
+
+def _headline(comparisons: Mapping[str, Mapping[str, Any]], task: str, alpha: float) -> list[dict[str, Any]]:
+    """The headline figures of every arm, with Holm-adjusted p-values over all of them and a verdict each."""
+    from monai_fair.metrics.comparison import figure_direction
+    from monai_fair.metrics.multiplicity import holm_adjust
+
     headline: list[dict[str, Any]] = []
     for arm_name, comp in comparisons.items():
         for fig, kind in HEADLINE[task]:
@@ -298,9 +388,19 @@ def write_trial_report(
             r["verdict"] = _VERDICT["better" if better else "worse"]
         else:
             r["verdict"] = "no evidence"
-    # groups that may be named (enough validation and test cases): per-group thresholds of the others stay hidden
-    shown = (np.bincount(group, minlength=k) >= min_group_size) & (np.bincount(vgroup, minlength=k) >= min_group_size)
-    # -------------------------------------------------------------------------------- per-arm values and cost
+    return headline
+
+
+def _arms_summary(
+    runs: _Runs,
+    arms: Sequence[Arm],
+    seeds: Sequence[int],
+    ref: Arm,
+    data: Mapping[str, Mapping[int, Mapping[str, Any]]],
+    shown: np.ndarray,
+    names: list[str],
+) -> list[dict[str, Any]]:
+    """Per arm: its settings, per-seed status and cost (ratio to the reference) and its public thresholds."""
     arms_out = []
     for arm in arms:
         per_seed = {}
@@ -316,32 +416,7 @@ def write_trial_report(
             "thresholds": {s: _public_thresholds(data[arm.name][s].get("thresholds"), shown, names)
                            for s in data.get(arm.name, {})},
         })  # fmt: skip
-    report = {
-        "task": task,
-        "reference": ref.name,
-        "seeds": list(seeds),
-        "n_test_cases": len(ids),
-        "suppression": None,
-        "ci_level": ci,
-        "alpha": alpha,
-        "n_bootstrap": n_bootstrap,
-        "multiple_testing": {"method": "holm", "family": "every headline figure of every arm", "size": len(headline)},
-        "headline": headline,
-        "arms": arms_out,
-        "comparisons": comparisons,
-        "missing_runs": [f"{a.name}/seed_{s}" for a in arms for s in seeds if not runs.done(a.name, s)],
-        "flags": flags,
-    }
-    if comparisons:
-        first = next(iter(comparisons.values()))
-        report["suppression"] = first[kinds[0]]["suppression"]
-    report["report_wall_s"] = time.perf_counter() - t0
-    paths = {"json": str(rep_dir / "trial_report.json"), "md": str(rep_dir / "trial_report.md")}
-    Path(paths["json"]).write_text(json.dumps(to_json_safe(report), indent=1, allow_nan=False))
-    Path(paths["md"]).write_text(format_trial_markdown(report))
-    if plots and headline:
-        paths["pareto"] = str(plot_pareto(report, rep_dir / "pareto.png"))
-    return paths
+    return arms_out
 
 
 def _rows_by_arm(report: Mapping[str, Any]) -> dict[str, dict[str, dict]]:
@@ -362,49 +437,9 @@ def _seed_mean_sd(vals: Sequence[float] | None) -> str:
 def format_trial_markdown(report: Mapping[str, Any]) -> str:
     """The trial report as Markdown: ranked table, verdicts with CIs, costs, missing runs."""
     task = report["task"]
-    figs = [f for f, _ in HEADLINE[task]]
-    by_arm = _rows_by_arm(report)
     worst = "worst_group_auc" if task == "classification" else "worst_group_dice"
-    arm_info = {a["name"]: a for a in report["arms"]}
-    ref = report["reference"]
-    lines = [
-        f"# Fairness trial ({task})",
-        "",
-        f"Reference: **{ref}**. Seeds: {report['seeds']}. Test cases: {report['n_test_cases']}. Every difference is "
-        "paired (same test cases), seeds combined (difference of seed-averaged figures), with "
-        f"{report['ci_level']:.0%} CIs ("
-        + ("paired DeLong for AUC, " if task == "classification" else "")
-        + f"paired case bootstrap B={report['n_bootstrap']}"
-        + (" otherwise" if task == "classification" else "")
-        + f"); verdicts use Holm-adjusted p-values over all {report['multiple_testing']['size']} headline tests "
-        f"of the trial (alpha={report['alpha']})."
-        + (
-            " Threshold-based figures use each model's threshold chosen on validation."
-            if task == "classification"
-            else ""
-        ),
-        "",
-        "## Ranked table",
-        "",
-        f"Arms ranked by the difference in {worst} to {ref} (mean over seeds ± SD over seeds of each arm's value).",
-        "",
-    ]
-    ranked = sorted(by_arm, key=lambda a: -(by_arm[a].get(worst, {}).get("difference") or -math.inf))
-    head = "| rank | arm | " + " | ".join(figs) + " | cost ratio |"
-    lines += [head, "|" + "---|" * (len(figs) + 3)]
-    ref_vals = {}
-    for r in report["headline"]:
-        ref_vals.setdefault(r["figure"], r.get("base_per_seed"))
-    lines.append(f"| - | {ref} (reference) | " + " | ".join(_seed_mean_sd(ref_vals.get(f)) for f in figs) + " | 1.00 |")
-    for i, a in enumerate(ranked, 1):
-        cells = []
-        for f in figs:
-            r = by_arm[a].get(f, {})
-            d, c = r.get("difference"), r.get("ci") or [None, None]
-            mark = {"improves": " ▲", "harms": " ▼"}.get(r.get("verdict"), "")
-            cells.append(f"{_seed_mean_sd(r.get('other_per_seed'))} (Δ {_fmt(d)} [{_fmt(c[0])}, {_fmt(c[1])}]){mark}")
-        cr = arm_info.get(a, {}).get("cost_ratio_mean")
-        lines.append(f"| {i} | {a} | " + " | ".join(cells) + f" | {_fmt(cr, 2)} |")
+    lines = _markdown_intro(report, worst)
+    lines += _markdown_ranked_table(report, worst)
     lines += ["", "▲ improves / ▼ harms: Holm-adjusted p < alpha, by the figure's direction (gaps and EOdds: lower "
               "is better); otherwise no evidence.", "", "## Verdicts", ""]  # fmt: skip
     lines += [
@@ -438,6 +473,59 @@ def format_trial_markdown(report: Mapping[str, Any]) -> str:
     lines += ["", "Per-seed fairness reports: `report/arms/<arm>/seed_<s>/`; all figures of every comparison "
               "(per group, after suppression): `trial_report.json`."]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _markdown_intro(report: Mapping[str, Any], worst: str) -> list[str]:
+    """The Markdown report's title, method paragraph and the ranked table's heading."""
+    task = report["task"]
+    ref = report["reference"]
+    return [
+        f"# Fairness trial ({task})",
+        "",
+        f"Reference: **{ref}**. Seeds: {report['seeds']}. Test cases: {report['n_test_cases']}. Every difference is "
+        "paired (same test cases), seeds combined (difference of seed-averaged figures), with "
+        f"{report['ci_level']:.0%} CIs ("
+        + ("paired DeLong for AUC, " if task == "classification" else "")
+        + f"paired case bootstrap B={report['n_bootstrap']}"
+        + (" otherwise" if task == "classification" else "")
+        + f"); verdicts use Holm-adjusted p-values over all {report['multiple_testing']['size']} headline tests "
+        f"of the trial (alpha={report['alpha']})."
+        + (
+            " Threshold-based figures use each model's threshold chosen on validation."
+            if task == "classification"
+            else ""
+        ),
+        "",
+        "## Ranked table",
+        "",
+        f"Arms ranked by the difference in {worst} to {ref} (mean over seeds ± SD over seeds of each arm's value).",
+        "",
+    ]
+
+
+def _markdown_ranked_table(report: Mapping[str, Any], worst: str) -> list[str]:
+    """The ranked table's rows: the reference, then the arms by their difference in ``worst`` to it."""
+    figs = [f for f, _ in HEADLINE[report["task"]]]
+    by_arm = _rows_by_arm(report)
+    arm_info = {a["name"]: a for a in report["arms"]}
+    ranked = sorted(by_arm, key=lambda a: -(by_arm[a].get(worst, {}).get("difference") or -math.inf))
+    head = "| rank | arm | " + " | ".join(figs) + " | cost ratio |"
+    lines = [head, "|" + "---|" * (len(figs) + 3)]
+    ref_vals = {}
+    for r in report["headline"]:
+        ref_vals.setdefault(r["figure"], r.get("base_per_seed"))
+    ref_cells = " | ".join(_seed_mean_sd(ref_vals.get(f)) for f in figs)
+    lines.append(f"| - | {report['reference']} (reference) | " + ref_cells + " | 1.00 |")
+    for i, a in enumerate(ranked, 1):
+        cells = []
+        for f in figs:
+            r = by_arm[a].get(f, {})
+            d, c = r.get("difference"), r.get("ci") or [None, None]
+            mark = {"improves": " ▲", "harms": " ▼"}.get(r.get("verdict"), "")
+            cells.append(f"{_seed_mean_sd(r.get('other_per_seed'))} (Δ {_fmt(d)} [{_fmt(c[0])}, {_fmt(c[1])}]){mark}")
+        cr = arm_info.get(a, {}).get("cost_ratio_mean")
+        lines.append(f"| {i} | {a} | " + " | ".join(cells) + f" | {_fmt(cr, 2)} |")
+    return lines
 
 
 def plot_pareto(report: Mapping[str, Any], path: str | Path) -> Path:

@@ -35,7 +35,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -309,19 +309,8 @@ def execute_runs(
     env.setdefault("PYTHONUNBUFFERED", "1")
     done = sum(r.complete for r in runs)
     if executor == "inprocess" and done < len(runs):
-        # import what every run imports once, before any step is timed (the first run must not pay for it)
-        import monai.bundle  # noqa: F401
-
-        import monai_fair.engines  # noqa: F401
-        import monai_fair.handlers  # noqa: F401
-        import monai_fair.trial.evaluation  # noqa: F401
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(
-            total=len(runs), initial=done, desc="fairness trial", unit="run", file=sys.stderr, dynamic_ncols=True
-        )
+        _import_run_modules()
+    bar = _progress_bar(len(runs), done) if progress else None
     runs_wall, executed, failed, busy = 0.0, [], {}, []
 
     def step(run: Run, st: Step) -> tuple[float, int]:
@@ -352,41 +341,68 @@ def execute_runs(
                 busy.append(run.key)
                 continue
             try:
-                if run.complete:  # finished by another process meanwhile
-                    continue
-                if not run.trained:  # killed, failed or other settings: train again from scratch
-                    if run.run_dir.exists():
-                        shutil.rmtree(run.run_dir)
-                    run.run_dir.mkdir(parents=True)
-                    record: dict[str, Any] = {"recipe": run.recipe.name, "seed": run.seed}
-                    record.update({"fingerprint": run.fingerprint, "steps": [], "evals": {}})
-                    for st in run.train_steps:
-                        wall, rc = step(run, st)
-                        record["steps"].append({"name": st.name, "kind": st.kind, "wall_s": wall})
-                        if rc != 0:
-                            break
-                    else:
-                        record["trained"] = True
-                        run.write_record(record)
-                    if not record.get("trained"):
-                        continue
-                record = run.record()
-                for st in run.pending_evals():  # evaluations are resumable on their own
-                    wall, rc = step(run, st)
-                    if rc != 0:
-                        break
-                    record["evals"][st.tag] = {"fingerprint": st.fingerprint, "wall_s": wall}
-                    run.write_record(record)
-                if run.complete and run.key not in executed:
-                    executed.append(run.key)
-                    if bar is not None:
-                        bar.update(1)
+                _execute_locked_run(run, step, executed, bar)
             finally:
                 lock.close()
     finally:
         if bar is not None:
             bar.close()
     return {"runs_wall_s": runs_wall, "executed": executed, "failed": failed, "busy": busy}
+
+
+def _import_run_modules() -> None:
+    """Import what every run imports once, before any step is timed (the first run must not pay for it)."""
+    import monai.bundle  # noqa: F401
+
+    import monai_fair.engines  # noqa: F401
+    import monai_fair.handlers  # noqa: F401
+    import monai_fair.trial.evaluation  # noqa: F401
+
+
+def _progress_bar(total: int, done: int) -> Any:
+    """The trial's progress bar over its runs (on stderr)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=done, desc="fairness trial", unit="run", file=sys.stderr, dynamic_ncols=True)
+
+
+def _execute_locked_run(
+    run: Run, step: Callable[[Run, Step], tuple[float, int]], executed: list[str], bar: Any
+) -> None:
+    """Train ``run`` if needed, then run its pending evaluations; its lock is held by the caller."""
+    if run.complete:  # finished by another process meanwhile
+        return
+    if not run.trained and not _train_run(run, step):  # killed, failed or other settings: train again from scratch
+        return
+    record = run.record()
+    for st in run.pending_evals():  # evaluations are resumable on their own
+        wall, rc = step(run, st)
+        if rc != 0:
+            break
+        record["evals"][st.tag] = {"fingerprint": st.fingerprint, "wall_s": wall}
+        run.write_record(record)
+    if run.complete and run.key not in executed:
+        executed.append(run.key)
+        if bar is not None:
+            bar.update(1)
+
+
+def _train_run(run: Run, step: Callable[[Run, Step], tuple[float, int]]) -> bool:
+    """Train ``run`` from scratch (its folder removed first); True when every training stage succeeded."""
+    if run.run_dir.exists():
+        shutil.rmtree(run.run_dir)
+    run.run_dir.mkdir(parents=True)
+    record: dict[str, Any] = {"recipe": run.recipe.name, "seed": run.seed}
+    record.update({"fingerprint": run.fingerprint, "steps": [], "evals": {}})
+    for st in run.train_steps:
+        wall, rc = step(run, st)
+        record["steps"].append({"name": st.name, "kind": st.kind, "wall_s": wall})
+        if rc != 0:
+            break
+    else:
+        record["trained"] = True
+        run.write_record(record)
+    return bool(record.get("trained"))
 
 
 def _try_lock(path: Path) -> Any:
@@ -469,17 +485,7 @@ def run_trial(
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct integers, got {list(seeds)}.")
     out.mkdir(parents=True, exist_ok=True)
-    settings = {"datalist": str(datalist), "task": task, "overrides": dict(overrides or {}), "bundles": str(bundles)}
-    manifest = out / "trial.json"
-    if manifest.is_file():
-        old = json.loads(manifest.read_text())
-        for k in ("datalist", "task"):
-            if old.get(k) != settings[k]:
-                raise ValueError(
-                    f"{out} holds a trial with {k}={old.get(k)!r}, not {settings[k]!r}; use another --out folder."
-                )
-    settings.update({"arms": [a.to_dict() for a in arms], "seeds": seeds})
-    manifest.write_text(json.dumps(settings, indent=1, default=str))
+    _write_manifest(out, datalist, task, overrides, bundles, arms, seeds)
     runs = plan_runs(arms, seeds, datalist, out, bundles, overrides)
     if executor not in ("subprocess", "inprocess"):
         raise ValueError(f"executor must be 'subprocess' or 'inprocess', got {executor!r}.")
@@ -504,19 +510,48 @@ def run_trial(
         "overhead_fraction": overhead / wall if res["executed"] else None,
         "report": report_paths,
     }
+    _write_timing(out, summary, report_paths)
+    return summary
+
+
+def _write_manifest(
+    out: Path,
+    datalist: Path,
+    task: str,
+    overrides: Mapping[str, Any] | None,
+    bundles: Path,
+    arms: Sequence[Arm],
+    seeds: list[int],
+) -> None:
+    """Write ``trial.json``; raise when ``out`` already holds a trial of another datalist or task."""
+    settings = {"datalist": str(datalist), "task": task, "overrides": dict(overrides or {}), "bundles": str(bundles)}
+    manifest = out / "trial.json"
+    if manifest.is_file():
+        old = json.loads(manifest.read_text())
+        for k in ("datalist", "task"):
+            if old.get(k) != settings[k]:
+                raise ValueError(
+                    f"{out} holds a trial with {k}={old.get(k)!r}, not {settings[k]!r}; use another --out folder."
+                )
+    settings.update({"arms": [a.to_dict() for a in arms], "seeds": seeds})
+    manifest.write_text(json.dumps(settings, indent=1, default=str))
+
+
+def _write_timing(out: Path, summary: Mapping[str, Any], report_paths: Mapping[str, str] | None) -> None:
+    """Write ``trial_timing.json(l)`` and append this invocation's timing to the report's Markdown."""
     timing = {k: summary[k] for k in summary if k != "report"}
     (out / "trial_timing.json").write_text(json.dumps(timing, indent=1))
     with open(out / "trial_timing.jsonl", "a") as f:  # one line per invocation (several may share a folder)
         f.write(json.dumps({"time": time.time(), **timing}) + "\n")
     if report_paths:
-        frac = summary["overhead_fraction"]
+        wall, runs_wall, overhead = summary["wall_s"], summary["runs_wall_s"], summary["overhead_s"]
+        frac, n_executed = summary["overhead_fraction"], len(summary["executed"])
         with open(report_paths["md"], "a") as f:
             f.write(
-                f"\n## Trial timing (this invocation)\n\nWall {wall:.1f} s; runs {res['runs_wall_s']:.1f} s "
-                f"({len(res['executed'])} executed, the others resumed); the trial's own overhead (planning, report) "
+                f"\n## Trial timing (this invocation)\n\nWall {wall:.1f} s; runs {runs_wall:.1f} s "
+                f"({n_executed} executed, the others resumed); the trial's own overhead (planning, report) "
                 f"{overhead:.1f} s" + (f" = {100 * frac:.1f} % of the wall time.\n" if frac is not None else ".\n")
             )
-    return summary
 
 
 def run_trial_bundle(
