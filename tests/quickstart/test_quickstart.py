@@ -149,4 +149,4 @@ def test_quickstart_3d_segmentation_on_nifti(tmp_path, monkeypatch, capfd):
     import nibabel as nib
 
     assert nib.load(rows[0]["pred"]).shape == nib.load(rows[0]["image"]).shape == (24, 20, 16)  # whole volume
-    assert (tmp_path / "report3d" / "report.json").is_file()
+    assert json.loads((tmp_path / "report3d" / "report.json").read_text())["task"] == "segmentation"  # detected
