@@ -149,6 +149,10 @@ def main() -> int:
     ap.add_argument("--override", action="append", default=[], metavar="KEY=JSON", help="extra override (ablations)")
     ap.add_argument("--variant", default="", help="suffix of the scenario folder for an ablation (e.g. _rare)")
     ap.add_argument(
+        "--data-param", dest="data_param", action="append", default=[], metavar="KEY=JSON",
+        help="extra synthetic-data parameter (ablations), e.g. shortcut_splits='\"training\"'",
+    )  # fmt: skip
+    ap.add_argument(
         "--bundles-dir", dest="bundles_dir", help="bundles folder (e.g. a snapshot; default the checkout's)"
     )
     ap.add_argument("--collect", action="store_true", help="only write <out>/trial_<task>.md from existing reports")
@@ -187,6 +191,7 @@ def main() -> int:
         params = {"n_samples": n, "image_size": 32, "file_format": "nifti", "splits": [0.6, 0.2, 0.2], "seed": 0}
         if args.proportions:
             params["group_proportions"] = list(args.proportions)
+        params.update(dict(_kv(o) for o in args.data_param))
         datalist = ensure_synthetic_dataset(data, task=args.task, scenario=scenario, **params)
         t0 = time.perf_counter()
         res = run_trial(

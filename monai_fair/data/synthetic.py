@@ -43,7 +43,8 @@ full strength; explicit group parameters still override the scenario's values). 
   segmentation: with probability s the target lies in a group-specific part of the image (ultrasound: upper
   third of its depth range for group 0, lower third for group 1, with a smooth, round, lesion-like cyst at the
   mirrored depth that is not in the mask, so where to look matters; fundus: left / right disc) in training and
-  validation, anywhere at test.
+  validation, anywhere at test. ``shortcut_splits="training"`` keeps the validation split unbiased (the setting of
+  methods that select on validation fairness, e.g. SNNL's FATE; default ``"training_validation"``).
   Proportions (0.5, 0.5); contrast (0.7, 0.7) for classification so the real finding is not trivially easier
   than the cue.
 * ``"label_noise"``: one group's training and validation labels are noisy, test labels clean (the label-bias
@@ -128,6 +129,7 @@ CLASSIFICATION_DEFAULTS: dict[str, Any] = {
     "group_acquisition": (0.0, 0.0),
     "trainval_group_positive_fraction": None,
     "clean_test_labels": False,
+    "shortcut_splits": "training_validation",
 }
 
 SEGMENTATION_DEFAULTS: dict[str, Any] = {
@@ -152,7 +154,11 @@ SEGMENTATION_DEFAULTS: dict[str, Any] = {
     "location_shortcut": 0.0,
     "distractor": False,
     "clean_test_labels": False,
+    "shortcut_splits": "training_validation",
 }
+
+#: the splits that carry the shortcut: ``0`` training, ``1`` validation (the test split never does)
+SHORTCUT_SPLITS = {"training_validation": 2, "training": 1}
 
 NUISANCE_SD = 0.6
 LABEL_NAMES = {"dermoscopy": ["benign", "malignant"], "xray": ["no_finding", "opacity"]}
@@ -244,6 +250,10 @@ def _normalise_params(defaults: Mapping[str, Any], params: Mapping[str, Any]) ->
     )
     p.update(params)
     p["attribute"] = look_up_option(p["attribute"], tuple(ATTRIBUTE_GROUPS))
+    try:
+        look_up_option(p["shortcut_splits"], SHORTCUT_SPLITS)
+    except ValueError as e:
+        raise ValueError(f"shortcut_splits: {e}") from None
     # JSON-friendly canonical form (tuples -> lists, numpy -> python) so recorded params compare equal.
     return json.loads(json.dumps(p, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
@@ -622,7 +632,8 @@ def generate_classification_dataset(out_dir: str | os.PathLike, **params: Any) -
             flip in every split; True: training and validation only), ``group_cue`` ((0, 0), visible group cue),
             ``group_specific`` ((0, 0), fraction of a group's cases with the group-specific finding appearance),
             ``group_acquisition`` ((0, 0), site-B scanner strength), ``trainval_group_positive_fraction``
-            (None, or P(y = 1 | group) in the training and validation splits), ``attribute`` (``"sex"`` |
+            (None, or P(y = 1 | group) in the splits named by ``shortcut_splits``: ``"training_validation"`` or
+            ``"training"``), ``attribute`` (``"sex"`` |
             ``"site"``), ``positive_fraction`` (0.5), ``evidence_sd`` (0.8, per-case spread of the latent
             evidence), ``splits`` ((0.7, 0.15, 0.15)), ``seed`` (0).
 
@@ -680,7 +691,8 @@ def _classification_plan(p: Mapping[str, Any]) -> dict[str, Any]:
     rate = np.full(n, float(p["positive_fraction"]))
     if p["trainval_group_positive_fraction"] is not None:  # shortcut: label rate depends on the group, not at test
         tv = _probabilities(p["trainval_group_positive_fraction"], "trainval_group_positive_fraction")
-        rate = np.where(split < 2, tv[group], rate)
+        biased = split < look_up_option(p["shortcut_splits"], SHORTCUT_SPLITS)
+        rate = np.where(biased, tv[group], rate)
     y = (u_label < rate).astype(int)
     flip = u_flip < label_noise[group]
     if p["clean_test_labels"]:
@@ -755,7 +767,8 @@ def generate_segmentation_dataset(out_dir: str | os.PathLike, **params: Any) -> 
             ``group_shift`` ((0.5, 0.0)), ``group_difficulty``, ``group_cue``, ``group_specific``,
             ``group_acquisition`` (as for classification), ``group_mask_noise`` ((0, 0), per-group fraction of
             masks replaced by a coarse annotation, dilated by 1-3 pixels per 64), ``location_shortcut`` (0.0,
-            probability that a training / validation target lies in its group's half), ``clean_test_labels``,
+            probability that a target of the ``shortcut_splits`` lies in its group's half), ``shortcut_splits``
+            (``"training_validation"`` | ``"training"``), ``clean_test_labels``,
             ``attribute``, ``splits``, ``seed``.
 
     Returns:
@@ -805,7 +818,7 @@ def _segmentation_plan(p: Mapping[str, Any]) -> dict[str, Any]:
     loc_p = float(p["location_shortcut"])
     if not 0.0 <= loc_p <= 1.0:
         raise ValueError(f"location_shortcut must be in [0, 1], got {loc_p!r}.")
-    forced = trainval & (draws["u1"] < loc_p)
+    forced = (split < look_up_option(p["shortcut_splits"], SHORTCUT_SPLITS)) & (draws["u1"] < loc_p)
     location = np.where(group == 0, 0.35 * draws["u2"], 0.65 + 0.35 * draws["u2"])
     noise = draws["u3"] < _probabilities(p["group_mask_noise"], "group_mask_noise")[group]
     if p["clean_test_labels"]:

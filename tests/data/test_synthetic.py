@@ -279,6 +279,15 @@ def test_shortcut_scenario_classification():
     assert abs(corr(b, b["split"] < 2)) < 0.1
     # the cue is visible (group 0 darker skin) but does not touch labels
     assert a["image"][a["group"] == 0].mean() < a["image"][a["group"] == 1].mean() - 10
+    # an unbiased validation split: the shortcut in training only; training labels and images unchanged
+    c = synthesize_classification_arrays(
+        n_samples=1000, image_size=16, seed=0, scenario="shortcut", shortcut_splits="training"
+    )
+    train, val = c["split"] == 0, c["split"] == 1
+    assert corr(c, train) < -0.6 and abs(corr(c, val)) < 0.2
+    np.testing.assert_array_equal(c["label"][train], a["label"][train])
+    with pytest.raises(ValueError, match="shortcut_splits"):
+        synthesize_classification_arrays(n_samples=10, image_size=8, scenario="shortcut", shortcut_splits="test")
 
 
 def test_shortcut_scenario_segmentation():
@@ -293,6 +302,11 @@ def test_shortcut_scenario_segmentation():
     assert gap_tv > 5 and abs(gap_te) < 3, (gap_tv, gap_te)  # group 0 upper, group 1 lower, only in training
     b = synthesize_segmentation_arrays(n_samples=200, image_size=32, seed=0, scenario="shortcut", strength=0.0)
     assert not np.isfinite(b["location"]).any()
+    c = synthesize_segmentation_arrays(
+        n_samples=200, image_size=32, seed=0, scenario="shortcut", shortcut_splits="training"
+    )
+    forced = np.isfinite(c["location"])
+    assert forced[c["split"] == 0].all() and not forced[c["split"] > 0].any()
 
 
 def test_label_noise_scenario():
