@@ -123,6 +123,25 @@ def collect(root: Path, task: str, scenarios: list[str]) -> str:
     return "\n".join(lines)
 
 
+def headline_json(root: Path, scenarios: list[str]) -> dict:
+    """Every scenario's headline rows (paired difference to the reference, CI, Holm p, verdict, per-seed values),
+    flags and per-arm cost, keyed by scenario folder (the machine-readable twin of the Markdown tables)."""
+    out = {}
+    for sc in scenarios:
+        rep = json.loads((root / sc / "report" / "trial_report.json").read_text())
+        out[sc] = {
+            "n_test_cases": rep["n_test_cases"],
+            "seeds": rep["seeds"],
+            "reference": rep["reference"],
+            "holm_family_size": rep["multiple_testing"]["size"],
+            "headline": rep["headline"],
+            "flags": rep.get("flags"),
+            "missing_runs": rep.get("missing_runs"),
+            "cost": {a["name"]: [a.get("cost_ratio_mean"), a.get("cost_ratio_sd")] for a in rep["arms"]},
+        }
+    return out
+
+
 def _sd(v: list[float]) -> float:
     if len(v) < 2:
         return float("nan")
@@ -178,6 +197,7 @@ def main() -> int:
     if args.collect:  # every scenario folder (ablation variants included) that has a report
         folders = sorted(p.name for p in root.iterdir() if (p / "report" / "trial_report.json").is_file())
         (root.parent / f"trial_{args.task}.md").write_text(collect(root, args.task, folders))
+        (root.parent / f"trial_{args.task}.json").write_text(json.dumps(headline_json(root, folders), indent=1))
         return 0
     results = {}
     for scenario in args.scenarios:

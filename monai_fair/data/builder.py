@@ -18,7 +18,6 @@ that are text without ``positive_label``/``label_order``, splits that would be e
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -27,7 +26,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from monai_fair.data.datalist import SPLIT_KEYS, _stem, build_fair_datalist, datalist_from_csv, encode_labels
+from monai_fair.data.datalist import (
+    SPLIT_KEYS,
+    _read_stripped_csv,
+    _stem,
+    build_fair_datalist,
+    datalist_from_csv,
+    encode_labels,
+)
 from monai_fair.data.groups import GroupSpec
 from monai_fair.data.image_info import read_image_info
 
@@ -100,12 +106,7 @@ def check_image_files(paths: Sequence[tuple[str, str]], source: str) -> None:
 def _read_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     if not path.is_file():
         raise FileNotFoundError(f"table not found: {path}")
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        reader.fieldnames = header
-        rows = [{k: (v.strip() if isinstance(v, str) else "") for k, v in r.items()} for r in reader]
-    return header, rows
+    return _read_stripped_csv(path, blank_missing=True)
 
 
 def _need(header: Sequence[str], cols: Sequence[str | None], path: Path) -> None:

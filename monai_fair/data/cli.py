@@ -22,6 +22,17 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from e
 
 
+#: the synthetic generator's per-group options (one value per group): ``--group-*`` of ``synth``
+_PER_GROUP_OPTIONS = (
+    "group_proportions",
+    "group_contrast",
+    "group_noise",
+    "group_shift",
+    "group_difficulty",
+    "group_label_noise",
+)
+
+
 def _run_synth(args: argparse.Namespace) -> int:
     from monai_fair.data.synthetic import (
         ensure_synthetic_dataset,
@@ -36,12 +47,7 @@ def _run_synth(args: argparse.Namespace) -> int:
         "modality",
         "file_format",
         "seed",
-        "group_proportions",
-        "group_contrast",
-        "group_noise",
-        "group_shift",
-        "group_difficulty",
-        "group_label_noise",
+        *_PER_GROUP_OPTIONS,
         "splits",
         "scenario",
         "strength",
@@ -83,14 +89,7 @@ def add_synth_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--strength", type=float, help="strength of the scenario's mechanism in [0, 1] (default 1; 0 removes it)"
     )
-    for name in (
-        "group_proportions",
-        "group_contrast",
-        "group_noise",
-        "group_shift",
-        "group_difficulty",
-        "group_label_noise",
-    ):
+    for name in _PER_GROUP_OPTIONS:
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=_floats, help="per group F,M")
     p.add_argument("--splits", type=_floats, help="training,validation,test fractions (default 0.7,0.15,0.15)")
     p.add_argument("--force", action="store_true", help="regenerate even if an identical dataset exists")

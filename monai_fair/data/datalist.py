@@ -98,6 +98,25 @@ def _stem(path: Any) -> str:
     return name
 
 
+def _read_stripped_csv(path: Path, blank_missing: bool = False) -> tuple[list[str], list[dict[str, Any]]]:
+    """Header and rows (dicts) of a CSV file (UTF-8, BOM allowed) with header names and cells stripped.
+
+    Args:
+        path: an existing CSV file.
+        blank_missing: a cell that is not a string (``None`` on a short row, the list of extra cells on a long
+            one) becomes ``""``; False: it is kept as it is.
+    """
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        reader.fieldnames = header
+        rows = [
+            {k: (v.strip() if isinstance(v, str) else ("" if blank_missing else v)) for k, v in r.items()}
+            for r in reader
+        ]
+    return header, rows
+
+
 def _case_id(item: Mapping[str, Any], split: str, index: int) -> str:
     for key in ("case_id", "id"):
         if item.get(key) not in (None, ""):

@@ -166,6 +166,12 @@ class FairnessReportHandler:
             "attribute": self.attribute,
             "split": self.split,
             "cluster": cluster,
+            "min_group_size": self.min_group_size,
+            "n_bootstrap": self.n_bootstrap,
+            "seed": self.seed,
+            "ci": self.ci,
+            "stratified_bootstrap": self.stratified_bootstrap,
+            "plots": self.plots,
         }
         if self.task == "classification":
             common["threshold_source"] = self.threshold_source
@@ -177,13 +183,7 @@ class FairnessReportHandler:
                 g[:, 0],
                 self.group_names,
                 y_score=y_score,
-                min_group_size=self.min_group_size,
-                n_bootstrap=self.n_bootstrap,
-                seed=self.seed,
-                ci=self.ci,
-                stratified_bootstrap=self.stratified_bootstrap,
                 threshold=self.threshold,
-                plots=self.plots,
                 **common,
             )
         else:
@@ -195,12 +195,6 @@ class FairnessReportHandler:
                 self.group_names,
                 dice=a[:, 0],
                 iou=b[:, 0],
-                min_group_size=self.min_group_size,
-                n_bootstrap=self.n_bootstrap,
-                seed=self.seed,
-                ci=self.ci,
-                stratified_bootstrap=self.stratified_bootstrap,
-                plots=self.plots,
                 **common,
             )
         self.report = report

@@ -172,11 +172,7 @@ def _report_options(args: argparse.Namespace, path: Path) -> dict[str, Any]:
 
 
 def _classification_report(
-    args: argparse.Namespace,
-    path: Path,
-    aliases: dict[str, str],
-    names: list[str] | None,
-    common: dict[str, Any],
+    args: argparse.Namespace, path: Path, groups: dict[str, Any], common: dict[str, Any]
 ) -> dict[str, Any]:
     """Read a classification predictions CSV and write its fairness report; returns the report."""
     from monai_fair.report.predictions import read_prediction_table
@@ -193,8 +189,7 @@ def _classification_report(
         positive_label=args.positive_label,
         threshold=args.threshold,
         nan_policy=args.nan_policy,
-        group_aliases=aliases,
-        group_names=names,
+        **groups,
     )
     return write_fairness_report(
         args.out,
@@ -215,11 +210,7 @@ def _classification_report(
 
 
 def _segmentation_report(
-    args: argparse.Namespace,
-    path: Path,
-    aliases: dict[str, str],
-    names: list[str] | None,
-    common: dict[str, Any],
+    args: argparse.Namespace, path: Path, groups: dict[str, Any], common: dict[str, Any]
 ) -> dict[str, Any]:
     """Read a segmentation CSV (mask paths), compute Dice/IoU and write the fairness report; returns the report."""
     from monai_fair.report.segmentation_masks import read_segmentation_table
@@ -231,8 +222,7 @@ def _segmentation_report(
         pred_col=args.pred_col,
         group_col=args.group_col,
         cluster_col=args.cluster_col,
-        group_aliases=aliases,
-        group_names=names,
+        **groups,
         nan_policy=args.nan_policy,
         num_classes=args.num_classes,
         include_background=args.include_background,
@@ -263,10 +253,11 @@ def _run_report(args: argparse.Namespace) -> int:
     aliases = parse_group_aliases(args.group_alias)
     common = _report_options(args, path)
     task = args.task or _detect_task(path)
+    groups = {"group_aliases": aliases, "group_names": names}  # how the reader maps and names the groups
     if task == "classification":
-        report = _classification_report(args, path, aliases, names, common)
+        report = _classification_report(args, path, groups, common)
     else:
-        report = _segmentation_report(args, path, aliases, names, common)
+        report = _segmentation_report(args, path, groups, common)
     meta = args.record_in_metadata or find_bundle_metadata(path)
     write_fairness_card(
         args.out,

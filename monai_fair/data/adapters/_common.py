@@ -4,13 +4,13 @@
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from monai_fair.data.datalist import _read_stripped_csv
 from monai_fair.data.groups import GroupSpec
 
 __all__ = ["read_csv_rows", "demographic_spec", "find_images", "to_float", "SEX_ALIASES", "DEFAULT_AGE_BINS"]
@@ -24,11 +24,7 @@ def read_csv_rows(path: str | os.PathLike, required: Sequence[str]) -> list[dict
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"metadata file not found: {path}")
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        reader.fieldnames = header
-        rows = [{k: (v.strip() if isinstance(v, str) else v) for k, v in r.items()} for r in reader]
+    header, rows = _read_stripped_csv(path)
     missing = [c for c in required if c not in header]
     if missing:
         raise KeyError(f"{path}: column(s) {missing} not in the header {header}; is this the right file?")
