@@ -36,7 +36,7 @@ GENERIC = {
         "reweighting",
         "groupdro",
     ],
-    "segmentation": ["erm_seg", "reweighting_seg"],
+    "segmentation": ["erm_seg", "erm_seg_select_worst_group", "erm_seg_select_dto", "reweighting_seg"],
 }
 METHODS = {
     "classification": ["fairdi", "fis", "snnl", "snnl_finetune_only", "snnl_random", "fairprune"],
