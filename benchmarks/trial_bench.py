@@ -174,6 +174,7 @@ def main() -> int:
     ap.add_argument(
         "--bundles-dir", dest="bundles_dir", help="bundles folder (e.g. a snapshot; default the checkout's)"
     )
+    ap.add_argument("--arms-file", dest="arms_file", help="extra arms (JSON list; e.g. trial_control_arms.json)")
     ap.add_argument("--collect", action="store_true", help="only write <out>/trial_<task>.md from existing reports")
     ap.add_argument("--report-only", dest="report_only", action="store_true", help="(re)write the reports, run nothing")
     args = ap.parse_args()
@@ -184,7 +185,7 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     from monai_fair.data.synthetic import ensure_synthetic_dataset
-    from monai_fair.trial.arms import resolve_arms
+    from monai_fair.trial.arms import load_arms, resolve_arms
     from monai_fair.trial.report import write_trial_report
     from monai_fair.trial.runner import run_trial
 
@@ -205,7 +206,8 @@ def main() -> int:
         if args.report_only:
             dl = root / folder / "data" / "datalist.json"
             if dl.is_file():
-                write_trial_report(root / folder, resolve_arms(methods, args.task), args.seeds, args.task, dl)
+                extra = load_arms(args.arms_file) if args.arms_file else None
+                write_trial_report(root / folder, resolve_arms(methods, args.task, extra), args.seeds, args.task, dl)
             continue
         data = root / folder / "data"
         params = {"n_samples": n, "image_size": 32, "file_format": "nifti", "splits": [0.6, 0.2, 0.2], "seed": 0}
@@ -222,6 +224,7 @@ def main() -> int:
             root / folder,
             overrides={**overrides(args.task, epochs), **dict(_kv(o) for o in args.override)},
             bundles_dir=args.bundles_dir,
+            extra_arms=load_arms(args.arms_file) if args.arms_file else None,
             executor=args.executor,
             report=not args.no_report,
         )
