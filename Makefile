@@ -21,9 +21,11 @@ $(BIN)/.installed: setup.cfg pyproject.toml constraints.txt
 venv: $(BIN)/.installed
 
 ## demo: synthetic biased data -> baseline training (MONAI bundle) -> evaluation -> fairness report
+# the synthetic demo images are 64x64: train at their size (the bundle's default, 128x128, suits real photographs)
+DEMO_ARGS := --spatial_size "[64,64]"
 demo: venv
-	$(BIN)/python -m monai.bundle run --config_file $(BUNDLE)/configs/train.json --bundle_root $(BUNDLE)
-	$(BIN)/python -m monai.bundle run --config_file "['$(BUNDLE)/configs/train.json','$(BUNDLE)/configs/evaluate.json']" --bundle_root $(BUNDLE)
+	$(BIN)/python -m monai.bundle run --config_file $(BUNDLE)/configs/train.json --bundle_root $(BUNDLE) $(DEMO_ARGS)
+	$(BIN)/python -m monai.bundle run --config_file "['$(BUNDLE)/configs/train.json','$(BUNDLE)/configs/evaluate.json']" --bundle_root $(BUNDLE) $(DEMO_ARGS)
 	@echo; echo "Fairness report written to $(BUNDLE)/eval/ (report.json, report.md, *.png):"; echo
 	@cat $(BUNDLE)/eval/report.md
 
