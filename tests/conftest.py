@@ -19,6 +19,30 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+#: the model zoo's ids that every trainable bundle's training config defines (MONAI tooling keys on them)
+ZOO_IDS = (
+    "train#trainer",
+    "train#trainer#max_epochs",
+    "train#dataset#data",
+    "train#handlers",
+    "validate#evaluator",
+    "validate#handlers",
+    "validate#dataset#data",
+    "bundle_root",
+    "device",
+    "dataset_dir",
+)
+
+
+def config_expressions(cfg) -> list[str]:
+    """Every ``$`` expression in a parsed config."""
+    if isinstance(cfg, dict):
+        return [e for v in cfg.values() for e in config_expressions(v)]
+    if isinstance(cfg, list):
+        return [e for v in cfg for e in config_expressions(v)]
+    return [cfg] if isinstance(cfg, str) and cfg.startswith("$") else []
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

@@ -11,7 +11,8 @@ import json
 import pytest
 from monai.bundle import ConfigParser
 
-from tests.conftest import BUNDLES_DIR, kill_overlay, run_bundle_cli, verify_net_in_out
+from tests.conftest import BUNDLES_DIR, config_expressions, kill_overlay, run_bundle_cli, verify_net_in_out
+from tests.conftest import ZOO_IDS as CONFTEST_ZOO_IDS
 
 TINY = {
     "synthetic": {"n_samples": 60, "image_size": 32, "seed": 1},
@@ -21,18 +22,9 @@ TINY = {
     "spatial_size": [32, 32],
 }
 CONFIGS = BUNDLES_DIR / "baseline_classification" / "configs"
-ZOO_IDS = ("train#trainer", "train#trainer#max_epochs", "train#dataset#data", "train#handlers", "validate#evaluator")
-ZOO_IDS += ("validate#handlers", "validate#dataset#data", "bundle_root", "device", "dataset_dir", "network_def")
+ZOO_IDS = (*CONFTEST_ZOO_IDS, "network_def")
 #: ids the fairness trial (ERM arm) overrides: plain ids, not nested in expressions
 TRIAL_IDS = ("loss", "network_def", "optimizer", "train#dataloader", "validate#key_metric", "train#handlers")
-
-
-def _expressions(cfg) -> list[str]:
-    if isinstance(cfg, dict):
-        return [e for v in cfg.values() for e in _expressions(v)]
-    if isinstance(cfg, list):
-        return [e for v in cfg for e in _expressions(v)]
-    return [cfg] if isinstance(cfg, str) and cfg.startswith("$") else []
 
 
 def test_zoo_ids_and_no_side_effect_on_resolution(tmp_path):
@@ -41,7 +33,7 @@ def test_zoo_ids_and_no_side_effect_on_resolution(tmp_path):
     for key in ZOO_IDS + TRIAL_IDS:
         assert key in parser, key
     assert set(parser["validate#key_metric"]) == {"val_auc"}
-    assert not [e for e in _expressions(parser.get()) if len(e) > 160]
+    assert not [e for e in config_expressions(parser.get()) if len(e) > 160]
     parser["bundle_root"] = str(tmp_path)
     for key in ("datalist", "network_def", "train#preprocessing", "validate#preprocessing", "loss"):
         parser.get_parsed_content(key)  # resolving ids generates no data and writes no file

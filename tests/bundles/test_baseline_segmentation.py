@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from monai.bundle import ConfigParser
 
-from tests.bundles.test_baseline_classification import TRIAL_IDS, ZOO_IDS, _expressions
-from tests.conftest import BUNDLES_DIR, run_bundle_cli, verify_net_in_out
+from tests.bundles.test_baseline_classification import TRIAL_IDS, ZOO_IDS
+from tests.conftest import BUNDLES_DIR, config_expressions, run_bundle_cli, verify_net_in_out
 
 CONFIGS = BUNDLES_DIR / "baseline_segmentation" / "configs"
 
@@ -21,7 +21,7 @@ def test_one_spatial_dims_switch_and_zoo_ids(tmp_path, spatial_dims):
     parser.read_config([str(CONFIGS / "train.json")])
     for key in ZOO_IDS + TRIAL_IDS:
         assert key in parser, key
-    assert not [e for e in _expressions(parser.get()) if len(e) > 160]
+    assert not [e for e in config_expressions(parser.get()) if len(e) > 160]
     parser["bundle_root"], parser["spatial_dims"] = str(tmp_path), spatial_dims
     net = parser.get_parsed_content("network_def")
     assert net.dimensions == spatial_dims if hasattr(net, "dimensions") else True

@@ -13,7 +13,8 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 
-from tests.conftest import BUNDLES_DIR, kill_overlay, run_bundle_cli, verify_net_in_out
+from tests.conftest import BUNDLES_DIR, config_expressions, kill_overlay, run_bundle_cli, verify_net_in_out
+from tests.conftest import ZOO_IDS as CONFTEST_ZOO_IDS
 
 TINY = {
     "synthetic": {"n_samples": 60, "image_size": 32, "seed": 1, "scenario": "shortcut"},
@@ -26,8 +27,7 @@ TINY = {
     "log_every": 1,
 }
 CONFIGS = BUNDLES_DIR / "apple_segmentation" / "configs"
-ZOO_IDS = ("train#trainer", "train#trainer#max_epochs", "train#dataset#data", "train#handlers", "validate#evaluator")
-ZOO_IDS += ("validate#handlers", "validate#dataset#data", "bundle_root", "device", "dataset_dir", "network_def")
+ZOO_IDS = (*CONFTEST_ZOO_IDS, "network_def")
 
 
 def _parser(*files: str) -> ConfigParser:
@@ -45,21 +45,13 @@ def test_apple_configs_follow_the_model_zoo(stage):
     assert parser["train#trainer#_target_"].endswith(expected)
     assert parser["train#trainer#train_handlers"] == "@train#handlers"
     # no `$` expression longer than ~120 characters; resolving ids writes nothing (data is made in `initialize`)
-    long = [e for e in _expressions(parser.get()) if len(e) > 125]
+    long = [e for e in config_expressions(parser.get()) if len(e) > 125]
     assert not long, long
     assert parser["datalist"] == "$@dataset_dir + '/datalist.json'"  # a path; the data is prepared in initialize
     assert any("prepare_datalist" in e for e in parser["initialize"])
     inference = ConfigParser()
     inference.read_config(str(CONFIGS / "inference.json"))
-    assert "network_def" in inference and not [e for e in _expressions(inference.get()) if len(e) > 125]
-
-
-def _expressions(cfg) -> list[str]:
-    if isinstance(cfg, dict):
-        return [e for v in cfg.values() for e in _expressions(v)]
-    if isinstance(cfg, list):
-        return [e for v in cfg for e in _expressions(v)]
-    return [cfg] if isinstance(cfg, str) and cfg.startswith("$") else []
+    assert "network_def" in inference and not [e for e in config_expressions(inference.get()) if len(e) > 125]
 
 
 def test_apple_stage_alone_needs_a_finished_deployed_segmentor(tmp_path):

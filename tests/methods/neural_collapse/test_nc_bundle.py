@@ -13,7 +13,7 @@ import math
 import pytest
 from monai.bundle import ConfigParser
 
-from tests.conftest import kill_overlay, run_bundle_cli, verify_net_in_out
+from tests.conftest import ZOO_IDS, config_expressions, kill_overlay, run_bundle_cli, verify_net_in_out
 
 TINY = {
     "synthetic": {"n_samples": 60, "image_size": 32, "seed": 1},
@@ -87,36 +87,13 @@ def test_nc_bundle_killed_run_resumes_the_trajectory(bundle_copy, tmp_path):
     assert tags and all(t.endswith("/overall") for t in tags)
 
 
-def expressions(x) -> list[str]:
-    """Every ``$`` expression in a parsed config."""
-    if isinstance(x, dict):
-        return [e for v in x.values() for e in expressions(v)]
-    if isinstance(x, list):
-        return [e for v in x for e in expressions(v)]
-    return [x] if isinstance(x, str) and x.startswith("$") else []
-
-
-ZOO_IDS = (
-    "train#trainer",
-    "train#trainer#max_epochs",
-    "train#dataset#data",
-    "train#handlers",
-    "validate#evaluator",
-    "validate#handlers",
-    "validate#dataset#data",
-    "bundle_root",
-    "device",
-    "dataset_dir",
-)
-
-
 def test_nc_bundle_zoo_ids_and_no_side_effects(bundles_dir, tmp_path):
     root = bundles_dir / "neural_collapse_classification" / "configs"
     for configs in (["train.json"], ["train.json", "evaluate.json"], ["train.json", "multi_gpu_train.json"]):
         parser = ConfigParser()
         parser.read_config([str(root / c) for c in configs])
         assert all(k in parser for k in ZOO_IDS), configs
-        exprs = expressions(parser.get())
+        exprs = config_expressions(parser.get())
         assert max(len(e) for e in exprs) <= 120, max(exprs, key=len)
     # resolving the datalist id (with label bias) generates nothing and writes nothing
     parser = ConfigParser()

@@ -12,7 +12,7 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 
-from tests.conftest import run_bundle_cli, verify_net_in_out
+from tests.conftest import ZOO_IDS, config_expressions, run_bundle_cli, verify_net_in_out
 
 TINY = {"synthetic": {"n_samples": 60, "image_size": 32, "seed": 1}, "epochs": 1, "batch_size": 16, "min_group_size": 1}
 TINY["spatial_size"] = [32, 32]
@@ -40,27 +40,6 @@ def run_bundle_in_process(root, configs: list[str], overrides: dict) -> None:
     )
 
 
-def expressions(x) -> list[str]:
-    """Every ``$`` expression in a parsed config."""
-    if isinstance(x, dict):
-        return [e for v in x.values() for e in expressions(v)]
-    if isinstance(x, list):
-        return [e for v in x for e in expressions(v)]
-    return [x] if isinstance(x, str) and x.startswith("$") else []
-
-
-ZOO_IDS = (
-    "train#trainer",
-    "train#trainer#max_epochs",
-    "train#dataset#data",
-    "train#handlers",
-    "validate#evaluator",
-    "validate#handlers",
-    "validate#dataset#data",
-    "bundle_root",
-    "device",
-    "dataset_dir",
-)
 STAGES = (["train.json"], ["train.json", "prune.json"])
 ARMS = ("control_finetune_only.json", "control_random_pruning.json", "fairprune.json")
 
@@ -72,7 +51,7 @@ def test_snnl_bundle_zoo_ids_and_short_expressions(bundles_dir, configs):
     parser.read_config([str(root / c) for c in configs])
     for key in ZOO_IDS:
         assert key in parser, f"{configs}: missing {key}"
-    exprs = expressions(parser.get())
+    exprs = config_expressions(parser.get())
     assert max(len(e) for e in exprs) <= 120, max(exprs, key=len)
     # resolving the data ids has no side effect: nothing is generated before initialize
     parser["bundle_root"] = "/nonexistent_h6"
