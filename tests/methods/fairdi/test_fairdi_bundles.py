@@ -11,7 +11,7 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 
-from tests.conftest import BUNDLES_DIR, kill_overlay, run_bundle_cli, verify_net_in_out
+from tests.conftest import BUNDLES_DIR, ZOO_IDS, kill_overlay, run_bundle_cli, verify_net_in_out
 
 TINY = {
     "synthetic": {"n_samples": 60, "image_size": 32, "seed": 1},
@@ -32,15 +32,6 @@ SMALL_NET = {
     "strides": [2, 2],
 }
 STAGES = {"baseline": "train_baseline.json", "teachers": "train_teachers.json", "student": "train_student.json"}
-ZOO_IDS = (
-    "train#trainer",
-    "train#trainer#max_epochs",
-    "train#dataset#data",
-    "train#handlers",
-    "validate#evaluator",
-    "validate#handlers",
-    "validate#dataset#data",
-)
 
 
 @pytest.mark.parametrize("bundle", ["fairdi_classification", "fairdi_segmentation"])
