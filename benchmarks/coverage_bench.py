@@ -21,6 +21,20 @@ The truth of every figure is its population value, computed once with the same f
 (its own error is ~1e-4, far below the interval widths).
 
     python benchmarks/coverage_bench.py --reps 1000 --boot 500 --n 1000 --out docs/benchmarks/coverage.json
+
+``--scenario seeds``: the seed-aware method comparison (:mod:`monai_fair.metrics.seeds`). Two arms, 3, 5 and 10
+training seeds each, every model scored on the same ``--n`` cases; a model's per-case score is
+``0.75 + delta (other arm) + b (its seed effect) + 0.10 c_i (case difficulty, shared) + 0.08 e_mi (its own case
+noise)`` and the figure is the mean over cases (like mean Dice), so the true method effect is ``delta``. Seed
+effects ``b ~ N(0, sd^2)``; with ``paired`` seeds half of the seed variance is shared by seed ``i`` of both arms.
+Vectorised over the ``--reps`` data sets (each one a "figure" of the estimator). Reported: coverage of the
+seed-aware interval (truth ``delta``), its type-I error at ``delta = 0`` (p < 0.05), and the type-I error of the
+conditional (case-only, paired percentile bootstrap + Wald) interval on the same data. ``--e2e-reps`` data sets
+also go through :func:`monai_fair.metrics.compare_models` end to end (binary classification, seed-varying model
+quality, no method effect): the type-I error of its verdicts, seed-aware vs conditional.
+
+    python benchmarks/coverage_bench.py --scenario seeds --reps 1500 --boot 200 --n 300 --e2e-reps 100 \
+        --seed 3 --out docs/benchmarks/coverage_seeds.json
 """
 
 from __future__ import annotations
@@ -164,6 +178,90 @@ def truths(n_big: int, clustered: bool, seed: int) -> dict:
     }  # fmt: skip
 
 
+def _seed_models(rng, reps, n, s, delta, sd, pairing):
+    """Per-case scores ``(R, 2S, N)`` of two arms (base seeds first), see the module docstring."""
+    case = 0.10 * rng.standard_normal((reps, 1, n))
+    if pairing == "paired":
+        shared = math.sqrt(0.5) * sd * rng.standard_normal((reps, 1, s))
+        b = np.concatenate([shared, shared], -1) + math.sqrt(0.5) * sd * rng.standard_normal((reps, 1, 2 * s))
+    else:
+        b = sd * rng.standard_normal((reps, 1, 2 * s))
+    arm = np.r_[np.zeros(s), np.full(s, delta)][None, :, None]
+    return 0.75 + arm + b.transpose(0, 2, 1) + case + 0.08 * rng.standard_normal((reps, 2 * s, n))
+
+
+def seed_coverage(reps, n, boot, s, delta, sd, pairing, seed, chunk=250):
+    """Coverage / type-I error of the seed-aware interval and type-I error of the conditional one (vectorised)."""
+    from monai_fair.metrics.seeds import seed_aware_difference
+
+    rng = np.random.default_rng(seed)
+    hits, rej, rej_cond, widths = [], [], [], []
+    for start in range(0, reps, chunk):
+        r = min(chunk, reps - start)
+        x = torch.as_tensor(_seed_models(rng, r, n, s, delta, sd, pairing))  # (R, M, N)
+        w = torch.as_tensor(rng.multinomial(n, np.full(n, 1.0 / n), size=boot), dtype=torch.float64) / n  # (B, N)
+        point = x.mean(-1).T  # (M, R)
+        bs = torch.einsum("rmn,bn->bmr", x, w)  # (B, M, R): the same resampled cases for every model
+        res = seed_aware_difference(point, bs, s, pairing=pairing)
+        hits.append(((res["lo"] <= delta) & (delta <= res["hi"])).numpy())
+        rej.append((res["p_value"] < 0.05).numpy())
+        widths.append((res["hi"] - res["lo"]).numpy())
+        dr = bs[:, s:].mean(1) - bs[:, :s].mean(1)  # conditional: case resampling only
+        d0 = point[s:].mean(0) - point[:s].mean(0)
+        z = (d0 - delta) / dr.std(0)
+        rej_cond.append((torch.erfc(z.abs() / math.sqrt(2)) < 0.05).numpy())
+    cat = lambda v: np.concatenate(v).astype(float)  # noqa: E731
+    cov, t1, tc = cat(hits).mean(), cat(rej).mean(), cat(rej_cond).mean()
+    return {
+        "seeds": s, "pairing": pairing, "seed_sd": sd, "delta": delta, "reps": reps,
+        "coverage": round(float(cov), 4), "mc_se": round(math.sqrt(cov * (1 - cov) / reps), 4),
+        "seed_aware_rejects_0": round(float(t1), 4), "conditional_rejection_of_truth": round(float(tc), 4),
+        "mean_width": round(float(cat(widths).mean()), 4),
+    }  # fmt: skip
+
+
+def seed_e2e(reps, n, boot, s, seed, seed_sd=0.6):
+    """Type-I error of compare_models' verdicts (seed-aware vs conditional) with per-seed classifiers, no effect."""
+    rng = np.random.default_rng(seed)
+    out = {"auc": [0, 0], "worst_group_auc": [0, 0], "any verdict": [0, 0]}
+    for r in range(reps):
+        y, g = rng.integers(0, 2, n), rng.integers(0, 2, n)
+        latent = rng.standard_normal(n)
+
+        def model(y=y, latent=latent):
+            sep = 1.2 + seed_sd * rng.standard_normal()
+            return 1 / (1 + np.exp(-(0.5 * sep * (2 * y - 1) + 0.7 * latent + 0.5 * rng.standard_normal(n))))
+
+        base, other = [model() for _ in range(s)], [model() for _ in range(s)]
+        res = compare_models(y, g, base, other, group_names=["a", "b"], n_bootstrap=boot, seed=r)
+        for f in res["figures"]:
+            if f["scope"] != "group" and f["figure"] in ("auc", "worst_group_auc"):
+                out[f["figure"]][0] += (f["p_value"] or 1) < 0.05
+                out[f["figure"]][1] += (f["conditional"]["p_value"] or 1) < 0.05
+        out["any verdict"][0] += any(f["verdict"] != "no evidence" for f in res["figures"])
+        cond = [f["conditional"]["p_value"] for f in res["figures"]]
+        out["any verdict"][1] += bool(np.nanmin(np.array(cond, dtype=float)) < 0.05 / len(cond))
+    return {k: {"seed_aware": round(a / reps, 4), "conditional": round(c / reps, 4)} for k, (a, c) in out.items()} | {
+        "reps": reps,
+        "n": n,
+        "seeds": s,
+        "seed_sd_of_separation": seed_sd,
+    }
+
+
+def seeds_main(args) -> dict:
+    """``--scenario seeds``: the table of docs/benchmarks/coverage.md, section "Seed-aware method comparison"."""
+    rows = []
+    for i, (s, pairing, sd, delta) in enumerate(
+        [(s, p, sd, d) for s in (3, 5, 10) for p in ("independent", "paired") for sd, d in ((0.02, 0.0), (0.02, 0.01))]
+        + [(s, "independent", sd, 0.0) for s in (3, 5, 10) for sd in (0.0, 0.05)]
+    ):
+        rows.append(seed_coverage(args.reps, args.n, args.boot, s, delta, sd, pairing, args.seed + i))
+        print(rows[-1], flush=True)
+    e2e = seed_e2e(args.e2e_reps, args.n, args.boot, 5, args.seed + 99) if args.e2e_reps else None
+    return {"scenario": "seeds", "n": args.n, "boot": args.boot, "seed": args.seed, "rows": rows, "e2e": e2e}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reps", type=int, default=1000)
@@ -174,10 +272,19 @@ def main() -> None:
     p.add_argument("--out", default=None, help="write the JSON here too")
     p.add_argument("--null-reps", type=int, default=300, help="data sets for the size of the homogeneity tests")
     p.add_argument("--skip-coverage", action="store_true", help="only the size of the homogeneity tests")
+    p.add_argument("--scenario", choices=["intervals", "seeds"], default="intervals")
+    p.add_argument("--e2e-reps", type=int, default=100, help="seeds scenario: data sets through compare_models")
     args = p.parse_args()
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     t0 = time.perf_counter()
+    if args.scenario == "seeds":
+        result = {**seeds_main(args), "wall_s": round(time.perf_counter() - t0, 1), "cpu_count": os.cpu_count()}
+        print(json.dumps(result, indent=2))
+        if args.out:
+            with open(args.out, "w") as f:
+                f.write(json.dumps(result, indent=2) + "\n")
+        return
     rows: dict[str, list] = {}
     for clustered in (False, True) if not args.skip_coverage else ():
         truth = truths(args.truth_n, clustered, args.seed + 100 + clustered)

@@ -60,6 +60,7 @@ from monai_fair.metrics.group_segmentation import (
 )
 from monai_fair.metrics.multiplicity import holm_adjust
 from monai_fair.metrics.resampling import bootstrap_scheme, describe_bootstrap
+from monai_fair.metrics.seeds import apply_seed_aware
 from monai_fair.metrics.utils import percentile_ci
 from monai_fair.utils.serialization import to_json_safe
 
@@ -222,6 +223,7 @@ def compare_models(
     stratified_bootstrap: bool = False,
     auc_ci: str = "delong",
     nan_policy: str = "propagate",
+    seed_pairing: str = "independent",
 ) -> dict[str, Any]:
     """Paired comparison ``other - base`` of every figure on the same cases (method: module docstring).
 
@@ -238,6 +240,10 @@ def compare_models(
         n_bootstrap, ci, seed, stratified_bootstrap: the paired bootstrap (``n_bootstrap >= 2``).
         alpha: family-wise error rate of the Holm-corrected verdicts.
         auc_ci: ``"delong"`` (paired DeLong) or ``"bootstrap"`` (AUC recomputed on every resample).
+        seed_pairing: with several seeds on a side, the interval, p-value and verdict are the seed-aware ones
+            (:mod:`monai_fair.metrics.seeds`; the case-only interval moves to each figure's ``"conditional"``):
+            ``"independent"`` seeds, or ``"paired"`` when seed ``i`` of both sides shares its initialisation and
+            data order.
 
     Returns:
         A strict-JSON-safe dict (NaN -> ``None``): ``{"task", "n_cases", "n_seeds": {"base", "other"}, "ci_level",
@@ -269,6 +275,7 @@ def compare_models(
     delong = _paired_delong(eng, meta, nb, cl, ci) if use_delong else {}
     scheme = bootstrap_scheme(stratified_bootstrap, cl)
     figures = _figures(meta, point[0], reps, nb, ci, delong, use_delong, scheme, n_bootstrap, cl, group_names)
+    seed_aware = apply_seed_aware(figures, point[0], reps, nb, seed_pairing, ci) if len(base + other) > 2 else None
     adj = holm_adjust([f["p_value"] for f in figures])
     for f, pa in zip(figures, adj):
         f["p_holm"] = float(pa)
@@ -279,5 +286,5 @@ def compare_models(
         "bootstrap": scheme, "auc_ci": auc_ci if task == "classification" else None,
         "estimator": "mean over other seeds minus mean over base seeds of each figure; paired case resampling",
         "multiple_testing": {"method": "holm", "family_size": int(np.isfinite(adj).sum())},
-        "suppression": setup.suppression(), "figures": figures,
+        "suppression": setup.suppression(), "figures": figures, "seed_aware": seed_aware,
     })  # fmt: skip
