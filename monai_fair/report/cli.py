@@ -274,6 +274,8 @@ def _run_report(args: argparse.Namespace) -> int:
 
 def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``compare`` subcommand (paired model comparison on the same cases; sets ``func``)."""
+    from monai_fair.report.seed_compare import add_seed_compare_args
+
     p = subparsers.add_parser(
         "compare",
         help="paired comparison of models on the same cases",
@@ -281,7 +283,7 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
         "every per-group, gap, worst-group and ES figure with paired CIs, p-values, Holm correction and a verdict. "
         "Writes compare.json, compare.md and a forest plot per comparison.",
         epilog="Seeds: --base a_s0.csv a_s1.csv --other b_s0.csv b_s1.csv [--other c_s0.csv c_s1.csv] compares the "
-        "seed-averaged figures (the interval resamples the cases; the seed spread is reported beside it).",
+        "seed-averaged figures, seed-aware interval and test (seed variance + test-set sampling; --seed-pairing)",
     )
     p.add_argument("files", nargs="*", metavar="CSV", help="BASE.csv OTHER.csv [MORE.csv ...] (one seed each)")
     p.add_argument("--base", nargs="+", default=None, metavar="CSV", help="the base model's CSVs (one per seed)")
@@ -300,6 +302,7 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_common_statistics_args(p, tolerance=False)
     p.add_argument("--alpha", type=float, default=0.05, help="family-wise error rate of the verdicts (0.05)")
     p.add_argument("--no-plots", action="store_true")
+    add_seed_compare_args(p)
     p.set_defaults(func=run_compare)
     return p
 
@@ -366,6 +369,7 @@ def _run_compare(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         seed=args.seed,
         stratified_bootstrap=args.stratified_bootstrap,
+        seed_pairing=args.seed_pairing,
     )
     for c in result["comparisons"]:
         v = [f["verdict"] for f in c["figures"]]

@@ -88,6 +88,7 @@ def compare_arrays(
     stratified_bootstrap: bool = False,
     files: Mapping[str, Sequence[str]] | None = None,
     n_omitted: int = 0,
+    seed_pairing: str = "independent",
 ) -> dict[str, Any]:
     """Compare every model in ``others`` with the base model on the same cases (one Holm family over all).
 
@@ -106,6 +107,7 @@ def compare_arrays(
             :func:`monai_fair.metrics.compare_models`.
         files: model name -> the files it was read from (recorded).
         n_omitted: cases left out for a missing value (recorded).
+        seed_pairing: several seeds per side: ``"independent"`` or ``"paired"`` (:mod:`monai_fair.report.seed_compare`).
 
     Returns:
         ``{"base", "task", "n_cases", "threshold", "ci_level", "alpha", "multiple_testing", "comparisons": [...]}``;
@@ -135,6 +137,7 @@ def compare_arrays(
             alpha=alpha,
             seed=seed,
             stratified_bootstrap=stratified_bootstrap,
+            seed_pairing=seed_pairing,
         )
         res["other"] = name
         comparisons.append(res)
@@ -380,6 +383,7 @@ def _fmt(v: Any, digits: int = 3) -> str:
 def format_compare_markdown(result: Mapping[str, Any]) -> str:
     """``compare.md``: context, one table per comparison (difference, CI, p, Holm p, verdict, CI method), glossary."""
     from monai_fair.report.glossary import glossary_lines
+    from monai_fair.report.seed_compare import seed_compare_lines
 
     lines = [f"# Paired comparison with {result['base']} ({result['task']})", ""]
     lines.append(f"- Cases: {result['n_cases']} matched by case id" + (
@@ -424,7 +428,7 @@ def format_compare_markdown(result: Mapping[str, Any]) -> str:
                 f"[{_fmt(ci[0])}, {_fmt(ci[1])}] | {_fmt(f['p_value'])} | {_fmt(f.get('p_holm'))} | "
                 f"{f['verdict']} | {sd} | {f.get('ci_method') or ''} |"
             )
-    lines += ["", "## Glossary", ""] + glossary_lines(keys)
+    lines += seed_compare_lines(result) + ["", "## Glossary", ""] + glossary_lines(keys)
     return "\n".join(lines) + "\n"
 
 

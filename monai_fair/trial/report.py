@@ -8,20 +8,25 @@ test}.csv``). For each arm the report holds:
 * **every seed's fairness report** (:func:`monai_fair.report.write_fairness_report`, test split) at a decision
   threshold chosen on validation (Youden; per group for the ``group_thresholds`` arm), with its source named;
 * the **paired comparison against ERM** (:func:`monai_fair.metrics.comparison.compare_models`: paired DeLong for
-  AUC figures, paired case bootstrap otherwise; seeds combined as the difference of seed-averaged figures, seed
-  spread beside it), twice: on the raw scores (threshold-free figures: AUC, worst-group AUC, AUC gap, ES-AUC) and
+  AUC figures, paired case bootstrap otherwise; seeds combined as the difference of seed-averaged figures; with
+  several seeds the **seed-aware** interval and test of :mod:`monai_fair.metrics.seeds` are the primary ones, seeds
+  paired only for arms that score ERM's own training runs, independent otherwise; the conditional interval stays
+  beside it, labelled), twice: on the raw scores (threshold-free figures: AUC, worst-group AUC, AUC gap, ES-AUC) and
   on the decisions at each model's validation-chosen threshold (accuracy, worst-group accuracy, EOdds), so that a
   calibration problem is not mistaken for unfairness. For segmentation: Dice, worst-group Dice, Dice gap, ES-Dice;
 * a **verdict per headline figure** (improves / harms / no evidence): Holm's correction runs over every headline
   figure of every arm of the trial (one family), at ``alpha``;
-* its **cost**: wall-clock time of its runs (training stages and its evaluation) as a ratio to ERM's, per seed.
+* **seed planning**: the smallest method effect the seeds could detect and the seeds per arm the measured
+  variances would need to detect ``tolerance``;
+* its **cost**: process CPU time of its runs (training stages and its evaluation; wall time where no CPU time was
+  recorded) as a ratio to ERM's, per seed.
 
 Figures at a validation-chosen threshold are computed by mapping each model's scores monotonically so that its
 threshold ``t`` falls on 0.5 (``s' = s / (2t)`` below ``t``, ``0.5 + (s - t) / (2 (1 - t))`` above): decisions at
 0.5 then equal decisions at ``t``; AUCs are computed on the raw scores only.
 
 Outputs under ``<out>/report/``: ``trial_report.json``, ``trial_report.md`` (ranked table, verdicts, costs,
-per-seed values), ``pareto.png`` (paired differences to ERM with CIs: overall vs worst-group, overall vs gap), and
+per-seed values), ``pareto.png`` (differences to ERM with CIs: overall vs worst-group, vs gap, vs EOdds), and
 ``arms/<arm>/seed_<s>/`` (each seed's fairness report).
 """
 
@@ -134,8 +139,10 @@ class _Runs:
         rec = self.records.get((arm.name, seed))
         if rec is None:
             return None
-        train = sum(s["wall_s"] for s in rec["steps"] if s["kind"] == "train")
-        return train + rec["evals"][self.tag[arm.name]]["wall_s"]
+        steps = [st for st in rec["steps"] if st["kind"] == "train"] + [rec["evals"][self.tag[arm.name]]]
+        # process CPU time (user + system, child processes included): unlike wall time, not inflated by other load
+        key = "cpu_s" if all(st.get("cpu_s") is not None for st in steps) else "wall_s"
+        return sum(st[key] for st in steps)
 
 
 def _fit_thresholds(arm: Arm, val: dict[str, np.ndarray], yv: np.ndarray, gv: np.ndarray, k: int) -> dict[str, Any]:
@@ -184,6 +191,7 @@ def write_trial_report(
     min_group_size: int = 10,
     seed_reports: bool = True,
     plots: bool = True,
+    tolerance: float = 0.05,
 ) -> dict[str, str]:
     """Write the trial's comparison report (see the module docstring) and return its file paths.
 
@@ -197,6 +205,8 @@ def write_trial_report(
         min_group_size: suppression threshold; suppressed groups appear in no output.
         seed_reports: write every seed's fairness report.
         plots: write the Pareto plot (and the seed reports' plots).
+        tolerance: the method effect a design should detect: each headline row reports the seeds per arm the
+            measured variances would need for it (80 % power).
     """
     from monai_fair.utils.serialization import to_json_safe
 
@@ -218,7 +228,7 @@ def write_trial_report(
     kinds = sorted({kind for _, kind in HEADLINE[task]})
     stats = dict(min_group_size=min_group_size, n_bootstrap=n_bootstrap, ci=ci, alpha=alpha)
     comparisons = _paired_comparisons(data, arms, ref, task, kinds, y, group, names, stats)
-    headline = _headline(comparisons, task, alpha)
+    headline = _headline(comparisons, task, alpha, tolerance, ci)
     # groups that may be named (enough validation and test cases): per-group thresholds of the others stay hidden
     shown = (np.bincount(group, minlength=k) >= min_group_size) & (np.bincount(vgroup, minlength=k) >= min_group_size)
     report = {
@@ -236,6 +246,9 @@ def write_trial_report(
         "comparisons": comparisons,
         "missing_runs": [f"{a.name}/seed_{s}" for a in arms for s in seeds if not runs.done(a.name, s)],
         "flags": flags,
+        "tolerance": tolerance,
+        "seed_pairing": {a: c["seed_pairing"] for a, c in comparisons.items()},
+        "notes": _degenerate_notes(data, task) + _override_notes(out),
     }
     if comparisons:
         first = next(iter(comparisons.values()))
@@ -247,6 +260,34 @@ def write_trial_report(
     if plots and headline:
         paths["pareto"] = str(plot_pareto(report, rep_dir / "pareto.png"))
     return paths
+
+
+def _override_notes(out: Path) -> list[str]:
+    """What the trial's overrides did per arm (recorded in ``trial.json`` by the runner)."""
+    try:
+        notes = json.loads((out / "trial.json").read_text()).get("override_notes") or {}
+    except (OSError, ValueError):
+        return []
+    return [f"{arm}: {n}" for arm, items in notes.items() for n in items]
+
+
+def _degenerate_notes(data: Mapping[str, Mapping[int, Mapping[str, Any]]], task: str) -> list[str]:
+    """Models whose test decisions are all one class at 0.5 but not at their validation-chosen threshold."""
+    if task != "classification":
+        return []
+    notes = []
+    for arm, per_seed in data.items():
+        for s, e in per_seed.items():
+            at_half = e["test"]["score"] >= 0.5
+            at_val = e["thresholded"] >= 0.5
+            if at_half.all() != at_half.any() or at_val.all() == at_val.any():
+                continue
+            cls = "positive" if at_half.all() else "negative"
+            notes.append(
+                f"{arm}, seed {s}: every test case is {cls} at threshold 0.5 (degenerate there), not at its "
+                "validation-chosen threshold, which the report uses; a deployment at 0.5 would be degenerate."
+            )
+    return notes
 
 
 def _load_predictions(
@@ -325,17 +366,29 @@ def _paired_comparisons(
     base_seeds = sorted(data.get(ref.name, {}))
     comparisons: dict[str, dict[str, Any]] = {}
     for arm in arms:
-        if arm.name == ref.name or arm.name not in data:
+        if arm.name == ref.name or arm.name not in data or not base_seeds:
             continue
-        seeds_a = [s for s in base_seeds if s in data[arm.name]]  # paired by seed: the seeds both have
+        pairing = seed_pairing(arm, ref)
+        if pairing == "paired":  # the same training runs: seed i of both arms is one run
+            seeds_b = seeds_a = [s for s in base_seeds if s in data[arm.name]]
+        else:  # independent samples of each method's training randomness: every finished seed counts
+            seeds_b, seeds_a = base_seeds, sorted(data[arm.name])
         if not seeds_a:
             continue
-        comparisons[arm.name] = {"seeds": seeds_a}
-        base = [data[ref.name][s] for s in seeds_a]
+        comparisons[arm.name] = {"seeds": seeds_a, "reference_seeds": seeds_b, "seed_pairing": pairing}
+        base = [data[ref.name][s] for s in seeds_b]
         other = [data[arm.name][s] for s in seeds_a]
+        st = {**stats, "seed_pairing": pairing if len(seeds_a) > 1 else "independent"}
         for kind in kinds:
-            comparisons[arm.name][kind] = _compare(base, other, task, kind, y, group, names, stats)
+            comparisons[arm.name][kind] = _compare(base, other, task, kind, y, group, names, st)
     return comparisons
+
+
+def seed_pairing(arm: Arm, ref: Arm) -> str:
+    """``"paired"`` when the arm scores the reference's own training runs (same recipe: seed ``i`` is one run),
+    else ``"independent"``: a seed fixes the initialisation only within one bundle and sampler, so the runs of
+    different recipes are treated as independent samples (valid whatever the seed shares)."""
+    return "paired" if arm.recipe_name == ref.recipe_name else "independent"
 
 
 def _compare(
@@ -363,10 +416,18 @@ def _compare(
     )
 
 
-def _headline(comparisons: Mapping[str, Mapping[str, Any]], task: str, alpha: float) -> list[dict[str, Any]]:
-    """The headline figures of every arm, with Holm-adjusted p-values over all of them and a verdict each."""
+def _headline(
+    comparisons: Mapping[str, Mapping[str, Any]], task: str, alpha: float, tolerance: float = 0.05, ci: float = 0.95
+) -> list[dict[str, Any]]:
+    """The headline figures of every arm, with Holm-adjusted p-values over all of them and a verdict each.
+
+    With several seeds the p-value and interval are seed-aware (:mod:`monai_fair.metrics.seeds`); each row also
+    holds the conditional interval (secondary), the smallest detectable method effect and the seeds per arm that
+    the measured variances would need to detect ``tolerance``.
+    """
     from monai_fair.metrics.comparison import figure_direction
     from monai_fair.metrics.multiplicity import holm_adjust
+    from monai_fair.metrics.seeds import seeds_needed
 
     headline: list[dict[str, Any]] = []
     for arm_name, comp in comparisons.items():
@@ -378,6 +439,10 @@ def _headline(comparisons: Mapping[str, Mapping[str, Any]], task: str, alpha: fl
             if entry is not None:
                 row.update({k2: entry.get(k2) for k2 in ("base", "other", "difference", "ci", "p_value", "ci_method")})
                 row.update({k2: entry.get(k2) for k2 in ("base_per_seed", "other_per_seed", "paired_seed_sd")})
+                row.update({k2: entry.get(k2) for k2 in ("conditional", "detectable_effect", "seed_df")})
+                row["seed_pairing"] = comp.get("seed_pairing") if entry.get("conditional") else None
+                if entry.get("seed_terms"):
+                    row["seeds_needed"] = seeds_needed(entry["seed_terms"], entry.get("case_variance"), tolerance, ci)
             headline.append(row)
     pv = [r.get("p_value") if r.get("p_value") is not None else float("nan") for r in headline]
     for r, p in zip(headline, holm_adjust(pv) if headline else []):
@@ -442,18 +507,25 @@ def format_trial_markdown(report: Mapping[str, Any]) -> str:
     lines += _markdown_ranked_table(report, worst)
     lines += ["", "▲ improves / ▼ harms: Holm-adjusted p < alpha, by the figure's direction (gaps and EOdds: lower "
               "is better); otherwise no evidence.", "", "## Verdicts", ""]  # fmt: skip
+    lines += _pairing_lines(report)
     lines += [
-        "| arm | figure | Δ vs reference | CI | p | p (Holm) | verdict | seed SD of paired Δ |",
-        "|---|---|---|---|---|---|---|---|",
+        "| arm | figure | Δ vs reference | CI | p | p (Holm) | verdict | conditional CI (secondary) | "
+        "smallest detectable Δ | seeds per arm for ±" + f"{report.get('tolerance', 0.05):g} |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["headline"]:
         c = r.get("ci") or [None, None]
+        cc = (r.get("conditional") or {}).get("ci") or [None, None]
         fig = r["figure"] + (" @val threshold" if r.get("threshold") else "")
+        need = r.get("seeds_needed")
+        need_s = "n/a" if "seeds_needed" not in r else (f"{need}" if need is not None else "> 200 (test set too small)")
         lines.append(
             f"| {r['arm']} | {fig} | {_fmt(r.get('difference'))} | [{_fmt(c[0])}, {_fmt(c[1])}] | "
             f"{_fmt(r.get('p_value'), 4)} | {_fmt(r.get('p_holm'), 4)} | {r['verdict']} | "
-            f"{_fmt(r.get('paired_seed_sd'))} |"
+            f"[{_fmt(cc[0])}, {_fmt(cc[1])}] | {_fmt(r.get('detectable_effect'))} | {need_s} |"
         )
+    if report.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
     lines += ["", "## Arms", "", "| arm | bundle | mechanism | target | what it does | cost ratio (± SD over seeds) |",
               "|---|---|---|---|---|---|"]  # fmt: skip
     for a in report["arms"]:
@@ -475,6 +547,27 @@ def format_trial_markdown(report: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _pairing_lines(report: Mapping[str, Any]) -> list[str]:
+    """How seeds were paired, and what the conditional interval and the planning columns mean."""
+    from monai_fair.report.seed_compare import PAIRING_TEXT
+
+    pairing = report.get("seed_pairing") or {}
+    if not pairing:
+        return []
+    by = {}
+    for arm, p in pairing.items():
+        by.setdefault(p, []).append(arm)
+    text = "; ".join(f"{PAIRING_TEXT[p]}: {', '.join(a)}" for p, a in by.items())
+    return [
+        f"Seed pairing used: {text}. With one seed per arm the CI is the conditional one (no seed variance).",
+        "The conditional CI (secondary) covers only the test-set sampling of these trained models; the verdict uses "
+        "the seed-aware CI and p. Smallest detectable Δ: 80 % power at the two-sided level 1 - CI level; seeds per "
+        "arm: from the measured seed and test-set variances. `--add-seeds N` after looking at a verdict is a "
+        "sequential design: its error rate is then no longer the nominal one (plan the seeds in advance).",
+        "",
+    ]
+
+
 def _markdown_intro(report: Mapping[str, Any], worst: str) -> list[str]:
     """The Markdown report's title, method paragraph and the ranked table's heading."""
     task = report["task"]
@@ -483,13 +576,14 @@ def _markdown_intro(report: Mapping[str, Any], worst: str) -> list[str]:
         f"# Fairness trial ({task})",
         "",
         f"Reference: **{ref}**. Seeds: {report['seeds']}. Test cases: {report['n_test_cases']}. Every difference is "
-        "paired (same test cases), seeds combined (difference of seed-averaged figures), with "
-        f"{report['ci_level']:.0%} CIs ("
+        "on the same test cases, seeds combined (difference of seed-averaged figures); with several seeds its "
+        f"{report['ci_level']:.0%} CI and p-value are seed-aware (training randomness + test-set sampling: "
+        "random effects over seeds, Satterthwaite t), the conditional interval ("
         + ("paired DeLong for AUC, " if task == "classification" else "")
         + f"paired case bootstrap B={report['n_bootstrap']}"
         + (" otherwise" if task == "classification" else "")
-        + f"); verdicts use Holm-adjusted p-values over all {report['multiple_testing']['size']} headline tests "
-        f"of the trial (alpha={report['alpha']})."
+        + ") beside it; verdicts use Holm-adjusted p-values over all "
+        f"{report['multiple_testing']['size']} headline tests of the trial (alpha={report['alpha']})."
         + (
             " Threshold-based figures use each model's threshold chosen on validation."
             if task == "classification"
@@ -503,12 +597,18 @@ def _markdown_intro(report: Mapping[str, Any], worst: str) -> list[str]:
     ]
 
 
+def _rank_key(row: Mapping[str, Any]) -> tuple[int, float]:
+    """Rank by the difference to the reference (higher first); a difference of exactly 0 is a value, not missing."""
+    d = row.get("difference")
+    return (1, 0.0) if d is None or not math.isfinite(d) else (0, -d)
+
+
 def _markdown_ranked_table(report: Mapping[str, Any], worst: str) -> list[str]:
     """The ranked table's rows: the reference, then the arms by their difference in ``worst`` to it."""
     figs = [f for f, _ in HEADLINE[report["task"]]]
     by_arm = _rows_by_arm(report)
     arm_info = {a["name"]: a for a in report["arms"]}
-    ranked = sorted(by_arm, key=lambda a: -(by_arm[a].get(worst, {}).get("difference") or -math.inf))
+    ranked = sorted(by_arm, key=lambda a: _rank_key(by_arm[a].get(worst, {})))
     head = "| rank | arm | " + " | ".join(figs) + " | cost ratio |"
     lines = [head, "|" + "---|" * (len(figs) + 3)]
     ref_vals = {}
@@ -529,7 +629,8 @@ def _markdown_ranked_table(report: Mapping[str, Any], worst: str) -> list[str]:
 
 
 def plot_pareto(report: Mapping[str, Any], path: str | Path) -> Path:
-    """Paired differences to the reference with CIs: overall vs worst-group (left) and overall vs gap (right)."""
+    """Differences to the reference with their (seed-aware) CIs: overall vs worst-group, overall vs gap and
+    (classification) overall vs EOdds at the validation-chosen threshold."""
     from monai_fair.report.plots import _pyplot, _save
 
     plt = _pyplot()
@@ -537,11 +638,11 @@ def plot_pareto(report: Mapping[str, Any], path: str | Path) -> Path:
     overall, worst, gap = ("auc", "worst_group_auc", "auc_gap") if task == "classification" else (
         "dice", "worst_group_dice", "dice_gap")  # fmt: skip
     by_arm = _rows_by_arm(report)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
-    for ax, yfig, ylab in (
-        (axes[0], worst, f"Δ {worst} (higher is better)"),
-        (axes[1], gap, f"Δ {gap} (lower is better)"),
-    ):
+    panels = [(worst, f"Δ {worst} (higher is better)"), (gap, f"Δ {gap} (lower is better)")]
+    if task == "classification":  # the threshold figures: a shortcut's fix shows there first
+        panels.append(("eodds", "Δ eodds at the validation threshold (lower is better)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.6))
+    for ax, (yfig, ylab) in zip(axes, panels):
         ax.axhline(0, color="0.6", lw=0.8)
         ax.axvline(0, color="0.6", lw=0.8)
         ax.plot([0], [0], "ks")
@@ -559,8 +660,8 @@ def plot_pareto(report: Mapping[str, Any], path: str | Path) -> Path:
         ax.set_xlabel(f"Δ {overall} vs {report['reference']} (higher is better)")
         ax.set_ylabel(ylab)
     fig.suptitle(
-        f"Fairness trial ({task}, test split): paired differences to {report['reference']}, seeds combined, "
-        f"{report['ci_level']:.0%} CIs", fontsize=9)  # fmt: skip
+        f"Fairness trial ({task}, test split): differences to {report['reference']}, seeds combined, "
+        f"{report['ci_level']:.0%} CIs (seed-aware with several seeds)", fontsize=9)  # fmt: skip
     fig.tight_layout()
     return _save(fig, path)
 
@@ -576,6 +677,11 @@ def format_trial_summary(result: Mapping[str, Any]) -> str:
     )
     for key, msg in result["failed"].items():
         lines.append(f"  FAILED {key}: {msg.splitlines()[0]}")
+    if result.get("busy"):
+        lines.append(
+            f"  left to another live process (its lock is held, e.g. by an earlier trial's run still writing): "
+            f"{', '.join(result['busy'])}"
+        )
     rep = result.get("report")
     if rep:
         data = json.loads(Path(rep["json"]).read_text())

@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -45,6 +46,8 @@ from monai_fair.trial.arms import Arm, default_bundles_dir, resolve_arms
 __all__ = ["Step", "Run", "plan_runs", "run_trial", "run_trial_bundle", "execute_runs"]
 
 TRIAL_EVALUATE = "fairness_trial/configs/trial_evaluate.json"
+#: how the runs are executed (``--executor``)
+EXECUTORS = ("subprocess", "inprocess", "ray")
 
 
 @dataclass
@@ -68,6 +71,7 @@ class Run:
     run_dir: Path
     steps: list[Step] = field(default_factory=list)
     fingerprint: str = ""  # of the training: datalist contents, training configs' contents, overrides, seed
+    lock_fd: int | None = None  # the run's lock, held by the process executing it (and inherited by its child)
 
     @property
     def key(self) -> str:
@@ -136,6 +140,77 @@ def eval_tag(arm: Arm, registry: Mapping[str, Arm]) -> str:
     return _checkpoint_tag(arm.checkpoint)
 
 
+_MAX_EPOCHS = re.compile(r'"max_epochs"\s*:\s*"([^"]*)"')
+
+
+def _config_keys(files: Sequence[Path]) -> set[str]:
+    """Top-level config ids defined by ``files`` (MONAI's ``+key`` merge marker stripped)."""
+    keys: set[str] = set()
+    for f in files:
+        try:
+            data = json.loads(Path(f).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            keys.update(k.lstrip("+") for k in data)
+    return keys
+
+
+def epoch_overrides(arm: Arm, bundles_dir: Path, overrides: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """What ``epochs`` sets in ``arm``: every training stage's ``max_epochs`` that is a plain ``@<name>epochs``
+    reference gets the value (FairDi's ``baseline_epochs``, ``teacher_epochs``, ``student_epochs``; APPLE's
+    ``base_epochs`` and ``apple_epochs``; ...), unless that key is overridden itself. Returns the added overrides and
+    notes on the stage lengths ``epochs`` does not set (e.g. a pruning stage's rounds).
+
+    Raises:
+        ValueError: ``epochs`` is given but reaches none of the arm's training stages.
+    """
+    if "epochs" not in overrides or not arm.stages:
+        return {}, []
+    added: dict[str, Any] = {}
+    notes = []
+    for i, stage in enumerate(arm.stages):
+        text = "\n".join((bundles_dir / f).read_text() for f in stage if (bundles_dir / f).is_file())
+        refs = _MAX_EPOCHS.findall(text)
+        direct = [r[1:] for r in refs if re.fullmatch(r"@\w*epochs", r)]
+        for key in direct:
+            if key not in overrides and key not in arm.overrides:
+                added[key] = overrides["epochs"]
+        others = sorted({r for r in refs if not re.fullmatch(r"@\w*epochs", r)})
+        if others and not direct:
+            notes.append(f"stage {i} length ({', '.join(others)}) is not set by epochs")
+    if not added and "epochs" not in _config_keys([bundles_dir / f for st in arm.stages for f in st]):
+        raise ValueError(
+            f"override epochs={overrides['epochs']!r} reaches no training stage of arm '{arm.name}'; set its "
+            "stages' own epoch keys instead."
+        )
+    return added, notes
+
+
+def override_notes(arms: Sequence[Arm], bundles_dir: Path, overrides: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Per arm: the common overrides it does not use (no config id of that name in its files), and what
+    ``epochs`` sets or leaves (:func:`epoch_overrides`)."""
+    out: dict[str, list[str]] = {}
+    for arm in arms:
+        if arm.recipe is not None:
+            continue
+        files = [bundles_dir / f for st in arm.stages for f in st] + [bundles_dir / f for f in arm.evaluate]
+        keys = _config_keys(files) | set(_BASE_KEYS)
+        added, epoch_notes = epoch_overrides(arm, bundles_dir, overrides)
+        notes = [f"override '{k}' is not used by this arm (no such config id)" for k in overrides
+                 if k.split("#")[0] not in keys and not (k == "epochs" and added)]  # fmt: skip
+        if added:
+            notes.append("epochs sets " + ", ".join(f"{k}={v}" for k, v in added.items()))
+        notes += epoch_notes
+        if notes:
+            out[arm.name] = notes
+    return out
+
+
+#: ids the trial sets in every run (never reported as unused)
+_BASE_KEYS = ("bundle_root", "datalist", "seed", "ckpt_dir", "output_dir")
+
+
 def plan_runs(
     arms: Sequence[Arm],
     seeds: Sequence[int],
@@ -176,6 +251,7 @@ def plan_runs(
                 "ckpt_dir": str(run_dir / "models"),
                 "output_dir": str(run_dir / "eval"),
                 **dict(overrides or {}),
+                **epoch_overrides(owner, bundles_dir, dict(overrides or {}))[0],
                 **dict(owner.overrides),
             }
             run = Run(owner, int(seed), run_dir)
@@ -245,6 +321,7 @@ def _run_inprocess(cmd: list[str], log: Path) -> int:
     kwargs = {args[i].lstrip("-"): args[i + 1] for i in range(0, len(args), 2)}
     kwargs["config_file"] = json.loads(kwargs["config_file"])
     rc = 0
+    saved = _logging_state()
     with open(log, "a") as f:
         with contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
             try:
@@ -252,15 +329,48 @@ def _run_inprocess(cmd: list[str], log: Path) -> int:
             except Exception:  # the run failed: its traceback goes to its log, the trial goes on
                 traceback.print_exc(file=f)
                 rc = 1
-        # the run's logging.conf bound stream handlers to the log file, which closes now: point them back to stderr
-        loggers = [logging.getLogger()] + [
-            v for v in logging.root.manager.loggerDict.values() if hasattr(v, "handlers")
-        ]
-        for lg in loggers:
-            for h in lg.handlers:
-                if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is f:
-                    h.setStream(sys.stderr)
+        # the run's logging.conf and its engines' loggers bound stream handlers to the log file, which closes now:
+        # restore the logging state of before the run (the console stays quiet; the next run logs to its own file)
+        _restore_logging(saved, f)
     return rc
+
+
+def _logging_state() -> dict[str, tuple[list, bool, int]]:
+    """Handlers, ``disabled`` flag and level of every logger (the root as ``""``)."""
+    loggers = {"": logging.getLogger()}
+    loggers.update({k: v for k, v in logging.root.manager.loggerDict.items() if isinstance(v, logging.Logger)})
+    return {k: (list(v.handlers), v.disabled, v.level) for k, v in loggers.items()}
+
+
+def _restore_logging(saved: Mapping[str, tuple[list, bool, int]], stream: Any) -> None:
+    """Put back the handlers of :func:`_logging_state`; handlers added since then that write to ``stream`` go."""
+    now = {"": logging.getLogger()}
+    now.update({k: v for k, v in logging.root.manager.loggerDict.items() if isinstance(v, logging.Logger)})
+    for name, lg in now.items():
+        if name in saved:
+            handlers, disabled, level = saved[name]
+            lg.handlers[:] = handlers
+            lg.disabled, lg.level = disabled, level
+        else:
+            lg.handlers[:] = [h for h in lg.handlers if getattr(h, "stream", None) is not stream]
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGKILL it when the trial process dies (no-op elsewhere)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+
+
+def _cpu_seconds(executor: str) -> float:
+    """CPU time (user + system) of this process (in-process runs) or of its finished children (subprocess runs)."""
+    import resource
+
+    who = resource.RUSAGE_SELF if executor == "inprocess" else resource.RUSAGE_CHILDREN
+    ru = resource.getrusage(who)
+    return ru.ru_utime + ru.ru_stime
 
 
 def _run_step(
@@ -268,20 +378,27 @@ def _run_step(
 ) -> tuple[float, int]:
     log = run.run_dir / "log.txt"
     cmd = _command(step, run.run_dir, python)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_seconds(executor)
     with open(log, "a") as f:
         f.write(f"\n===== {step.name} ({executor}): {' '.join(cmd)}\n")
     if executor == "inprocess":
         rc = _run_inprocess(cmd, log)
     else:
         with open(log, "a") as f:
-            proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=dict(env), cwd=str(run.run_dir))
+            # the child holds the run's lock too (a rerun refuses the run while an orphaned writer lives) and dies
+            # with the trial (Linux: parent-death signal), so a SIGKILLed trial leaves no run behind
+            fds = (run.lock_fd,) if run.lock_fd is not None else ()
+            proc = subprocess.Popen(
+                cmd, stdout=f, stderr=subprocess.STDOUT, env=dict(env), cwd=str(run.run_dir), pass_fds=fds,
+                preexec_fn=_die_with_parent,
+            )  # fmt: skip
             try:
                 rc = proc.wait(timeout=timeout)
             except BaseException:  # timeout, KeyboardInterrupt, SystemExit (SIGTERM): never leave the child running
                 proc.kill()
                 proc.wait()
                 raise
+    _LAST_CPU[:] = [_cpu_seconds(executor) - c0]
     return time.perf_counter() - t0, rc
 
 
@@ -310,7 +427,11 @@ def execute_runs(
     done = sum(r.complete for r in runs)
     if executor == "inprocess" and done < len(runs):
         _import_run_modules()
-    bar = _progress_bar(len(runs), done) if progress else None
+    # progress over steps (training stages, evaluations), averaged over the whole trial (no smoothing): runs differ
+    # by their number of stages, and a per-run rate from the first, short runs under-estimates the rest
+    n_steps = sum(len(r.steps) for r in runs)
+    todo = sum(len(_pending_steps(r)) for r in runs)
+    bar = _progress_bar(n_steps, n_steps - todo) if progress else None
     runs_wall, executed, failed, busy = 0.0, [], {}, []
 
     def step(run: Run, st: Step) -> tuple[float, int]:
@@ -318,6 +439,8 @@ def execute_runs(
         if bar is not None:
             bar.set_postfix_str(f"{run.key} {st.name}")
         wall, rc = _run_step(st, run, python, env, timeout, executor)
+        if bar is not None:
+            bar.update(1)
         if _STOP:  # a run may swallow the SystemExit of SIGTERM: stop here in any case
             raise SystemExit(128 + _STOP[0])
         runs_wall += wall
@@ -340,9 +463,11 @@ def execute_runs(
             if lock is None:
                 busy.append(run.key)
                 continue
+            run.lock_fd = lock.fileno()
             try:
                 _execute_locked_run(run, step, executed, bar)
             finally:
+                run.lock_fd = None
                 lock.close()
     finally:
         if bar is not None:
@@ -359,11 +484,17 @@ def _import_run_modules() -> None:
     import monai_fair.trial.evaluation  # noqa: F401
 
 
-def _progress_bar(total: int, done: int) -> Any:
-    """The trial's progress bar over its runs (on stderr)."""
+def _pending_steps(run: Run) -> list[Step]:
+    """The steps a run still has to execute (all of them when its training is not finished)."""
+    return run.pending_evals() if run.trained else list(run.steps)
+
+
+def _progress_bar(total: int, done: int, unit: str = "step") -> Any:
+    """The trial's progress bar (on stderr); its rate is the average over the whole trial (``smoothing=0``)."""
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=done, desc="fairness trial", unit="run", file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=total, initial=done, desc="fairness trial", unit=unit, file=sys.stderr, dynamic_ncols=True,
+                smoothing=0)  # fmt: skip
 
 
 def _execute_locked_run(
@@ -379,12 +510,10 @@ def _execute_locked_run(
         wall, rc = step(run, st)
         if rc != 0:
             break
-        record["evals"][st.tag] = {"fingerprint": st.fingerprint, "wall_s": wall}
+        record["evals"][st.tag] = {"fingerprint": st.fingerprint, "wall_s": wall, "cpu_s": _last_cpu()}
         run.write_record(record)
     if run.complete and run.key not in executed:
         executed.append(run.key)
-        if bar is not None:
-            bar.update(1)
 
 
 def _train_run(run: Run, step: Callable[[Run, Step], tuple[float, int]]) -> bool:
@@ -396,13 +525,17 @@ def _train_run(run: Run, step: Callable[[Run, Step], tuple[float, int]]) -> bool
     record.update({"fingerprint": run.fingerprint, "steps": [], "evals": {}})
     for st in run.train_steps:
         wall, rc = step(run, st)
-        record["steps"].append({"name": st.name, "kind": st.kind, "wall_s": wall})
+        record["steps"].append({"name": st.name, "kind": st.kind, "wall_s": wall, "cpu_s": _last_cpu()})
         if rc != 0:
             break
     else:
         record["trained"] = True
         run.write_record(record)
     return bool(record.get("trained"))
+
+
+def _last_cpu() -> float | None:
+    return _LAST_CPU[0] if _LAST_CPU else None
 
 
 def _try_lock(path: Path) -> Any:
@@ -421,6 +554,7 @@ def _try_lock(path: Path) -> Any:
     return f
 
 
+_LAST_CPU: list[float] = []  # CPU seconds of the last step (the step tuple keeps its (wall, rc) shape)
 _STOP: list[int] = []  # the signal that asked the trial to stop (checked between steps too)
 
 
@@ -451,6 +585,7 @@ def run_trial(
     report: bool = True,
     report_options: Mapping[str, Any] | None = None,
     executor: str = "subprocess",
+    ray_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run a fairness trial and write its comparison report (see the module docstring).
 
@@ -468,7 +603,10 @@ def run_trial(
         progress: show one progress bar over the runs.
         report: write the comparison report at the end.
         report_options: keyword arguments of :func:`monai_fair.trial.report.write_trial_report`.
-        executor: ``"subprocess"`` (default: every step its own ``python -m monai.bundle run``) or ``"inprocess"``.
+        executor: ``"subprocess"`` (default: every step its own ``python -m monai.bundle run``), ``"inprocess"``
+            or ``"ray"`` (every run a Ray task: :func:`monai_fair.trial.ray_executor.execute_runs_ray`).
+        ray_options: keyword arguments of :func:`~monai_fair.trial.ray_executor.execute_runs_ray` (``ray_address``,
+            ``resources`` per run, ``step_executor``, ``max_retries``, ``ray_init``).
 
     Returns:
         ``{"out", "arms", "runs", "failed", "wall_s", "runs_wall_s", "overhead_s", "overhead_fraction", "report"}``.
@@ -487,9 +625,18 @@ def run_trial(
     out.mkdir(parents=True, exist_ok=True)
     _write_manifest(out, datalist, task, overrides, bundles, arms, seeds)
     runs = plan_runs(arms, seeds, datalist, out, bundles, overrides)
-    if executor not in ("subprocess", "inprocess"):
-        raise ValueError(f"executor must be 'subprocess' or 'inprocess', got {executor!r}.")
-    res = execute_runs(runs, python=python, timeout=timeout, progress=progress, executor=executor)
+    notes = override_notes(arms, bundles, dict(overrides or {}))
+    _record_override_notes(out, notes, progress)
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}.")
+    if ray_options and executor != "ray":
+        raise ValueError(f"Ray options {sorted(ray_options)} given, but the executor is {executor!r}, not 'ray'.")
+    if executor == "ray":
+        from monai_fair.trial.ray_executor import execute_runs_ray
+
+        res = execute_runs_ray(runs, python=python, timeout=timeout, progress=progress, **dict(ray_options or {}))
+    else:
+        res = execute_runs(runs, python=python, timeout=timeout, progress=progress, executor=executor)
     report_paths = None
     if report:
         from monai_fair.trial.report import write_trial_report
@@ -512,6 +659,18 @@ def run_trial(
     }
     _write_timing(out, summary, report_paths)
     return summary
+
+
+def _record_override_notes(out: Path, notes: Mapping[str, list[str]], show: bool) -> None:
+    """Store what the overrides do per arm in ``trial.json`` (the report lists it) and print it."""
+    manifest = out / "trial.json"
+    settings = json.loads(manifest.read_text())
+    settings["override_notes"] = dict(notes)
+    manifest.write_text(json.dumps(settings, indent=1, default=str))
+    if show:
+        for arm, items in notes.items():
+            for n in items:
+                print(f"trial: {arm}: {n}", file=sys.stderr)
 
 
 def _write_manifest(
@@ -565,6 +724,7 @@ def run_trial_bundle(
     executor: str = "subprocess",
     report_options: Mapping[str, Any] | None = None,
     report_only: bool = False,
+    ray_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Entry point of ``bundles/fairness_trial`` (``run`` of its ``train.json`` / ``evaluate.json``).
 
@@ -588,7 +748,7 @@ def run_trial_bundle(
         return {"report": paths}
     res = run_trial(
         datalist, task, methods, seeds, output_dir, bundles_dir=bundles_dir, overrides=overrides,
-        executor=executor, report_options=report_options,
+        executor=executor, report_options=report_options, ray_options=ray_options,
     )  # fmt: skip
     print(format_trial_summary(res))
     if res["failed"]:
