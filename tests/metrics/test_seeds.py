@@ -130,3 +130,17 @@ def test_single_model_compare_unchanged():
     res = compare_models(y, g, base[0], other[0], group_names=["a", "b"], n_bootstrap=50)
     assert res["seed_aware"] is None
     assert all("conditional" not in f for f in res["figures"])
+
+
+def test_compare_report_names_pairing_and_keeps_conditional(tmp_path):
+    from monai_fair.report.compare import compare_arrays, write_compare_report
+
+    rng = np.random.default_rng(2)
+    y, g, base, other = _per_seed_scores(rng, 200, 3, 0.0, 0.5)
+    res = compare_arrays(y, g, base, {"b": other}, group_names=["a", "b"], n_bootstrap=50, seed_pairing="paired")
+    assert res["comparisons"][0]["seed_aware"]["pairing"] == "paired"
+    md = (tmp_path / "compare.md").read_text() if write_compare_report(tmp_path, res, plots=False) else ""
+    assert "Method claim: b vs base (seed-aware)" in md and "paired seeds" in md
+    assert "conditional CI (secondary)" in md
+    with pytest.raises(ValueError, match="same number of seeds"):
+        compare_arrays(y, g, base, {"b": other[:2]}, group_names=["a", "b"], n_bootstrap=50, seed_pairing="paired")
