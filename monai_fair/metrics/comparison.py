@@ -16,7 +16,9 @@ the difference of the seed-averaged figures (for a single seed each, the plain p
 resamples the *cases* (iid, stratified by group, or patients with ``cluster``) once per replicate for all
 ``S + T`` models and recomputes ``D``: it measures the uncertainty from the finite test set for these trained
 models. The spread over training seeds is reported beside it (per-seed values and their standard deviation,
-and the per-seed paired differences ``F(B_s) - F(A_s)`` when ``S = T``), not folded into the interval.
+and the per-seed paired differences ``F(B_s) - F(A_s)`` when ``S = T``). With several seeds on a side this
+case-only interval becomes the secondary one (``figure["conditional"]``) and the interval, p-value and verdict are
+the seed-aware ones of :mod:`monai_fair.metrics.seeds` (``seed_pairing``).
 
 Intervals and tests:
 
