@@ -439,7 +439,8 @@ def _headline(
             if entry is not None:
                 row.update({k2: entry.get(k2) for k2 in ("base", "other", "difference", "ci", "p_value", "ci_method")})
                 row.update({k2: entry.get(k2) for k2 in ("base_per_seed", "other_per_seed", "paired_seed_sd")})
-                row.update({k2: entry.get(k2) for k2 in ("conditional", "detectable_effect", "seed_df")})
+                seed_keys = ("conditional", "detectable_effect", "seed_df", "case_variance")
+                row.update({k2: entry.get(k2) for k2 in seed_keys})
                 row["seed_pairing"] = comp.get("seed_pairing") if entry.get("conditional") else None
                 if entry.get("seed_terms"):
                     row["seeds_needed"] = seeds_needed(entry["seed_terms"], entry.get("case_variance"), tolerance, ci)
@@ -518,7 +519,7 @@ def format_trial_markdown(report: Mapping[str, Any]) -> str:
         cc = (r.get("conditional") or {}).get("ci") or [None, None]
         fig = r["figure"] + (" @val threshold" if r.get("threshold") else "")
         need = r.get("seeds_needed")
-        need_s = "n/a" if "seeds_needed" not in r else (f"{need}" if need is not None else "> 200 (test set too small)")
+        need_s = "n/a" if "seeds_needed" not in r else f"{need}" if need is not None else _no_seeds(r, report)
         lines.append(
             f"| {r['arm']} | {fig} | {_fmt(r.get('difference'))} | [{_fmt(c[0])}, {_fmt(c[1])}] | "
             f"{_fmt(r.get('p_value'), 4)} | {_fmt(r.get('p_holm'), 4)} | {r['verdict']} | "
@@ -545,6 +546,14 @@ def format_trial_markdown(report: Mapping[str, Any]) -> str:
     lines += ["", "Per-seed fairness reports: `report/arms/<arm>/seed_<s>/`; all figures of every comparison "
               "(per group, after suppression): `trial_report.json`."]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _no_seeds(row: Mapping[str, Any], report: Mapping[str, Any]) -> str:
+    """Why no number of seeds reaches the tolerance: the test set alone, or more than 200 seeds."""
+    cv = row.get("case_variance")
+    if cv is not None and 2.8 * math.sqrt(cv) > report.get("tolerance", 0.05):  # z_0.975 + z_0.8 = 2.80
+        return "none (the test set alone is too small)"
+    return "> 200"
 
 
 def _pairing_lines(report: Mapping[str, Any]) -> list[str]:

@@ -323,6 +323,11 @@ def _run_inprocess(cmd: list[str], log: Path) -> int:
     rc = 0
     saved = _logging_state()
     with open(log, "a") as f:
+        consoles = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+        for handlers, _, _ in saved.values():  # loggers made before the run (e.g. at import) log to the run's file
+            for h, _ in handlers:
+                if isinstance(h, logging.StreamHandler) and any(h.stream is c for c in consoles):
+                    h.setStream(f)
         with contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
             try:
                 bundle_run(**kwargs)
@@ -336,10 +341,10 @@ def _run_inprocess(cmd: list[str], log: Path) -> int:
 
 
 def _logging_state() -> dict[str, tuple[list, bool, int]]:
-    """Handlers, ``disabled`` flag and level of every logger (the root as ``""``)."""
+    """Handlers (with their streams), ``disabled`` flag and level of every logger (the root as ``""``)."""
     loggers = {"": logging.getLogger()}
     loggers.update({k: v for k, v in logging.root.manager.loggerDict.items() if isinstance(v, logging.Logger)})
-    return {k: (list(v.handlers), v.disabled, v.level) for k, v in loggers.items()}
+    return {k: ([(h, getattr(h, "stream", None)) for h in v.handlers], v.disabled, v.level) for k, v in loggers.items()}
 
 
 def _restore_logging(saved: Mapping[str, tuple[list, bool, int]], stream: Any) -> None:
@@ -349,7 +354,10 @@ def _restore_logging(saved: Mapping[str, tuple[list, bool, int]], stream: Any) -
     for name, lg in now.items():
         if name in saved:
             handlers, disabled, level = saved[name]
-            lg.handlers[:] = handlers
+            for h, st in handlers:
+                if st is not None and isinstance(h, logging.StreamHandler) and h.stream is not st:
+                    h.setStream(st)
+            lg.handlers[:] = [h for h, _ in handlers]
             lg.disabled, lg.level = disabled, level
         else:
             lg.handlers[:] = [h for h in lg.handlers if getattr(h, "stream", None) is not stream]
