@@ -140,8 +140,10 @@ class _Runs:
         if rec is None:
             return None
         steps = [st for st in rec["steps"] if st["kind"] == "train"] + [rec["evals"][self.tag[arm.name]]]
-        # process CPU time (user + system, child processes included): unlike wall time, not inflated by other load
-        key = "cpu_s" if all(st.get("cpu_s") is not None for st in steps) else "wall_s"
+        # process CPU time (user + system, child processes included): unlike wall time, not inflated by other load;
+        # a GPU run's work is on the GPU, which CPU time misses: wall time there (compare on an otherwise idle GPU)
+        cpu = rec.get("device", "cpu") == "cpu" and all(st.get("cpu_s") is not None for st in steps)
+        key = "cpu_s" if cpu else "wall_s"
         return sum(st[key] for st in steps)
 
 
@@ -527,7 +529,9 @@ def format_trial_markdown(report: Mapping[str, Any]) -> str:
         )
     if report.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
-    lines += ["", "## Arms", "", "| arm | bundle | mechanism | target | what it does | cost ratio (± SD over seeds) |",
+    lines += ["", "## Arms", "", "Cost: process CPU time of an arm's runs (training and evaluation, child processes "
+              "included) over ERM's, per seed; wall time for runs on a GPU.", "",
+              "| arm | bundle | mechanism | target | what it does | cost ratio (± SD over seeds) |",
               "|---|---|---|---|---|---|"]  # fmt: skip
     for a in report["arms"]:
         cr = a.get("cost_ratio_mean")

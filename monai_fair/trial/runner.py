@@ -529,7 +529,7 @@ def _train_run(run: Run, step: Callable[[Run, Step], tuple[float, int]]) -> bool
     if run.run_dir.exists():
         shutil.rmtree(run.run_dir)
     run.run_dir.mkdir(parents=True)
-    record: dict[str, Any] = {"recipe": run.recipe.name, "seed": run.seed}
+    record: dict[str, Any] = {"recipe": run.recipe.name, "seed": run.seed, "device": _device()}
     record.update({"fingerprint": run.fingerprint, "steps": [], "evals": {}})
     for st in run.train_steps:
         wall, rc = step(run, st)
@@ -544,6 +544,13 @@ def _train_run(run: Run, step: Callable[[Run, Step], tuple[float, int]]) -> bool
 
 def _last_cpu() -> float | None:
     return _LAST_CPU[0] if _LAST_CPU else None
+
+
+def _device() -> str:
+    """Where the bundles train on this machine: ``"cuda"`` when a GPU is visible (their default), else ``"cpu"``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _try_lock(path: Path) -> Any:
