@@ -169,3 +169,21 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state not in ("Z", "X")
+
+
+@pytest.mark.parametrize("bundle", ["baseline_classification", "fairdi_classification", "snnl_pruning_classification"])
+def test_small_preset_builds_every_classification_network(bundle, bundles_dir):
+    import torch
+    from monai.bundle import ConfigParser
+
+    from monai_fair.trial.cli import _preset
+
+    preset = _preset("small", "classification", str(bundles_dir))
+    parser = ConfigParser()
+    parser.read_config(str(bundles_dir / bundle / "configs" / "train.json"))
+    parser.update(preset)
+    net = parser.get_parsed_content("network_def", instantiate=True)
+    assert type(net).__name__ == "SmallVGGNet" and list(parser["spatial_size"]) == [64, 64]
+    assert net(torch.zeros(2, parser["in_channels"], 64, 64)).shape == (2, parser["num_classes"])
+    with pytest.raises(ValueError, match="classification only"):
+        _preset("small", "segmentation", str(bundles_dir))
