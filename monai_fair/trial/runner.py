@@ -21,7 +21,14 @@ Resuming: a run whose ``run.json`` records a finished training with the same fin
 config files' contents, overrides, seed) is not trained again; only its missing evaluations run (each has its own
 fingerprint). Any other existing run folder (killed mid-way, failed, or made with other settings) is removed and the
 run restarts from scratch. Several trial processes may share one output folder (e.g. one per group of
-arms): each run is executed by one process only (a lock file per run); the others skip it.
+arms): each run is executed by one process only (a lock file per run); the others skip it. A run's subprocess
+inherits that lock and is killed when the trial process dies (Linux parent-death signal): a trial killed even with
+SIGKILL leaves no run writing behind, and while an orphaned writer holds the lock a rerun leaves the run alone.
+``executor="ray"`` runs every run as a Ray task with the same semantics (:mod:`monai_fair.trial.ray_executor`).
+
+The common overrides reach every arm: ``epochs`` sets each training stage's own epoch id (:func:`epoch_overrides`),
+and an override that an arm's configs do not define is reported (:func:`override_notes`, ``trial.json``, report).
+A run's cost is recorded as wall time and process CPU time per step (``run.json``).
 """
 
 from __future__ import annotations
@@ -43,7 +50,17 @@ from typing import Any
 
 from monai_fair.trial.arms import Arm, default_bundles_dir, resolve_arms
 
-__all__ = ["Step", "Run", "plan_runs", "run_trial", "run_trial_bundle", "execute_runs"]
+__all__ = [
+    "Step",
+    "Run",
+    "plan_runs",
+    "run_trial",
+    "run_trial_bundle",
+    "execute_runs",
+    "epoch_overrides",
+    "override_notes",
+    "EXECUTORS",
+]
 
 TRIAL_EVALUATE = "fairness_trial/configs/trial_evaluate.json"
 #: how the runs are executed (``--executor``)
