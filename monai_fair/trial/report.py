@@ -321,17 +321,19 @@ def _paired_comparisons(
     names: list[str],
     stats: Mapping[str, Any],
 ) -> dict[str, dict[str, Any]]:
-    """Every arm against the reference on the seeds both have, per kind (raw scores / validation thresholds)."""
-    base_seeds = sorted(data.get(ref.name, {}))
+    """Every arm against its reference (the arm's own ``reference``, else the task's) on the seeds both have, per
+    kind (raw scores / validation thresholds)."""
+    by_name = {a.name: a for a in arms}
     comparisons: dict[str, dict[str, Any]] = {}
     for arm in arms:
-        if arm.name == ref.name or arm.name not in data:
+        r = by_name.get(arm.reference or "", ref)
+        if arm.name == r.name or arm.name not in data:
             continue
-        seeds_a = [s for s in base_seeds if s in data[arm.name]]  # paired by seed: the seeds both have
+        seeds_a = [s for s in sorted(data.get(r.name, {})) if s in data[arm.name]]  # paired by seed
         if not seeds_a:
             continue
-        comparisons[arm.name] = {"seeds": seeds_a}
-        base = [data[ref.name][s] for s in seeds_a]
+        comparisons[arm.name] = {"seeds": seeds_a, "reference": r.name}
+        base = [data[r.name][s] for s in seeds_a]
         other = [data[arm.name][s] for s in seeds_a]
         for kind in kinds:
             comparisons[arm.name][kind] = _compare(base, other, task, kind, y, group, names, stats)
@@ -375,6 +377,7 @@ def _headline(comparisons: Mapping[str, Mapping[str, Any]], task: str, alpha: fl
                 (f for f in comp[kind]["figures"] if f["figure"] == fig and f["scope"] in ("overall", "fairness")), None
             )
             row = {"arm": arm_name, "figure": fig, "threshold": "validation" if kind == "thresholded" else None}
+            row["reference"] = comp.get("reference")
             if entry is not None:
                 row.update({k2: entry.get(k2) for k2 in ("base", "other", "difference", "ci", "p_value", "ci_method")})
                 row.update({k2: entry.get(k2) for k2 in ("base_per_seed", "other_per_seed", "paired_seed_sd")})
@@ -434,6 +437,12 @@ def _seed_mean_sd(vals: Sequence[float] | None) -> str:
     return f"{np.mean(v):.3f}{sd}"
 
 
+def _vs(row: Mapping[str, Any], report: Mapping[str, Any]) -> str:
+    """`` (vs <arm>)`` when the row's reference is an arm's own (e.g. APPLE's deployed model), not the report's."""
+    ref = row.get("reference")
+    return f" (vs {ref})" if ref and ref != report["reference"] else ""
+
+
 def format_trial_markdown(report: Mapping[str, Any]) -> str:
     """The trial report as Markdown: ranked table, verdicts with CIs, costs, missing runs."""
     task = report["task"]
@@ -450,7 +459,7 @@ def format_trial_markdown(report: Mapping[str, Any]) -> str:
         c = r.get("ci") or [None, None]
         fig = r["figure"] + (" @val threshold" if r.get("threshold") else "")
         lines.append(
-            f"| {r['arm']} | {fig} | {_fmt(r.get('difference'))} | [{_fmt(c[0])}, {_fmt(c[1])}] | "
+            f"| {r['arm']} | {fig} | {_fmt(r.get('difference'))}{_vs(r, report)} | [{_fmt(c[0])}, {_fmt(c[1])}] | "
             f"{_fmt(r.get('p_value'), 4)} | {_fmt(r.get('p_holm'), 4)} | {r['verdict']} | "
             f"{_fmt(r.get('paired_seed_sd'))} |"
         )
