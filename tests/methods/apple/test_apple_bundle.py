@@ -190,6 +190,7 @@ def test_apple_bundle_perturb_skips_builds_wrapped_network(bundle_copy):
     parser.read_config(str(root / "configs" / "inference.json"))
     parser["bundle_root"] = str(root)
     parser["perturb_skips"] = True
+    parser["preset"] = "compact"
     net = parser.get_parsed_content("network_def")
     assert net.latent_modules == [
         "model.1.submodule.1.submodule.1.submodule",
@@ -205,6 +206,13 @@ def test_apple_bundle_perturb_skips_builds_wrapped_network(bundle_copy):
         net.set_perturbation_enabled(False)
         assert torch.equal(out, net(x))  # zero-initialised perturbers: identical to the deployed model
     assert [tuple(f.shape[1:]) for f in net.latents_in] == [(128, 8, 8), (16, 32, 32), (32, 16, 16), (64, 8, 8)]
+    parser["preset"] = "paper"  # the paper's encoder-decoder at every site, output = the site's channels
+    net = parser.get_parsed_content("network_def", lazy=False)
+    assert [p.out.out_channels for p in net.perturbers] == [128, 16, 32, 64]
+    with torch.no_grad():
+        out = net(x)
+        net.set_perturbation_enabled(False)
+        assert torch.equal(out, net(x))
 
 
 @pytest.mark.slow
