@@ -164,7 +164,7 @@ def test_apple_bundle_3d_volumes_patches_and_sliding_window(bundle_copy, tmp_pat
     overrides.update(batch_size=2, val_batch_size=1, patch_samples=2)
     run_bundle_cli(root, ["train.json", "evaluate.json"], dict(overrides, run=_runs("train.json", "evaluate.json")))
     state = torch.load(root / "models" / "model.pt", weights_only=True)
-    assert state["perturbers.0.net.0.weight"].ndim == 5  # Conv3d
+    assert state["perturbers.0.encoder.0.0.weight"].ndim == 5 and state["perturbers.0.out.weight"].ndim == 5  # Conv3d
     report = json.loads((root / "eval" / "after" / "report.json").read_text())
     assert report["overall"]["n"] == 2
     assert "probe/linear/auc" in json.loads((root / "eval" / "apple_comparison.json").read_text())
