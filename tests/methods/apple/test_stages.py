@@ -24,7 +24,7 @@ from monai_fair.methods.apple import (
     require_deployed_segmentor,
 )
 from tests.conftest import BUNDLES_DIR, run_bundle_cli
-from tests.methods.apple.test_apple_bundle import TINY, _runs
+from tests.methods.apple.test_bundle import TINY, _runs
 
 
 def test_deployed_network_reads_another_bundles_network_def(tmp_path):
