@@ -64,7 +64,8 @@ def deployed_network(deployed: Mapping[str, Any] | None, default: nn.Module) -> 
     """The deployed segmentor's architecture: another bundle's network, or ``default`` (the bundle's own variant).
 
     Args:
-        deployed: the bundle's ``deployed`` config id. ``bundle`` (a bundle folder; ``null``: use ``default``),
+        deployed: the bundle's ``deployed`` config id. ``bundle`` (a bundle folder, absolute or relative to the
+            working directory; ``null``: use ``default``),
             ``config_file`` (relative to it, default ``configs/inference.json``), ``net_id`` (default
             ``network_def``), ``overrides`` (config overrides for that bundle, e.g. ``{"spatial_dims": 3}``).
         default: the network to use without ``deployed#bundle``.
