@@ -15,16 +15,21 @@ from monai.bundle import ConfigParser
 from monai.networks.nets import SegResNet, SwinUNETR, UNet
 
 from monai_fair.methods.apple import (
+    AppleTrainer,
+    AttributeDiscriminator,
     EncoderDecoderPerturber,
     PerturbedSegmentor,
+    PerturberLoss,
     base_stage_needed,
     deployed_checkpoint,
     deployed_network,
     latent_sites,
+    make_perturbers,
     require_deployed_segmentor,
 )
 from tests.conftest import BUNDLES_DIR, run_bundle_cli
 from tests.methods.apple.test_bundle import TINY, _runs
+from tests.methods.apple.test_trainer import _data
 
 
 def test_deployed_network_reads_another_bundles_network_def(tmp_path):
@@ -67,6 +72,31 @@ def test_latent_rule_on_model_zoo_networks_and_identity_at_start(net, patch, sit
         wrapped.set_perturbation_enabled(False)
         assert torch.equal(out, wrapped(x))
     assert not any(p.requires_grad for p in net.parameters())
+
+
+def test_apple_trains_only_the_perturber_of_a_segresnet():
+    """A model-zoo style network found by the rule: one short APPLE run leaves its weights bit-identical."""
+    torch.manual_seed(0)
+    net = SegResNet(spatial_dims=2, init_filters=8, in_channels=1, out_channels=2)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    names, channels = latent_sites(net, None, False, (32, 32), 1)
+    wrapped = PerturbedSegmentor(net, make_perturbers(channels, arch="encoder_decoder"), names)
+    disc = AttributeDiscriminator(channels, 2, hidden_channels=(16, 8), hidden_norm=True)
+    trainer = AppleTrainer(
+        device=torch.device("cpu"),
+        max_epochs=1,
+        train_data_loader=_data(n_batches=2),
+        network=wrapped,
+        optimizer=torch.optim.Adam(wrapped.perturbers.parameters(), 1e-2),
+        loss_function=PerturberLoss(2, privacy="faap"),
+        discriminator=disc,
+        discriminator_optimizer=torch.optim.Adam(disc.parameters(), 1e-2),
+        n_discriminator_steps=1,
+        decollate=False,
+    )
+    trainer.run()
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    assert wrapped.perturbers[0].out.weight.abs().sum() > 0  # the zero-initialised output layer has trained
 
 
 @pytest.mark.slow
