@@ -1,21 +1,26 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
-"""APPLE benchmark: does the latent perturber remove the group from what the frozen decoder sees, and does that
-change Dice per group? A beta sweep on a scenario where APPLE's mechanism applies, over seeds.
+"""APPLE benchmark, the settling experiment: does APPLE make a deployed segmentor's quality fairer across groups
+(the paper's claim: worst-group Dice, Dice gap, ES-Dice), paired with that deployed model and with the beta = 0
+control (the same perturber with no adversary)?
 
 Per seed (all arms of a seed in one process, on the same data):
 
-1. data: monai-fair's synthetic ultrasound segmentation, by default the ``shortcut`` scenario
-   (``monai_fair.data.synthetic``): a visible group cue (a bright near-field band for group F) and, in the training
-   and validation splits, lesions at a group-specific depth (with a lesion-like distractor cyst at the mirrored
-   depth); at test the lesions lie anywhere. A deployed segmentor trained on it can use the low-dimensional group
-   cue to decide where to look: the situation APPLE is designed for;
+1. data: monai-fair's synthetic ultrasound segmentation, by default the ``label_noise`` scenario
+   (``monai_fair.data.synthetic``): group F's training and validation masks are coarse annotations, its test masks
+   clean, and F carries a visible cue: the deployed model's gap is one that group information explains.
+   ``--scenario irreducible`` is the negative control (information lost: no latent perturbation should help);
+   ``shortcut`` and ``underrep`` are the other scenarios;
 2. the deployed segmentor (MONAI ``UNet`` 16-32-64-128 and/or the SAM-like model) is trained with DiceCE, frozen;
-3. for every ``beta`` of the sweep, a fresh perturber (default width = latent width) and discriminator are
-   trained with :class:`monai_fair.methods.apple.AppleTrainer` (group-balanced discriminator loss, ``k`` steps per
-   perturber step, own learning rate; privacy term = cross-entropy to the uniform posterior);
-4. figures on the test split: Dice overall / per group, Dice gap and ES-Dice
-   (``monai_fair.metrics.compute_group_segmentation_metrics``); the discriminator's group AUC and balanced
+3. for every preset (``--presets``: ``paper`` = encoder-decoder perturber, Linear-BN discriminator, FAAP's two-part
+   term; ``compact`` = the two-block perturber with the uniform-posterior term; read from the bundle's ``presets``)
+   and every ``beta`` (default 0 = the control, and 1), a fresh perturber and discriminator are trained with
+   :class:`monai_fair.methods.apple.AppleTrainer`; ``--consistency`` adds the variant whose segmentation term keeps
+   the deployed model's own prediction (``seg_target="deployed"``), which isolates the adversary;
+4. headline figures on the test split, each paired with the deployed model of the same seed on the same images
+   (``d_<figure>`` with its paired-bootstrap 95 % interval ``d_<figure>_lo/_hi``,
+   :func:`monai_fair.metrics.compare_models`); the harness adds the paired differences over seeds (arm - deployed,
+   arm - its beta-0 control). Secondary: Dice overall / per group, the discriminator's group AUC and balanced
    accuracy (last training epoch, and on test latents); the privacy probe (fresh linear and MLP probes fitted on
    validation latents, scored on test latents: AUC, balanced accuracy; ``monai_fair.methods.apple.privacy_probe``);
    the relative perturbation size ``mean(delta^2) / mean(f_o^2)``; the inference latency with / without the
@@ -24,17 +29,20 @@ Per seed (all arms of a seed in one process, on the same data):
    latent encodes the group).
 
 Optional arms: ``--skips`` (U-Net bottleneck *and* skip connections perturbed, at ``--skip_betas``), and
-``--controls`` (the probe on the bottleneck of the deployed model with the group cue band cropped away, to see
-where the group information comes from).
+``--controls`` (the probe on each skip site of the deployed U-Net, to see where the group information comes from).
 
 Usage (harness flags: ``--seeds``, ``--out``, ``--quick``, ``--threads``)::
 
-    python benchmarks/apple_bench.py --seeds 0 1 2 --out docs/benchmarks --name apple_comparison
+    python benchmarks/apple_bench.py --seeds 0 1 2 3 4 --consistency --out docs/benchmarks --name apple_settling
+    python benchmarks/apple_bench.py --seeds 0 1 2 3 4 --scenario irreducible --out docs/benchmarks \
+        --name apple_settling_irreducible
 """
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,6 +54,7 @@ from scipy.stats import rankdata
 
 from monai_fair.data.synthetic import synthesize_segmentation_arrays
 from monai_fair.methods.apple import (
+    HEADLINE_FIGURES,
     AppleKeys,
     AppleTrainer,
     AttributeDiscriminator,
@@ -57,13 +66,18 @@ from monai_fair.methods.apple import (
     collect_pooled_latents,
     compute_attribute_recoverability,
     default_latent_module,
+    make_perturbers,
     privacy_probe,
     unet_skip_modules,
 )
-from monai_fair.metrics import compute_group_segmentation_metrics
+from monai_fair.metrics import compare_models, compute_group_segmentation_metrics
 from monai_fair.metrics.group_segmentation import compute_per_image_dice_iou
 
 GROUPS = ("F", "M")
+#: the bundle's presets (one source of truth for the perturber, discriminator and privacy term of each)
+PRESETS = json.loads((Path(__file__).parents[1] / "bundles/apple_segmentation/configs/train.json").read_text())[
+    "presets"
+]
 
 
 def build(model: str, size: int) -> tuple[torch.nn.Module, list[str], list[int], list[str], list[int]]:
@@ -107,8 +121,9 @@ def train_base(net: torch.nn.Module, data, epochs: int, lr: float, rng: np.rando
 
 
 @torch.no_grad()
-def evaluate(wrapped: PerturbedSegmentor, data, disc: torch.nn.Module | None = None) -> dict[str, float]:
-    """Test-split Dice per group, gap, ES-Dice; relative perturbation; the discriminator's AUC on these latents."""
+def evaluate(wrapped: PerturbedSegmentor, data, disc: torch.nn.Module | None = None) -> dict[str, Any]:
+    """Test-split Dice per group, gap, ES-Dice; relative perturbation; the discriminator's AUC on these latents;
+    the per-image Dice/IoU under ``"_per_image"`` (for the paired comparison, not a figure)."""
     x, y, g = data
     preds, logits, rel = [], [], []
     wrapped.eval()
@@ -123,11 +138,13 @@ def evaluate(wrapped: PerturbedSegmentor, data, disc: torch.nn.Module | None = N
     onehot = lambda t: torch.cat([1 - t, t], 1).float()  # noqa: E731
     dice, iou = compute_per_image_dice_iou(onehot(pred), onehot(y))
     r = compute_group_segmentation_metrics(dice, iou, g, num_groups=2, group_names=list(GROUPS))
-    out = {"dice": float(r["overall"]["dice"]), "rel_perturbation": float(torch.stack(rel).mean())}
+    out: dict[str, Any] = {"dice": float(r["overall"]["dice"]), "rel_perturbation": float(torch.stack(rel).mean())}
+    out["_per_image"] = (dice.numpy(), iou.numpy())
     for gid, v in r["groups"].items():
         out[f"dice_{GROUPS[int(gid)]}"] = float(v["dice"])
     out["dice_gap"] = float(r["fairness"]["dice_gap"])
     out["es_dice"] = float(r["fairness"]["es_dice"])
+    out["worst_group_dice"] = float(r["fairness"]["worst_group_dice"])
     if disc is not None:
         rec = compute_attribute_recoverability(torch.cat(logits), g, 2)
         out["disc_test_auc"], out["disc_test_bal_acc"] = rec["auc"], rec["balanced_accuracy"]
@@ -156,23 +173,46 @@ def probe_figures(wrapped: PerturbedSegmentor, val, test, perturbed: bool, seed:
     return out
 
 
-def train_apple(base, modules, channels, data, beta: float, seed: int, args) -> dict[str, Any]:
+def paired_headline(deployed: dict[str, Any], arm: dict[str, Any], group: torch.Tensor, seed: int, args) -> dict:
+    """``d_<figure>`` (arm - deployed) of the headline figures with paired-bootstrap 95 % intervals, on one seed."""
+    (db, ib), (da, ia) = deployed["_per_image"], arm["_per_image"]
+    res = compare_models(
+        None, group.numpy(), db, da, task="segmentation", base_iou=ib, other_iou=ia, num_groups=2,
+        group_names=list(GROUPS), min_group_size=1, n_bootstrap=args.n_bootstrap, seed=seed,
+    )  # fmt: skip
+    out = {}
+    for fig in HEADLINE_FIGURES:
+        e = next(f for f in res["figures"] if f["figure"] == fig and f["scope"] != "group")
+        out[f"d_{fig}"], (out[f"d_{fig}_lo"], out[f"d_{fig}_hi"]) = e["difference"], e["ci"]
+    return out
+
+
+def train_apple(
+    base, modules, channels, data, beta: float, seed: int, args, preset: str = "compact", seg_target: str = "label"
+) -> dict[str, Any]:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    perturbers = [LatentPerturber(c, num_blocks=args.num_blocks, hidden_channels=args.hidden) for c in channels]
+    settings = PRESETS[preset]
+    if preset == "compact" and (args.hidden is not None or args.num_blocks != 2):
+        settings = {
+            **settings,
+            "perturber": {"arch": "compact", "hidden_channels": args.hidden, "num_blocks": args.num_blocks},
+        }
+    perturbers = make_perturbers(channels, **settings["perturber"])
     wrapped = PerturbedSegmentor(base, perturbers, modules)
-    disc = AttributeDiscriminator(channels, 2)
+    disc = AttributeDiscriminator(channels, 2, **settings["discriminator"])
     trainer = AppleTrainer(
         device=torch.device("cpu"),
         max_epochs=args.apple_epochs,
         train_data_loader=batches(data["train"], 16, rng),
         network=wrapped,
         optimizer=torch.optim.Adam(wrapped.perturbers.parameters(), args.apple_lr),
-        loss_function=PerturberLoss(2, beta=beta, gamma=args.gamma, privacy=args.privacy),
+        loss_function=PerturberLoss(2, beta=beta, gamma=args.gamma, privacy=args.privacy or settings["privacy"]),
         discriminator=disc,
         discriminator_optimizer=torch.optim.Adam(disc.parameters(), args.d_lr, weight_decay=1e-4),
         discriminator_loss_function=DiscriminatorLoss(2),
         n_discriminator_steps=args.n_d,
+        seg_target=seg_target,
         one_group_batch="warn",
         decollate=False,
     )
@@ -183,7 +223,7 @@ def train_apple(base, modules, channels, data, beta: float, seed: int, args) -> 
     out["disc_train_bal_acc"] = float(trainer.state.metrics[AppleKeys.DISCRIMINATOR_BALANCED_ACCURACY])
     out["train_s"] = time.perf_counter() - t0
     out.update(probe_figures(wrapped, data["val"], data["test"], True, seed, args))
-    out["latency_ratio"] = latency_ratio(wrapped, data["test"][0][:8], args.latency_reps)
+    out["latency_ratio"] = latency_ratio(wrapped, data["test"][0][:8], args.latency_reps) if args.latency_reps else 0.0
     wrapped.remove_hooks()
     return out
 
@@ -208,7 +248,7 @@ def _tag(beta: float) -> str:
 
 def run_seed(seed: int, args) -> dict[str, dict[str, float]]:
     data = load_data(seed, args)
-    figures: dict[str, dict[str, float]] = {}
+    figures: dict[str, dict[str, Any]] = {}
     for model in args.models:
         base, modules, channels, skips, skip_channels = build(model, args.image_size)
         t0 = time.perf_counter()
@@ -218,8 +258,9 @@ def run_seed(seed: int, args) -> dict[str, dict[str, float]]:
         state0 = {k: v.clone() for k, v in base.state_dict().items()}
         ref = PerturbedSegmentor(base, [LatentPerturber(c) for c in channels], modules)
         ref.set_perturbation_enabled(False)
+        deployed = evaluate(ref, data["test"])
         figures[f"{model}_deployed"] = {
-            **evaluate(ref, data["test"]),
+            **deployed,
             **probe_figures(ref, data["val"], data["test"], False, seed, args),
             "train_s": time.perf_counter() - t0,
         }
@@ -231,40 +272,55 @@ def run_seed(seed: int, args) -> dict[str, dict[str, float]]:
                 figures[f"{model}_deployed"][f"probe_linear_auc_{name}"] = f["probe_linear_auc"]
                 site.remove_hooks()
         ref.remove_hooks()
-        for beta in args.betas if model == "unet" else args.sam_betas:
-            figures[f"{model}_beta{_tag(beta)}"] = train_apple(base, modules, channels, data, beta, seed, args)
-            print(model, beta, {k: round(v, 3) for k, v in figures[f"{model}_beta{_tag(beta)}"].items()}, flush=True)
+        for preset in args.presets:
+            targets = ("label", "deployed") if args.consistency else ("label",)
+            for target in targets:
+                for beta in args.betas if model == "unet" else args.sam_betas:
+                    name = arm_name(model, preset, beta, target)
+                    arm = train_apple(base, modules, channels, data, beta, seed, args, preset, target)
+                    arm.update(paired_headline(deployed, arm, data["test"][2], seed, args))
+                    figures[name] = arm
+                    print(name, {k: round(v, 3) for k, v in arm.items() if k[0] != "_"}, flush=True)
         if model == "unet" and args.skips:
             for beta in args.skip_betas:
                 arm = train_apple(base, modules + skips, channels + skip_channels, data, beta, seed, args)
                 figures[f"unet_skips_beta{_tag(beta)}"] = arm
-                print("unet+skips", beta, {k: round(v, 3) for k, v in arm.items()}, flush=True)
+                print("unet+skips", beta, {k: round(v, 3) for k, v in arm.items() if k[0] != "_"}, flush=True)
         assert all(torch.equal(state0[k], v) for k, v in base.state_dict().items()), "deployed weights changed"
+    for arm in figures.values():
+        arm.pop("_per_image", None)
     return figures
+
+
+def arm_name(model: str, preset: str, beta: float, seg_target: str = "label") -> str:
+    """``<model>_<preset>[_consistency]_beta<beta>``."""
+    return f"{model}_{preset}{'_consistency' if seg_target == 'deployed' else ''}_beta{_tag(beta)}"
 
 
 def main() -> None:
     ap = benchmark_parser(__doc__)
-    ap.add_argument("--name", default="apple_comparison", help="output name (<out>/<name>.json / .md)")
-    ap.add_argument("--scenario", default="shortcut")
+    ap.add_argument("--name", default="apple_settling", help="output name (<out>/<name>.json / .md)")
+    ap.add_argument("--scenario", default="label_noise")
     ap.add_argument("--strength", type=float, default=1.0)
-    ap.add_argument("--models", nargs="+", default=["unet", "sam_like"], choices=["unet", "sam_like"])
     ap.add_argument("--n_samples", type=int, default=300)
     ap.add_argument("--image_size", type=int, default=64)
     ap.add_argument("--base_epochs", type=int, default=12)
     ap.add_argument("--apple_epochs", type=int, default=8)
-    ap.add_argument("--betas", type=float, nargs="+", default=[0.0, 0.3, 1.0, 3.0, 10.0])
-    ap.add_argument("--sam_betas", type=float, nargs="+", default=[0.0, 1.0, 10.0])
+    ap.add_argument("--models", dest="models", nargs="+", default=["unet"], choices=["unet", "sam_like"])
+    ap.add_argument("--presets", nargs="+", default=["paper", "compact"], choices=sorted(PRESETS))
+    ap.add_argument("--consistency", action="store_true", help="add the consistency arms (seg_target='deployed')")
+    ap.add_argument("--betas", type=float, nargs="+", default=[0.0, 1.0], help="0 is the no-adversary control")
+    ap.add_argument("--sam_betas", type=float, nargs="+", default=[0.0, 1.0])
     ap.add_argument("--skips", action="store_true", help="also perturb the U-Net's skip connections")
     ap.add_argument("--skip_betas", type=float, nargs="+", default=[1.0, 10.0])
     ap.add_argument("--controls", action="store_true", help="probe each skip site of the deployed U-Net")
     ap.add_argument("--gamma", type=float, default=0.1)
-    ap.add_argument("--privacy", default="uniform_ce")
+    ap.add_argument("--privacy", default=None, help="privacy term (default: the preset's)")
     ap.add_argument("--n_d", type=int, default=2, help="discriminator steps per perturber step")
     ap.add_argument("--d_lr", type=float, default=1e-3)
     ap.add_argument("--apple_lr", type=float, default=1e-3)
-    ap.add_argument("--hidden", type=int, default=None, help="perturber width (default: the latent's)")
-    ap.add_argument("--num_blocks", type=int, default=2)
+    ap.add_argument("--hidden", type=int, default=None, help="compact perturber width (default: the latent's)")
+    ap.add_argument("--num_blocks", type=int, default=2, help="compact perturber blocks")
     ap.add_argument("--n_bootstrap", type=int, default=200)
     ap.add_argument("--latency_reps", type=int, default=30, help="interleaved repeats of the latency ratio")
     args = ap.parse_args()
@@ -272,8 +328,16 @@ def main() -> None:
         args.n_samples, args.base_epochs, args.apple_epochs, args.image_size = 60, 1, 1, 32
         args.betas, args.sam_betas, args.skip_betas, args.n_bootstrap = [0.0, 1.0], [1.0], [1.0], 20
         args.latency_reps = 3
-    pairs = [(f"unet_beta{_tag(b)}", "unet_deployed") for b in args.betas if "unet" in args.models]
-    pairs += [(f"sam_like_beta{_tag(b)}", "sam_like_deployed") for b in args.sam_betas if "sam_like" in args.models]
+    pairs = []
+    targets = ("label", "deployed") if args.consistency else ("label",)
+    for model in args.models:
+        betas = args.betas if model == "unet" else args.sam_betas
+        for preset in args.presets:
+            for target in targets:
+                for b in betas:
+                    pairs.append((arm_name(model, preset, b, target), f"{model}_deployed"))
+                    if b != 0 and 0.0 in betas:  # the adversary's own effect: against the same perturber at beta 0
+                        pairs.append((arm_name(model, preset, b, target), arm_name(model, preset, 0.0, target)))
     run_benchmark(args.name, run_seed, args, pairs=pairs)
 
 

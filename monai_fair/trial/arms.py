@@ -45,6 +45,8 @@ class Arm:
         recipe: name of the arm whose training runs this arm reuses (``None``: its own).
         post: post-processing fitted on the validation predictions: ``None`` or ``"group_thresholds"``.
         overrides: config overrides of this arm (applied after the trial's common overrides).
+        reference: the arm this one is paired with in the report instead of the task's reference arm (``None``:
+            the task's reference), e.g. APPLE against its own deployed model; it is run with it.
     """
 
     name: str
@@ -59,6 +61,7 @@ class Arm:
     recipe: str | None = None
     post: str | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    reference: str | None = None
 
     def __post_init__(self) -> None:
         if self.task not in _TASKS:
@@ -170,8 +173,17 @@ _BUILTIN: list[Arm] = [
         stages=((_FS + "train.json", _FS + "train_baseline.json"), (_FS + "train.json", _FS + "train_teachers.json"),
                 (_FS + "train.json", _FS + "train_student.json"))),
     Arm("apple", "segmentation", "apple_segmentation",
-        "APPLE: adversarial latent perturbation of a frozen segmentor",
-        "shortcut", "worst_group_dice", stages=((_AP + "train.json",),), checkpoint="model.pt"),
+        "APPLE: adversarial latent perturbation of a frozen segmentor, paired with its own deployed model",
+        "label_noise", "worst_group_dice", stages=((_AP + "train.json",),), checkpoint="model.pt",
+        reference="apple_deployed"),
+    Arm("apple_deployed", "segmentation", "apple_segmentation",
+        "APPLE's deployed segmentor alone (its training run, perturbers off): the apple arms' paired reference",
+        "reference", "worst_group_dice", recipe="apple", checkpoint="base_model.pt",
+        evaluate=(_AP + "train.json", _AP + "evaluate_deployed.json")),
+    Arm("apple_beta0", "segmentation", "apple_segmentation",
+        "control: APPLE's perturber trained with no adversary (beta = 0), paired with its own deployed model",
+        "control", "worst_group_dice", stages=((_AP + "train.json",),), checkpoint="model.pt",
+        overrides={"beta": 0.0}, reference="apple_deployed"),
 ]  # fmt: skip
 
 ARMS: dict[str, Arm] = {a.name: a for a in _BUILTIN}
@@ -218,7 +230,7 @@ def resolve_arms(methods: Sequence[str] | None, task: str, extra: Mapping[str, A
     ref = REFERENCE[task] if REFERENCE[task] in registry else names[0]
     order = [ref] + [n for n in names if n != ref]
     for n in list(order):
-        r = registry[n].recipe
-        if r is not None and r not in order:
-            order.append(r)
+        for r in (registry[n].recipe, registry[n].reference):
+            if r is not None and r not in order:
+                order.append(r)
     return [registry[n] for n in order]

@@ -364,21 +364,26 @@ def _paired_comparisons(
     names: list[str],
     stats: Mapping[str, Any],
 ) -> dict[str, dict[str, Any]]:
-    """Every arm against the reference on the seeds both have, per kind (raw scores / validation thresholds)."""
-    base_seeds = sorted(data.get(ref.name, {}))
+    """Every arm against its reference (the arm's own ``reference``, else the task's) on the seeds both have, per
+    kind (raw scores / validation thresholds)."""
+    by_name = {a.name: a for a in arms}
     comparisons: dict[str, dict[str, Any]] = {}
     for arm in arms:
-        if arm.name == ref.name or arm.name not in data or not base_seeds:
+        r = by_name.get(arm.reference or "", ref)
+        base_seeds = sorted(data.get(r.name, {}))
+        if arm.name == r.name or arm.name not in data or not base_seeds:
             continue
-        pairing = seed_pairing(arm, ref)
+        pairing = seed_pairing(arm, r)
         if pairing == "paired":  # the same training runs: seed i of both arms is one run
             seeds_b = seeds_a = [s for s in base_seeds if s in data[arm.name]]
         else:  # independent samples of each method's training randomness: every finished seed counts
             seeds_b, seeds_a = base_seeds, sorted(data[arm.name])
         if not seeds_a:
             continue
-        comparisons[arm.name] = {"seeds": seeds_a, "reference_seeds": seeds_b, "seed_pairing": pairing}
-        base = [data[ref.name][s] for s in seeds_b]
+        comparisons[arm.name] = {
+            "seeds": seeds_a, "reference_seeds": seeds_b, "seed_pairing": pairing, "reference": r.name,
+        }  # fmt: skip
+        base = [data[r.name][s] for s in seeds_b]
         other = [data[arm.name][s] for s in seeds_a]
         st = {**stats, "seed_pairing": pairing if len(seeds_a) > 1 else "independent"}
         for kind in kinds:
@@ -438,6 +443,7 @@ def _headline(
                 (f for f in comp[kind]["figures"] if f["figure"] == fig and f["scope"] in ("overall", "fairness")), None
             )
             row = {"arm": arm_name, "figure": fig, "threshold": "validation" if kind == "thresholded" else None}
+            row["reference"] = comp.get("reference")
             if entry is not None:
                 row.update({k2: entry.get(k2) for k2 in ("base", "other", "difference", "ci", "p_value", "ci_method")})
                 row.update({k2: entry.get(k2) for k2 in ("base_per_seed", "other_per_seed", "paired_seed_sd")})
@@ -502,6 +508,12 @@ def _seed_mean_sd(vals: Sequence[float] | None) -> str:
     return f"{np.mean(v):.3f}{sd}"
 
 
+def _vs(row: Mapping[str, Any], report: Mapping[str, Any]) -> str:
+    """`` (vs <arm>)`` when the row's reference is an arm's own (e.g. APPLE's deployed model), not the report's."""
+    ref = row.get("reference")
+    return f" (vs {ref})" if ref and ref != report["reference"] else ""
+
+
 def format_trial_markdown(report: Mapping[str, Any]) -> str:
     """The trial report as Markdown: ranked table, verdicts with CIs, costs, missing runs."""
     task = report["task"]
@@ -523,7 +535,7 @@ def format_trial_markdown(report: Mapping[str, Any]) -> str:
         need = r.get("seeds_needed")
         need_s = "n/a" if "seeds_needed" not in r else f"{need}" if need is not None else _no_seeds(r, report)
         lines.append(
-            f"| {r['arm']} | {fig} | {_fmt(r.get('difference'))} | [{_fmt(c[0])}, {_fmt(c[1])}] | "
+            f"| {r['arm']} | {fig} | {_fmt(r.get('difference'))}{_vs(r, report)} | [{_fmt(c[0])}, {_fmt(c[1])}] | "
             f"{_fmt(r.get('p_value'), 4)} | {_fmt(r.get('p_holm'), 4)} | {r['verdict']} | "
             f"[{_fmt(cc[0])}, {_fmt(cc[1])}] | {_fmt(r.get('detectable_effect'))} | {need_s} |"
         )

@@ -20,9 +20,17 @@ posterior, as in privacy-preserving adversarial representation learning), not a 
   from the uniform ``u = 1/K``:
 
   * ``"uniform_ce"`` (default): ``CE(u, p_i) - log K = KL(u || p_i) = -(1/K) sum_k log p_ik - log K``;
-  * ``"entropy"``: ``log K - H(p_i) = KL(p_i || u)``.
+  * ``"entropy"``: ``log K - H(p_i) = KL(p_i || u)``;
+  * ``"faap"``: FAAP's two-part term (Wang et al., CVPR 2022: fool the discriminator and make it uncertain), the
+    form reviews of APPLE describe ("a two-part fairness constraint"): a capped negative cross-entropy of the true
+    group plus an entropy term, offset so that it is >= 0::
 
-  Both are >= 0 and 0 exactly when ``p_i`` is uniform; a discriminator that ranks the groups in reverse has a
+        P_i = (log K - min(CE(p_i, a_i), log K)) + w_H (log K - H(p_i)),    w_H = faap_entropy_weight
+
+    The cap at ``log K`` is our choice (FAAP's -CE is unbounded): it stops rewarding a *reversed* discriminator, so
+    the entropy part then pulls to the uniform posterior, the unique minimum (0).
+
+  All three are >= 0 and 0 exactly when ``p_i`` is uniform; a discriminator that ranks the groups in reverse has a
   confident, non-uniform posterior and is *not* a minimum (unlike ``-CE(D_p(f_p), a)``, which a reversed
   discriminator maximises). ``"uniform_ce"`` grows without bound as ``p_i`` concentrates, so ``beta`` keeps its
   effect however confident the discriminator is; the entropy form saturates at ``log K``.
@@ -49,7 +57,7 @@ from monai_fair.methods.apple.keys import AppleKeys
 __all__ = ["PerturberLoss", "DiscriminatorLoss", "PRIVACY_TERMS", "group_balanced_mean"]
 
 #: forms of the perturber's privacy term
-PRIVACY_TERMS = ("uniform_ce", "entropy")
+PRIVACY_TERMS = ("uniform_ce", "entropy", "faap")
 _NORM_PENALTIES = ("relative", "absolute")
 
 
@@ -68,12 +76,26 @@ def group_balanced_mean(values: torch.Tensor, group: torch.Tensor, num_groups: i
     return (sums[present] / counts[present]).mean()
 
 
-def privacy_divergence(logits: torch.Tensor, form: str = "uniform_ce") -> torch.Tensor:
-    """Per-sample divergence of ``softmax(logits)`` from the uniform posterior (see the module docstring); ``(N,)``."""
+def privacy_divergence(
+    logits: torch.Tensor,
+    form: str = "uniform_ce",
+    group: torch.Tensor | None = None,
+    entropy_weight: float = 0.25,
+) -> torch.Tensor:
+    """Per-sample privacy term of ``softmax(logits)`` (see the module docstring); ``(N,)``, 0 iff uniform.
+
+    ``group`` (the true groups) is needed by the ``"faap"`` form only; ``entropy_weight`` is its ``w_H``.
+    """
     logp = F.log_softmax(logits.float(), dim=1)
     log_k = math.log(logits.shape[1])
+    neg_entropy = (logp.exp() * logp).sum(1)
     if form == "entropy":
-        return log_k + (logp.exp() * logp).sum(1)
+        return log_k + neg_entropy
+    if form == "faap":
+        if group is None:
+            raise ValueError("the 'faap' privacy term needs the true groups.")
+        ce = -logp.gather(1, group.long().view(-1, 1).to(logp.device)).squeeze(1)
+        return (log_k - ce.clamp(max=log_k)) + float(entropy_weight) * (log_k + neg_entropy)
     return -logp.mean(1) - log_k
 
 
@@ -118,8 +140,10 @@ class PerturberLoss(nn.Module):
         beta: weight of the privacy term (documented range 0-10, see the bundle README and the beta sweep in
             ``docs/benchmarks/apple.md``).
         gamma: weight of the perturbation penalty.
-        privacy: ``"uniform_ce"`` or ``"entropy"``.
+        privacy: ``"uniform_ce"``, ``"entropy"`` or ``"faap"``.
         norm_penalty: ``"relative"`` or ``"absolute"``.
+        faap_entropy_weight: ``w_H`` of the ``"faap"`` term (default 0.25, the 0.1 : 0.4 ratio of entropy to
+            cross-entropy weight in a public FAAP re-implementation).
     """
 
     def __init__(
@@ -131,6 +155,7 @@ class PerturberLoss(nn.Module):
         gamma: float = 0.1,
         privacy: str = "uniform_ce",
         norm_penalty: str = "relative",
+        faap_entropy_weight: float = 0.25,
     ) -> None:
         super().__init__()
         if int(num_groups) < 2:
@@ -146,10 +171,14 @@ class PerturberLoss(nn.Module):
         self.seg_weight, self.beta, self.gamma = float(seg_weight), float(beta), float(gamma)
         self.privacy = look_up_option(privacy, PRIVACY_TERMS)
         self.norm_penalty = look_up_option(norm_penalty, _NORM_PENALTIES)
+        if faap_entropy_weight < 0:
+            raise ValueError(f"faap_entropy_weight must be >= 0, got {faap_entropy_weight}.")
+        self.faap_entropy_weight = float(faap_entropy_weight)
 
     def privacy_term(self, logits: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
         """Group-balanced mean divergence of the discriminator's posterior from uniform; 0 iff uniform."""
-        return group_balanced_mean(privacy_divergence(logits, self.privacy), group, self.num_groups)
+        div = privacy_divergence(logits, self.privacy, group, self.faap_entropy_weight)
+        return group_balanced_mean(div, group, self.num_groups)
 
     def perturbation_penalty(self, deltas: Sequence[torch.Tensor], latents: Sequence[torch.Tensor]) -> torch.Tensor:
         """Mean over sites of ``mean(delta^2)`` (absolute) or ``mean(delta^2) / mean(f_o^2)`` (relative)."""

@@ -29,10 +29,10 @@ from monai.utils import look_up_option
 from torch import nn
 
 from monai_fair.engines.utils import get_batch_group
-from monai_fair.methods.apple.discriminator import pool_latent
 from monai_fair.methods.apple.losses import DiscriminatorLoss
-from monai_fair.methods.apple.recoverability import compute_attribute_recoverability
-from monai_fair.methods.apple.segmentor import PerturbedSegmentor
+from monai_fair.methods.apple.metrics import compute_attribute_recoverability
+from monai_fair.methods.apple.networks.discriminator import pool_latent
+from monai_fair.methods.apple.networks.segmentor import PerturbedSegmentor
 
 __all__ = ["collect_pooled_latents", "fit_probe", "privacy_probe", "run_privacy_probe", "PROBE_KINDS"]
 

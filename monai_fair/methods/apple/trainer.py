@@ -46,18 +46,21 @@ from monai_fair.engines.group_trainer import GroupSupervisedTrainer
 from monai_fair.engines.utils import get_batch_group
 from monai_fair.methods.apple.keys import AppleIterationEvents, AppleKeys
 from monai_fair.methods.apple.losses import DiscriminatorLoss, PerturberLoss
-from monai_fair.methods.apple.recoverability import AttributeRecoverabilityMetric
-from monai_fair.methods.apple.segmentor import PerturbedSegmentor
+from monai_fair.methods.apple.metrics import AttributeRecoverabilityMetric
+from monai_fair.methods.apple.networks.segmentor import PerturbedSegmentor
 from monai_fair.utils.distributed import all_reduce_gradients, broadcast_module_states, get_world_size
 from monai_fair.utils.validation import check_group_ids
 
 if TYPE_CHECKING:
     from torch.optim import Optimizer
 
-__all__ = ["AppleTrainer", "check_groups", "ONE_GROUP_BATCH_POLICIES"]
+__all__ = ["AppleTrainer", "check_groups", "ONE_GROUP_BATCH_POLICIES", "SEG_TARGETS"]
 
 #: what to do with a batch that holds a single group
 ONE_GROUP_BATCH_POLICIES = ("warn", "skip", "error")
+
+#: what the perturber's segmentation term compares the perturbed prediction with
+SEG_TARGETS = ("label", "deployed")
 
 
 def check_groups(group: torch.Tensor, num_groups: int, one_group_batch: str = "warn") -> bool:
@@ -109,6 +112,12 @@ class AppleTrainer(GroupSupervisedTrainer):
         discriminator_loss_function: ``L_D``; default ``DiscriminatorLoss(num_groups)`` (group-balanced).
         n_discriminator_steps: ``k``, ``D_p`` updates per perturber update (0 trains the perturber against a fixed
             ``D_p``).
+        seg_target: the target of the segmentation term: ``"label"`` (the ground truth, APPLE as published) or
+            ``"deployed"`` (consistency: the deployed model's own prediction, ``argmax D_s(f_o)``, computed without
+            gradients and without the perturbers). With ``"deployed"`` the segmentation term only asks the perturber
+            to keep what the deployed model does, so any change in fairness comes from the adversary (with
+            ``beta = 0`` the perturber has nothing to learn); labels are still returned under ``label`` for the
+            metrics.
         one_group_batch: ``"warn"``, ``"skip"`` or ``"error"`` (see :func:`check_groups`).
         nan_policy: ``"raise"`` (default: ``FloatingPointError`` naming the non-finite term) or ``"skip"`` (warn
             and skip the update of this batch).
@@ -135,6 +144,7 @@ class AppleTrainer(GroupSupervisedTrainer):
         discriminator_optimizer: Optimizer,
         discriminator_loss_function: DiscriminatorLoss | None = None,
         n_discriminator_steps: int = 1,
+        seg_target: str = "label",
         one_group_batch: str = "warn",
         nan_policy: str = "raise",
         discriminator_metrics: bool = True,
@@ -186,6 +196,7 @@ class AppleTrainer(GroupSupervisedTrainer):
         self.discriminator_optimizer = discriminator_optimizer
         self.discriminator_loss_function = discriminator_loss_function or DiscriminatorLoss(num_groups)
         self.n_discriminator_steps = int(n_discriminator_steps)
+        self.seg_target = look_up_option(seg_target, SEG_TARGETS)
         self.nan_policy = nan_policy
         self.d_scaler = torch.amp.GradScaler("cuda") if self.amp else None
         self.distributed = bool(distributed)
@@ -265,6 +276,9 @@ class AppleTrainer(GroupSupervisedTrainer):
         net.train()
         disc.train()
         engine.state.output = {Keys.IMAGE: inputs, Keys.LABEL: targets}
+        seg_targets = targets
+        if engine.seg_target == "deployed":  # before the perturbed pass, which keeps its latents for D_p
+            seg_targets = engine._deployed_prediction(inputs, *args, **kwargs)
 
         with engine._autocast(device):
             pred = engine.inferer(inputs, net, *args, **kwargs)
@@ -290,7 +304,7 @@ class AppleTrainer(GroupSupervisedTrainer):
         with engine._autocast(device):
             logits = disc(f_p) if adversarial else None
         # losses in float32 (AMP may give half / bfloat16 predictions and latents)
-        terms = loss_fn(pred.float(), targets, group, logits, [d.float() for d in net.perturbations()], f_o)
+        terms = loss_fn(pred.float(), seg_targets, group, logits, [d.float() for d in net.perturbations()], f_o)
         loss = terms[AppleKeys.PERTURBER_LOSS]
         engine.state.output.update(terms)
         engine.state.output[Keys.LOSS] = loss
@@ -310,6 +324,18 @@ class AppleTrainer(GroupSupervisedTrainer):
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
         engine.fire_event(AppleIterationEvents.PERTURBER_MODEL_COMPLETED)
         return engine.state.output
+
+    def _deployed_prediction(self, inputs: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """``argmax D_s(f_o)``, the deployed model's own label map ``(B, 1, *spatial)`` (no perturbers, no gradient)."""
+        net = self.network
+        enabled = net.enabled
+        net.set_perturbation_enabled(False)
+        try:
+            with torch.no_grad(), self._autocast(inputs.device):
+                out = self.inferer(inputs, net, *args, **kwargs)
+        finally:
+            net.set_perturbation_enabled(enabled)
+        return out.argmax(1, keepdim=True)
 
     @staticmethod
     def _skip_output(engine: AppleTrainer) -> dict:

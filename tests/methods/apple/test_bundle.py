@@ -1,7 +1,8 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
 """End-to-end: the APPLE bundle's stages (base segmentor, APPLE) and whole pipeline train, evaluate (with the privacy
-probe), infer (2D and 3D volumes, sliding window), pass verify_net_in_out and follow the model zoo's ids."""
+probe), infer (2D and 3D volumes, sliding window), pass verify_net_in_out and follow the model zoo's ids; the preset is
+one config id; the segmentation bundles load user-provided pretrained weights."""
 
 from __future__ import annotations
 
@@ -13,6 +14,11 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 
+from monai_fair.methods.apple import (
+    EncoderDecoderPerturber,
+    LatentPerturber,
+    select_preset,
+)
 from tests.conftest import BUNDLES_DIR, config_expressions, kill_overlay, run_bundle_cli, verify_net_in_out
 from tests.conftest import ZOO_IDS as CONFTEST_ZOO_IDS
 
@@ -164,7 +170,7 @@ def test_apple_bundle_3d_volumes_patches_and_sliding_window(bundle_copy, tmp_pat
     overrides.update(batch_size=2, val_batch_size=1, patch_samples=2)
     run_bundle_cli(root, ["train.json", "evaluate.json"], dict(overrides, run=_runs("train.json", "evaluate.json")))
     state = torch.load(root / "models" / "model.pt", weights_only=True)
-    assert state["perturbers.0.net.0.weight"].ndim == 5  # Conv3d
+    assert state["perturbers.0.encoder.0.0.weight"].ndim == 5 and state["perturbers.0.out.weight"].ndim == 5  # Conv3d
     report = json.loads((root / "eval" / "after" / "report.json").read_text())
     assert report["overall"]["n"] == 2
     assert "probe/linear/auc" in json.loads((root / "eval" / "apple_comparison.json").read_text())
@@ -190,6 +196,7 @@ def test_apple_bundle_perturb_skips_builds_wrapped_network(bundle_copy):
     parser.read_config(str(root / "configs" / "inference.json"))
     parser["bundle_root"] = str(root)
     parser["perturb_skips"] = True
+    parser["preset"] = "compact"
     net = parser.get_parsed_content("network_def")
     assert net.latent_modules == [
         "model.1.submodule.1.submodule.1.submodule",
@@ -205,6 +212,13 @@ def test_apple_bundle_perturb_skips_builds_wrapped_network(bundle_copy):
         net.set_perturbation_enabled(False)
         assert torch.equal(out, net(x))  # zero-initialised perturbers: identical to the deployed model
     assert [tuple(f.shape[1:]) for f in net.latents_in] == [(128, 8, 8), (16, 32, 32), (32, 16, 16), (64, 8, 8)]
+    parser["preset"] = "paper"  # the paper's encoder-decoder at every site, output = the site's channels
+    net = parser.get_parsed_content("network_def", lazy=False)
+    assert [p.out.out_channels for p in net.perturbers] == [128, 16, 32, 64]
+    with torch.no_grad():
+        out = net(x)
+        net.set_perturbation_enabled(False)
+        assert torch.equal(out, net(x))
 
 
 @pytest.mark.slow
@@ -238,3 +252,53 @@ def test_apple_bundle_killed_in_each_stage_resumes(bundle_copy, tmp_path):
     for name in ("model.pt", "perturber.pt"):
         assert (models / name).is_file(), name
     assert not (models / "resume_base.pt").exists() and not (models / "resume_apple.pt").exists()
+
+
+@pytest.mark.parametrize("preset", ["paper", "compact"])
+def test_one_config_id_selects_the_preset(tmp_path, preset):
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.json"))
+    parser.update({"bundle_root": str(tmp_path), "num_groups": 2, "preset": preset})
+    perturber = parser.get_parsed_content("apple#perturbers")[0]
+    disc = parser.get_parsed_content("apple#discriminator")
+    loss = parser.get_parsed_content("apple#loss")
+    paper = preset == "paper"
+    assert isinstance(perturber, EncoderDecoderPerturber if paper else LatentPerturber)
+    assert loss.privacy == ("faap" if paper else "uniform_ce")
+    assert sum(type(m).__name__ == "Linear" for m in disc.mlp) == (3 if paper else 2)
+    assert parser.get_parsed_content("synthetic")["scenario"] == "label_noise"  # a gap group information explains
+    inference = ConfigParser()
+    inference.read_config(str(CONFIGS / "inference.json"))
+    inference.update({"bundle_root": str(tmp_path), "preset": preset})
+    net = inference.get_parsed_content("network_def")
+    assert type(net.perturbers[0]) is type(perturber)  # the checkpoint of a preset loads into its inference net
+    assert set(net.perturbers[0].state_dict()) == set(perturber.state_dict())
+    assert not list(tmp_path.iterdir())  # resolving the ids wrote nothing
+    with pytest.raises(ValueError):
+        select_preset("papers", parser.get_parsed_content("presets"))
+
+
+@pytest.mark.parametrize(
+    "bundle, net_id",
+    [("baseline_segmentation", "network"), ("fairdi_segmentation", "network"), ("apple_segmentation", "base#network")],
+)
+def test_segmentation_bundles_load_user_pretrained_weights(tmp_path, bundle, net_id):
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLES_DIR / bundle / "configs" / "train.json"))
+    parser.update({"bundle_root": str(tmp_path), "device": "$torch.device('cpu')"})
+    fresh = parser.get_parsed_content(net_id)
+    state = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in fresh.state_dict().items()}
+    path = tmp_path / "pretrained.pt"
+    torch.save({"model": state}, path)  # a MONAI CheckpointSaver layout
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLES_DIR / bundle / "configs" / "train.json"))
+    parser.update({"bundle_root": str(tmp_path), "device": "$torch.device('cpu')", "pretrained#path": str(path)})
+    loaded = parser.get_parsed_content(net_id)
+    for k, v in loaded.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLES_DIR / bundle / "configs" / "train.json"))
+    parser.update({"bundle_root": str(tmp_path), "pretrained#path": str(tmp_path / "missing.pt")})
+    with pytest.raises(RuntimeError) as exc:
+        parser.get_parsed_content(net_id)
+    assert "pretrained#path" in str(exc.value.__cause__)

@@ -1,8 +1,12 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
-"""APPLE networks: zero-initialised residual perturber, discriminator, hook placement on each network family."""
+"""APPLE networks: zero-initialised residual perturbers (compact and the paper's encoder-decoder), the discriminator
+(with the paper's Linear-BatchNorm blocks), hook placement on each network family, deepcopy / pickling."""
 
 from __future__ import annotations
+
+import copy
+import io
 
 import pytest
 import torch
@@ -11,10 +15,12 @@ from torch import nn
 
 from monai_fair.methods.apple import (
     AttributeDiscriminator,
+    EncoderDecoderPerturber,
     LatentPerturber,
     PerturbedSegmentor,
     SamLikeSegmentor,
     default_latent_module,
+    make_perturbers,
 )
 
 torch.manual_seed(0)
@@ -246,3 +252,111 @@ def test_sam_like_prompts_and_optional_segment_anything():
     if not optional_import("segment_anything")[1]:
         with pytest.raises(OptionalImportError):
             SamLikeSegmentor.from_sam_checkpoint("vit_b", "missing.pth")
+
+
+def _wrapped() -> PerturbedSegmentor:
+    torch.manual_seed(0)
+    net = UNet(2, 1, 2, channels=(8, 16, 32), strides=(2, 2), norm="batch")
+    name = default_latent_module(net)
+    dim = dict(net.named_modules())[name](torch.zeros(1, 16, 8, 8)).shape[1]
+    wrapped = PerturbedSegmentor(net, LatentPerturber(dim), latent_module=name)
+    with torch.no_grad():  # make the (zero-initialised) perturber act, so that perturbing changes outputs
+        for p in wrapped.perturbers.parameters():
+            p.normal_(0.0, 0.1)
+    return wrapped.eval()
+
+
+def test_deepcopy_same_outputs_and_independent():
+    orig = _wrapped()
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        y0 = orig(x)
+    dup = copy.deepcopy(orig)
+    with torch.no_grad():
+        y1 = dup(x)
+    torch.testing.assert_close(y1, y0)
+    # the copy's hook filled the copy's latents, not the original's
+    assert dup.latents_out[0] is not None
+    assert dup.latents_out[0] is not orig.latents_out[0]
+    hook = next(iter(dict(dup.network.named_modules())[dup.latent_modules[0]]._forward_hooks.values()))
+    assert hook.owner is dup
+
+    # perturbing the copy (new perturber weights, or switching it off) leaves the original unchanged
+    with torch.no_grad():
+        for p in dup.perturbers.parameters():
+            p.add_(1.0)
+        y_dup = dup(x)
+        y_orig = orig(x)
+    torch.testing.assert_close(y_orig, y0)
+    assert not torch.allclose(y_dup, y0)
+    # switching the copy's perturbers off gives the deployed network alone; the original stays perturbed
+    orig.set_perturbation_enabled(False)
+    with torch.no_grad():
+        y_base = orig(x)
+    orig.set_perturbation_enabled(True)
+    dup.set_perturbation_enabled(False)
+    with torch.no_grad():
+        torch.testing.assert_close(dup(x), y_base)
+        torch.testing.assert_close(orig(x), y0)
+    assert not torch.allclose(y_base, y0)
+
+    # removing the copy's hooks leaves the original's hooks in place
+    dup.remove_hooks()
+    with torch.no_grad():
+        torch.testing.assert_close(orig(x), y0)
+
+
+def test_pickle_round_trip():
+    orig = _wrapped()
+    x = torch.randn(1, 1, 16, 16)
+    buf = io.BytesIO()
+    torch.save(orig, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), orig(x))
+    assert loaded.latents_out[0] is not None
+
+
+@pytest.mark.parametrize("dims, shape", [(2, (3, 128, 8, 8)), (3, (2, 64, 4, 4, 4)), (2, (2, 32, 1, 1))])
+def test_encoder_decoder_perturber_shape_identity_and_gradients(dims, shape):
+    g = EncoderDecoderPerturber(shape[1], spatial_dims=dims)
+    assert [b[0].out_channels for b in g.encoder] == [32, 64, 128] and len(g.bottleneck) == 4
+    assert [b[0].out_channels for b in g.decoder] + [g.out.out_channels] == [64, 32, shape[1]]  # 3 decoder layers
+    f = torch.randn(*shape)
+    assert torch.equal(g(f), f)  # zero-initialised output layer: training starts at f_p = f_o
+    g(f).pow(2).sum().backward()
+    assert g.out.weight.grad is not None and g.out.weight.grad.abs().sum() > 0  # the residual path trains it
+    torch.nn.init.normal_(g.out.weight, std=0.1)
+    assert g.perturbation(f).shape == f.shape and not torch.equal(g(f), f)
+    with pytest.raises(ValueError, match="check latent_module"):
+        g(torch.randn(2, shape[1] + 1, *shape[2:]))
+
+
+def test_encoder_decoder_perturber_tokens_and_bad_arguments():
+    g = EncoderDecoderPerturber(48, latent_type="token")
+    f = torch.randn(2, 10, 48)
+    assert torch.equal(g(f), f)
+    with pytest.raises(ValueError, match="encoder_strides"):
+        EncoderDecoderPerturber(16, encoder_strides=(1, 2))
+    with pytest.raises(ValueError, match="must be >= 1"):
+        EncoderDecoderPerturber(16, encoder_channels=())
+    assert isinstance(make_perturbers([16], arch="encoder_decoder")[0], EncoderDecoderPerturber)
+    assert isinstance(make_perturbers([16], arch="compact")[0], LatentPerturber)
+    with pytest.raises(ValueError, match="encoder_decoder"):
+        make_perturbers([16], arch="unet")
+
+
+def test_linear_batchnorm_discriminator_and_its_running_statistics():
+    d = AttributeDiscriminator(32, 2, hidden_channels=(128, 64), hidden_norm=True)
+    kinds = [type(m).__name__ for m in d.mlp]
+    assert kinds.count("Linear") == 3 and kinds.count("_GradOnlyBatchNorm1d") == 2 and d.mlp[-1].out_features == 2
+    bn = d.mlp[1]
+    d.train()
+    x = torch.randn(8, 32, 4, 4)
+    with torch.no_grad():  # monitoring passes do not move the running statistics
+        d(x)
+    assert torch.equal(bn.running_mean, torch.zeros(128))
+    d(x).sum().backward()
+    assert not torch.equal(bn.running_mean, torch.zeros(128)) and bn.weight.grad is not None
+    assert d(torch.randn(1, 32, 4, 4)).shape == (1, 2)  # one training sample: running statistics, no error

@@ -26,9 +26,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from monai_fair.networks.pretrained import read_state_dict
 from monai_fair.utils.hooks import get_named_module
 
-__all__ = ["PerturbedSegmentor", "default_latent_module", "unet_skip_modules"]
+__all__ = ["PerturbedSegmentor", "default_latent_module", "latent_channels", "unet_skip_modules"]
 
 
 def default_latent_module(network: nn.Module) -> str:
@@ -38,6 +39,7 @@ def default_latent_module(network: nn.Module) -> str:
     * MONAI ``BasicUNet``: ``"down_4"`` (bottleneck);
     * MONAI ``UNETR``: ``"vit"`` (transformer output, a tuple whose element 0 are the final tokens);
     * MONAI ``SwinUNETR``: ``"encoder10"`` (bottleneck on the deepest Swin stage);
+    * MONAI ``SegResNet``: the deepest encoder stage ``"down_layers.<n-1>"`` (its output is the decoder's input);
     * SAM-like models (``image_encoder`` / ``prompt_encoder`` / ``mask_decoder``, including
       ``monai_fair.methods.apple.SamLikeSegmentor``): ``"image_encoder"`` (the image embedding fed to the decoder).
 
@@ -59,12 +61,59 @@ def default_latent_module(network: nn.Module) -> str:
         return "vit"
     if kind == "SwinUNETR" and "encoder10" in names:
         return "encoder10"
+    if kind == "SegResNet" and "down_layers" in names:
+        return f"down_layers.{len(network.down_layers) - 1}"
     if all(k in names for k in ("image_encoder", "prompt_encoder", "mask_decoder")):
         return "image_encoder"
     raise ValueError(
         f"no default latent module for {kind}; pass latent_module (one of its named modules, e.g. "
         f"{[n for n in names if n][:8]} ...)."
     )
+
+
+def latent_channels(
+    network: nn.Module,
+    latent_module: str | Sequence[str],
+    example: torch.Tensor,
+    output_index: int | Sequence[int | None] | None = None,
+) -> list[int]:
+    """Channels of each named module's output, read from one forward pass of ``example`` (the rule the bundle uses
+    to size the perturbers of a deployed network it did not build).
+
+    A spatial output ``(B, C, *spatial)`` gives ``C``; a token output ``(B, N, C)`` (UNETR's ``vit``) gives ``C``; a
+    tuple/list output is read at ``output_index`` (default 0). The forward pass runs in eval mode without
+    gradients, and the network's mode is restored.
+
+    Raises:
+        ValueError: a module name is unknown or its output is not a tensor.
+    """
+    names = [latent_module] if isinstance(latent_module, str) else list(latent_module)
+    idx = list(output_index) if isinstance(output_index, Sequence) else [output_index] * len(names)
+    seen: dict[str, torch.Tensor] = {}
+
+    def grab(name: str, i: int | None):
+        def hook(module: nn.Module, args: Any, out: Any) -> None:
+            seen[name] = out[i or 0] if isinstance(out, (tuple, list)) else out
+
+        return hook
+
+    handles = [get_named_module(network, n).register_forward_hook(grab(n, i)) for n, i in zip(names, idx)]
+    was_training = network.training
+    try:
+        network.eval()
+        with torch.no_grad():
+            network(example)
+    finally:
+        for h in handles:
+            h.remove()
+        network.train(was_training)
+    out = []
+    for n in names:
+        f = seen.get(n)
+        if not isinstance(f, torch.Tensor):
+            raise ValueError(f"latent module '{n}' was not called or did not return a tensor for the example input.")
+        out.append(int(f.shape[-1] if f.ndim == 3 and example.ndim != 3 else f.shape[1]))
+    return out
 
 
 def unet_skip_modules(network: nn.Module) -> list[str]:
@@ -232,20 +281,9 @@ class _LatentHook:
         return self.owner._perturb_output(self.index, output)
 
 
-def _load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(ckpt, dict):
-        for key in ("model", "state_dict", "network"):
-            if key in ckpt and isinstance(ckpt[key], dict):
-                return ckpt[key]
-    if not isinstance(ckpt, dict):
-        raise ValueError(f"{path} does not hold a state dict (got {type(ckpt).__name__}).")
-    return ckpt
-
-
 def _load_into(module: nn.Module, path: str | os.PathLike, what: str) -> None:
     try:
-        module.load_state_dict(_load_state_dict(path))
+        module.load_state_dict(read_state_dict(path))
     except RuntimeError as e:
         raise ValueError(
             f"checkpoint {path} does not fit the {what} ({type(module).__name__}); was it saved for another "

@@ -59,6 +59,10 @@ class AttributeDiscriminator(nn.Module):
             with gradients enabled, i.e. not by ``torch.no_grad`` monitoring) in eval mode and for a one-sample
             batch). Pooled latents can have large offsets and a small between-sample spread (SAM-like embeddings);
             without it the MLP learns them slowly.
+        hidden_norm: batch normalisation (affine, same running-statistics rule) after each hidden ``Linear``: with
+            two hidden layers this is APPLE's discriminator shape as reviews of the paper describe it (three
+            Linear-BatchNorm blocks, the last with one output per attribute class), the ``paper`` preset of the
+            bundle: ``AttributeDiscriminator(c, k, hidden_channels=(128, 64), hidden_norm=True)``.
     """
 
     def __init__(
@@ -70,6 +74,7 @@ class AttributeDiscriminator(nn.Module):
         pool: str = "avgmax",
         dropout: float = 0.0,
         input_norm: bool = True,
+        hidden_norm: bool = False,
     ) -> None:
         super().__init__()
         chans = [int(in_channels)] if isinstance(in_channels, int) else [int(c) for c in in_channels]
@@ -82,12 +87,15 @@ class AttributeDiscriminator(nn.Module):
             raise ValueError(f"num_groups must be >= 2, got {num_groups}.")
         self.in_channels, self.latent_types, self.pool, self.num_groups = chans, types, pool, int(num_groups)
         width = sum(chans) * (2 if pool == "avgmax" else 1)
-        self.norm = nn.BatchNorm1d(width, affine=False) if input_norm else None
+        self.norm = _GradOnlyBatchNorm1d(width, affine=False) if input_norm else None
         layers: list[nn.Module] = []
         for h in hidden_channels:
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
-            layers += [nn.Linear(width, int(h)), nn.LeakyReLU(0.2)]
+            layers.append(nn.Linear(width, int(h)))
+            if hidden_norm:
+                layers.append(_GradOnlyBatchNorm1d(int(h)))
+            layers.append(nn.LeakyReLU(0.2))
             width = int(h)
         layers.append(nn.Linear(width, self.num_groups))
         self.mlp = nn.Sequential(*layers)
@@ -108,11 +116,22 @@ class AttributeDiscriminator(nn.Module):
         pooled = [self._pool(f, c, t) for f, c, t in zip(latents, self.in_channels, self.latent_types)]
         x = torch.cat(pooled, dim=1).float()
         if self.norm is not None:
-            n = self.norm
-            if self.training and x.shape[0] > 1:  # batch statistics; running ones updated only when training
-                track = torch.is_grad_enabled()
-                mean, var = (n.running_mean, n.running_var) if track else (None, None)
-                x = F.batch_norm(x, mean, var, training=True, momentum=n.momentum, eps=n.eps)
-            else:  # eval mode, or one sample (no batch statistics): the running statistics
-                x = F.batch_norm(x, n.running_mean, n.running_var, training=False, eps=n.eps)
+            x = self.norm(x)
         return self.mlp(x)
+
+
+class _GradOnlyBatchNorm1d(nn.BatchNorm1d):
+    """``BatchNorm1d`` whose running statistics move only in forward passes with gradients enabled.
+
+    Training mode with more than one sample: batch statistics (running ones updated only when ``torch.is_grad_enabled``,
+    so ``torch.no_grad`` monitoring of the discriminator leaves them alone); eval mode or a one-sample batch: the
+    running statistics (a plain ``BatchNorm1d`` raises on one training sample).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w, b = self.weight, self.bias
+        if self.training and x.shape[0] > 1:
+            track = torch.is_grad_enabled()
+            mean, var = (self.running_mean, self.running_var) if track else (None, None)
+            return F.batch_norm(x, mean, var, w, b, training=True, momentum=self.momentum, eps=self.eps)
+        return F.batch_norm(x, self.running_mean, self.running_var, w, b, training=False, eps=self.eps)

@@ -1,7 +1,8 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
 """APPLE's objectives: the perturber's minimum is an uninformative discriminator (not a reversed one); the
-discriminator's loss is group-balanced and, with its own learning rate and k steps, it learns on 80/20 groups."""
+discriminator's loss is group-balanced and, with its own learning rate and k steps, it learns on 80/20 groups; FAAP's
+two-part term is zero only at the uniform posterior."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from monai_fair.methods.apple import (
     PerturberLoss,
     compute_attribute_recoverability,
 )
+from monai_fair.methods.apple.losses import privacy_divergence
 
 _NO_SEG = lambda p, y: p.sum() * 0  # noqa: E731  (isolates the privacy term)
 
@@ -181,3 +183,26 @@ def test_discriminator_learns_on_imbalanced_groups_instead_of_predicting_the_maj
     blind = _discriminator_run(balanced=False, lr=2e-4, k=1)
     assert blind[AppleKeys.DISCRIMINATOR_BALANCED_ACCURACY] == pytest.approx(0.5)
     assert np.isfinite(blind[AppleKeys.DISCRIMINATOR_AUC])
+
+
+def test_faap_two_part_term_is_zero_only_at_the_uniform_posterior():
+    k = 2
+    uniform = torch.zeros(3, k)
+    group = torch.tensor([0, 1, 0])
+    assert torch.allclose(privacy_divergence(uniform, "faap", group), torch.zeros(3), atol=1e-7)
+    right = torch.tensor([[4.0, -4.0], [-4.0, 4.0], [4.0, -4.0]])  # confident and right
+    reversed_ = -right  # confident and reversed: -CE rewards it, the capped form does not
+    p_right = privacy_divergence(right, "faap", group, entropy_weight=0.25)
+    p_rev = privacy_divergence(reversed_, "faap", group, entropy_weight=0.25)
+    assert (p_right > 0).all() and (p_rev > 0).all() and (p_right > p_rev).all()
+    h = -(torch.softmax(right, 1) * torch.log_softmax(right, 1)).sum(1)
+    ce = torch.nn.functional.cross_entropy(right, group, reduction="none")
+    expected = (math.log(k) - ce.clamp(max=math.log(k))) + 0.25 * (math.log(k) - h)
+    assert torch.allclose(p_right, expected, atol=1e-6)
+    assert torch.allclose(p_rev, 0.25 * (math.log(k) - h), atol=1e-6)  # only the entropy part is left
+    with pytest.raises(ValueError, match="true groups"):
+        privacy_divergence(right, "faap")
+    loss = PerturberLoss(2, privacy="faap", faap_entropy_weight=0.5)
+    assert loss.privacy_term(uniform, group).abs() < 1e-7
+    with pytest.raises(ValueError, match="faap_entropy_weight"):
+        PerturberLoss(2, privacy="faap", faap_entropy_weight=-1)

@@ -1,6 +1,7 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
-"""APPLE training: frozen weights bit-identical, alternating updates, output keys, one-group batch, NaN guard."""
+"""APPLE training: frozen weights bit-identical, alternating updates, output keys, one-group batch, NaN guard, the
+consistency target (the deployed model's own prediction)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from monai_fair.methods.apple import (
     AppleKeys,
     AppleTrainer,
     AttributeDiscriminator,
+    EncoderDecoderPerturber,
     LatentPerturber,
     PerturbedSegmentor,
     PerturberLoss,
@@ -171,3 +173,50 @@ def test_amp_training_keeps_frozen_weights():
         trainer.run()
     assert torch.isfinite(trainer.state.output["loss"])
     assert all(torch.equal(base0[k], v) for k, v in net.state_dict().items())
+
+
+def test_consistency_target_uses_the_deployed_prediction_and_keeps_the_labels():
+    torch.manual_seed(0)
+    net = UNet(2, 1, 2, channels=(8, 16, 32), strides=(2, 2), norm="batch")
+    wrapped = PerturbedSegmentor(net, EncoderDecoderPerturber(32))
+    disc = AttributeDiscriminator(32, 2, hidden_channels=(16, 8), hidden_norm=True)
+    seen = []
+
+    def seg_loss(pred, target):
+        seen.append(target.clone())
+        return torch.nn.functional.cross_entropy(pred, target[:, 0].long())
+
+    data = _data(n_batches=1)
+    trainer = AppleTrainer(
+        device=torch.device("cpu"),
+        max_epochs=1,
+        train_data_loader=data,
+        network=wrapped,
+        optimizer=torch.optim.Adam(wrapped.perturbers.parameters(), 1e-2),
+        loss_function=PerturberLoss(2, seg_loss=seg_loss, beta=0.0, gamma=0.0),
+        discriminator=disc,
+        discriminator_optimizer=torch.optim.Adam(disc.parameters(), 1e-2),
+        n_discriminator_steps=1,
+        seg_target="deployed",
+        decollate=False,
+    )
+    with torch.no_grad():
+        wrapped.set_perturbation_enabled(False)
+        deployed = net(data[0]["image"]).argmax(1, keepdim=True)
+        wrapped.set_perturbation_enabled(True)
+    trainer.run()
+    assert torch.equal(seen[0], deployed) and not torch.equal(seen[0].float(), data[0]["label"])
+    assert torch.equal(trainer.state.output["label"], data[0]["label"])  # metrics still see the ground truth
+    assert AppleKeys.SEGMENTATION_LOSS in trainer.state.output
+    with pytest.raises(ValueError, match="deployed"):
+        AppleTrainer(
+            device=torch.device("cpu"),
+            max_epochs=1,
+            train_data_loader=data,
+            network=wrapped,
+            optimizer=torch.optim.Adam(wrapped.perturbers.parameters(), 1e-2),
+            loss_function=PerturberLoss(2),
+            discriminator=disc,
+            discriminator_optimizer=torch.optim.Adam(disc.parameters(), 1e-2),
+            seg_target="prediction",
+        )

@@ -88,3 +88,38 @@ def test_run_privacy_probe_reads_before_and_after_latents(tmp_path):
 class _Eraser(nn.Module):
     def forward(self, f):
         return f * 0
+
+
+def test_paired_with_deployed_headline(tmp_path):
+    """The headline pairs APPLE with the deployed model case by case (group names in the CSVs)."""
+    from monai_fair.methods.apple import HEADLINE_FIGURES, paired_with_deployed
+
+    rng = np.random.default_rng(0)
+    n = 40
+    names = np.where(np.arange(n) % 2 == 0, "F", "M")
+    dice_b = rng.uniform(0.5, 0.9, n)
+    dice_a = dice_b + np.where(names == "F", 0.1, 0.0)  # APPLE lifts F only: the gap shrinks by 0.1
+
+    def write(path, dice):
+        rows = ["case_id,image,dice,iou,group"] + [
+            f"c{i},img{i},{d},{d / (2 - d)},{g}" for i, (d, g) in enumerate(zip(dice, names))
+        ]
+        path.write_text("\n".join(rows) + "\n")
+        return path
+
+    dep, app = write(tmp_path / "dep.csv", dice_b), write(tmp_path / "app.csv", dice_a)
+    res = paired_with_deployed(dep, app, ["F", "M"], min_group_size=5, n_bootstrap=100)
+    assert list(res["headline"]) == list(HEADLINE_FIGURES)
+    wg = res["headline"]["worst_group_dice"]
+    assert (
+        wg["difference"] == pytest.approx(wg["other"] - wg["base"]) and wg["ci"][0] <= wg["difference"] <= wg["ci"][1]
+    )
+    gap_b = abs(dice_b[names == "F"].mean() - dice_b[names == "M"].mean())
+    gap_a = abs(dice_a[names == "F"].mean() - dice_a[names == "M"].mean())
+    assert res["headline"]["dice_gap"]["difference"] == pytest.approx(gap_a - gap_b)
+    write(tmp_path / "other.csv", dice_a[::-1])
+    (tmp_path / "other.csv").write_text((tmp_path / "other.csv").read_text().replace("c0,", "x0,"))
+    with pytest.raises(ValueError, match="same cases"):
+        paired_with_deployed(dep, tmp_path / "other.csv", ["F", "M"])
+    with pytest.raises(ValueError, match="not among"):
+        paired_with_deployed(dep, app, ["A", "B"])
