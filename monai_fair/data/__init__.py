@@ -26,7 +26,6 @@ from monai_fair.data.datalist import (
     ITEM_KEYS,
     build_fair_datalist,
     check_split_coverage,
-    datalist_from_csv,
     datalist_from_json,
     encode_labels,
     load_case_metadata,

@@ -199,6 +199,8 @@ def _run_datalist(args: argparse.Namespace) -> int:
         "split_col": args.split_col,
         "split_fractions": args.split_fractions,
         "seed": args.seed,
+        "allow_patient_overlap": args.allow_patient_overlap,
+        "max_groups": args.max_groups,
     }
     try:
         if args.dicom_dir:
@@ -215,7 +217,26 @@ def _run_datalist(args: argparse.Namespace) -> int:
         return _user_error(e)
     print(f"wrote {path}")
     print(format_split_counts(path, args.min_group_size))
+    _print_notes(path, args.dicom_dir, args.labels)
     return 0
+
+
+def _print_notes(path: Any, dicom_dir: str | None = None, labels: str | None = None) -> None:
+    """What the builder left out or accepted, from the datalist's top-level record (never case-level data)."""
+    import json
+    from pathlib import Path
+
+    data = json.loads(Path(path).read_text())
+    n = (data.get("source") or {}).get("unlabelled_files")
+    if n:
+        print(f"note: {n} file(s) under {dicom_dir} are not named in {labels} and were left out")
+    if data.get("patient_overlap"):
+        print(f"warning: {data['patient_overlap']} patient(s) are in more than one given split (allowed explicitly)")
+    if data.get("dropped_unknown_attribute"):
+        print(
+            f"note: {data['dropped_unknown_attribute']} case(s) without an attribute value were dropped "
+            "(--unknown drop)"
+        )
 
 
 def add_datalist_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -253,6 +274,19 @@ def add_datalist_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--patient-col", dest="patient_col", help="patient id column (a patient stays in one split)")
     p.add_argument("--split-col", dest="split_col", help="column with train/val/test (otherwise a seeded split)")
     p.add_argument(
+        "--allow-patient-overlap",
+        dest="allow_patient_overlap",
+        action="store_true",
+        help="with --split-col: accept a patient in several given splits (default: an error naming them)",
+    )
+    p.add_argument(
+        "--max-groups",
+        dest="max_groups",
+        type=int,
+        default=32,
+        help="refuse more non-empty groups than this (default 32; empty combinations are never listed)",
+    )
+    p.add_argument(
         "--split-fractions",
         dest="split_fractions",
         type=_floats,
@@ -285,6 +319,8 @@ def _run_check(args: argparse.Namespace) -> int:
             spatial_size=None if args.no_resize else (0,),
             batch_size=args.batch_size,
             verbose=False,
+            load_images=not args.headers_only,
+            num_workers=args.num_workers,
         )
     except DatalistCheckError as e:
         print(f"error: {e}")
@@ -306,8 +342,10 @@ def add_check_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "check",
         help="check a datalist's files, labels, groups and splits before training",
-        description="Read every image header once and report ALL problems (unreadable/truncated files, channel "
-        "count, size, dimensionality, label values, groups, split sizes) in one message.",
+        description="Read every image header and load every image through the training chain (the same reader "
+        "and adaptation transforms, in a worker pool), and report ALL problems (unreadable/truncated files, files "
+        "the reader cannot decode, with the reason and the fix; channel count, size, dimensionality, label values, "
+        "groups, split sizes) in one message.",
     )
     p.add_argument("datalist")
     p.add_argument("--task", choices=["classification", "segmentation"], help="default: the datalist's 'task'")
@@ -318,5 +356,14 @@ def add_check_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--no-resize", dest="no_resize", action="store_true", help="images are not resized (sizes must match)"
     )
     p.add_argument("--batch-size", dest="batch_size", type=int, default=2)
+    p.add_argument(
+        "--num-workers", dest="num_workers", type=int, help="processes loading the images (default min(4, CPUs))"
+    )
+    p.add_argument(
+        "--headers-only",
+        dest="headers_only",
+        action="store_true",
+        help="read headers only (fast); by default every image is loaded through the training chain",
+    )
     p.set_defaults(func=_run_check)
     return p

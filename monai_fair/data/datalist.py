@@ -16,10 +16,11 @@ can neither break collation nor reach a log. Paths are relative to the datalist'
 by ``monai.data.load_decathlon_datalist`` as well as by :func:`load_fair_datalist`, which validates groups and
 returns only :data:`ITEM_KEYS` (older files with attributes inside the items load the same way).
 
-Builders: :func:`datalist_from_csv` (a CSV table), :func:`datalist_from_json` (a JSON list or a decathlon
-file without groups) and :func:`build_fair_datalist` (in-memory records; used by the public-dataset adapters,
-the ``python -m monai_fair datalist`` command and MONAI Label). Each refuses to write a datalist whose splits
-are empty or lack a group (listing every offender), and never orders text labels alphabetically.
+Builders: :func:`~monai_fair.data.builder.datalist_from_table` (a CSV table), :func:`datalist_from_json` (a JSON
+list or a decathlon file without groups) and :func:`build_fair_datalist` (in-memory records; used by the
+public-dataset adapters, the ``python -m monai_fair datalist`` command and MONAI Label). Each refuses to write a
+datalist whose splits are empty or lack a group (listing every offender), and never orders text labels
+alphabetically.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ __all__ = [
     "load_case_metadata",
     "write_fair_datalist",
     "build_fair_datalist",
-    "datalist_from_csv",
     "datalist_from_json",
     "encode_labels",
     "stratified_split",
@@ -98,7 +98,9 @@ def _stem(path: Any) -> str:
     return name
 
 
-def _read_stripped_csv(path: Path, blank_missing: bool = False) -> tuple[list[str], list[dict[str, Any]]]:
+def _read_stripped_csv(
+    path: Path, blank_missing: bool = False, delimiter: str = ","
+) -> tuple[list[str], list[dict[str, Any]]]:
     """Header and rows (dicts) of a CSV file (UTF-8, BOM allowed) with header names and cells stripped.
 
     Args:
@@ -107,7 +109,7 @@ def _read_stripped_csv(path: Path, blank_missing: bool = False) -> tuple[list[st
             one) becomes ``""``; False: it is kept as it is.
     """
     with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
+        reader = csv.DictReader(f, delimiter=delimiter)
         header = [h.strip() for h in (reader.fieldnames or [])]
         reader.fieldnames = header
         rows = [
@@ -472,6 +474,8 @@ def build_fair_datalist(
     case_id_key: str | None = None,
     required_splits: Sequence[str] | None = None,
     mask: bool = False,
+    allow_cluster_overlap: bool = False,
+    max_groups: int | None = None,
 ) -> Path:
     """Write a datalist from in-memory records (absolute or out-relative image/label paths).
 
@@ -500,6 +504,12 @@ def build_fair_datalist(
         required_splits: splits that must be non-empty and hold every group (default: those with a positive
             fraction, or all three with ``split``); see :func:`check_split_coverage`.
         mask: the label is a mask path; it is written under ``label`` (MONAI's convention for segmentation).
+        allow_cluster_overlap: with given ``split`` and ``cluster``, accept a cluster (patient) in two splits
+            (counted as ``patient_overlap``); default: an error naming them (a patient in training and test
+            leaks into the test figures).
+        max_groups: refuse more non-empty groups than this (an intersection of many attributes gives groups too
+            small to report); the message says how many are non-empty out of how many combinations. Empty
+            combinations are never listed by :func:`monai_fair.data.builder.format_split_counts`.
 
     Raises:
         ValueError: listing every offending row (missing image/label, unknown attribute or split value) or
@@ -507,6 +517,8 @@ def build_fair_datalist(
     """
     group_spec, ids = _encode_groups(records, group_spec, row_offset)
     _check_records(records, (image_key, label_key), row_offset, source)
+    _check_cardinality(group_spec, ids, max_groups, source)
+    overlap = _check_cluster_overlap(split, cluster, ids, allow_cluster_overlap, cluster_key, source)
     keep = list(keep_keys) if keep_keys is not None else group_spec.attribute_names
     items, metadata = _items_and_metadata(records, ids, image_key, label_key, case_id_key, keep, cluster, cluster_key)
     kept = np.flatnonzero(ids >= 0)
@@ -529,6 +541,8 @@ def build_fair_datalist(
         splits[SPLIT_KEYS[int(split_idx[j])]].append(items[i])
     check_split_coverage(splits, group_spec.group_names, required, source=source)
     ex = {**dict(extra or {}), **split_info}
+    if overlap:
+        ex["patient_overlap"] = overlap
     n_dropped = int((ids < 0).sum())
     if n_dropped:
         ex["dropped_unknown_attribute"] = n_dropped
@@ -538,6 +552,47 @@ def build_fair_datalist(
     return write_fair_datalist(
         out_path, splits, group_spec.group_names, group_spec, label_names=label_names, extra=ex, metadata=metadata
     )
+
+
+def _check_cardinality(spec: GroupSpec, ids: np.ndarray, max_groups: int | None, source: str) -> None:
+    """Refuse more than ``max_groups`` non-empty groups, saying how many of the combinations hold cases."""
+    if max_groups is None:
+        return
+    used = np.unique(ids[ids >= 0]).size
+    if used > max_groups:
+        attrs = " x ".join(spec.attribute_names)
+        raise ValueError(
+            f"{source}: {attrs} gives {used} non-empty groups (of {spec.num_groups} combinations), more than "
+            f"max_groups={max_groups}: most would be below min_group_size and could be neither reported nor "
+            "compared. Use fewer attributes or coarser bins, or raise the cap (--max-groups)."
+        )
+
+
+def _check_cluster_overlap(
+    split: Sequence[Any] | None,
+    cluster: Sequence[Any] | None,
+    ids: np.ndarray,
+    allow: bool,
+    cluster_key: str,
+    source: str,
+) -> int:
+    """With given splits and clusters: the number of clusters in several splits; an error unless ``allow``."""
+    if split is None or cluster is None:
+        return 0
+    seen: dict[str, set[str]] = {}
+    for s, c, g in zip(split, cluster, ids):
+        if g >= 0:
+            seen.setdefault(str(c), set()).add(_SPLIT_ALIASES.get(str(s).strip().lower(), str(s)))
+    multi = sorted(c for c, ss in seen.items() if len(ss) > 1)
+    if multi and not allow:
+        shown = ", ".join(f"{c} ({'/'.join(sorted(seen[c]))})" for c in multi[:10])
+        more = f" and {len(multi) - 10} more" if len(multi) > 10 else ""
+        raise ValueError(
+            f"{source}: {len(multi)} {cluster_key}(s) in more than one of the given splits: {shown}{more}. A "
+            "patient's images in training and test leak into the test figures: fix the split column, or accept it "
+            "explicitly (--allow-patient-overlap / allow_patient_overlap=True)."
+        )
+    return len(multi)
 
 
 def _assign_splits(
@@ -730,108 +785,6 @@ def _random_split(
     unit = stratified_split(strata[first], fractions, seed)
     unit = _cover(unit, [gids[first], lab[first]] if scalar else [gids[first]], required, seed)
     return unit[inv.reshape(-1)]
-
-
-def _abs_path(value: str, base: Path, suffix: str = "") -> str:
-    value = value.strip() + suffix
-    return value if os.path.isabs(value) else str((base / value).resolve())
-
-
-def datalist_from_csv(
-    csv_path: str | os.PathLike,
-    out_path: str | os.PathLike,
-    *,
-    image_col: str,
-    label_col: str,
-    group_spec: GroupSpec,
-    attribute_cols: Sequence[str] | None = None,
-    image_dir: str | os.PathLike | None = None,
-    image_suffix: str = "",
-    label_is_path: bool = False,
-    label_map: Mapping[str, int] | None = None,
-    label_names: Sequence[str] | None = None,
-    positive_label: str | None = None,
-    label_order: Sequence[str] | None = None,
-    split_col: str | None = None,
-    patient_col: str | None = None,
-    split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
-    seed: int = 0,
-    delimiter: str = ",",
-) -> Path:
-    """Build a datalist JSON from a CSV table (one row per image).
-
-    Args:
-        csv_path: the table; the first line is the header.
-        out_path: the datalist JSON to write (paths are stored relative to its folder).
-        image_col / label_col: columns of the image path (relative to ``image_dir``, default the CSV's folder)
-            and the label (a class; or a mask path when ``label_is_path``).
-        group_spec: how groups are built from ``attribute_cols`` (default: the spec's attribute names).
-        attribute_cols: raw attribute columns kept in the datalist's metadata.
-        image_suffix: appended to the image value (e.g. ``".jpg"`` when the table holds ids).
-        label_map / label_order / positive_label: how text labels become classes (see :func:`encode_labels`;
-            text labels without one of them are an error, never ordered alphabetically).
-        split_col: a column with train/val/test; otherwise a seeded split by ``split_fractions``.
-        patient_col: a patient id column: a random split keeps each patient's images in one split; kept in the
-            metadata as ``patient_id``.
-
-    Raises:
-        KeyError: a named column is missing (the message lists the header).
-        ValueError: an unknown group attribute / label / split value (the message names the value and the CSV
-            line), missing attributes under the "error" policy, ambiguous text labels, empty or incomplete splits.
-    """
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise FileNotFoundError(f"CSV not found: {csv_path}")
-    with csv_path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f, delimiter=delimiter)
-        header = list(reader.fieldnames or [])
-        rows = list(reader)
-    attrs = list(attribute_cols) if attribute_cols is not None else group_spec.attribute_names
-    needed = [image_col, label_col] + attrs + group_spec.attribute_names
-    needed += [c for c in (split_col, patient_col) if c]
-    missing = [c for c in dict.fromkeys(needed) if c not in header]
-    if missing:
-        raise KeyError(f"{csv_path}: column(s) {missing} not in the header {header}.")
-    base = Path(image_dir) if image_dir is not None else csv_path.parent
-    if label_is_path:
-        labels, names = [r[label_col] for r in rows], None
-    else:
-        labels, names = encode_labels(
-            [r[label_col] for r in rows],
-            positive_label=positive_label,
-            label_order=label_order,
-            label_map=label_map,
-            source=str(csv_path),
-            row_offset=2,
-        )
-    binned = {a.name for a in group_spec.attributes if a.is_binned}
-    records = []
-    for r, lab in zip(rows, labels):
-        rec: dict[str, Any] = {k: r[k] for k in dict.fromkeys(attrs + group_spec.attribute_names)}
-        for k in binned:  # continuous attributes are stored as numbers when they parse
-            if isinstance(rec.get(k), str) and _looks_numeric(rec[k]) and rec[k].strip().lower() != "nan":
-                rec[k] = float(rec[k])
-        rec["image"] = _abs_path(r[image_col], base, image_suffix) if r[image_col].strip() else ""
-        rec["label"] = _abs_path(lab, base) if label_is_path and isinstance(lab, str) and lab.strip() else lab
-        if patient_col:
-            rec["patient_id"] = r[patient_col].strip()
-        records.append(rec)
-    return build_fair_datalist(
-        records,
-        out_path,
-        group_spec,
-        keep_keys=attrs + (["patient_id"] if patient_col else []),
-        split=[r[split_col] for r in rows] if split_col else None,
-        split_fractions=split_fractions,
-        seed=seed,
-        label_names=label_names if label_names is not None else names,
-        row_offset=2,
-        source=str(csv_path),
-        cluster=[r["patient_id"] or f"row{i}" for i, r in enumerate(records)] if patient_col else None,
-        cluster_key="patient_id",
-        mask=label_is_path,
-        extra={"source": {"type": "csv", "file": csv_path.name}},
-    )
 
 
 def datalist_from_json(
