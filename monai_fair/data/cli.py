@@ -98,13 +98,46 @@ def add_synth_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _run_adapt(args: argparse.Namespace) -> int:
+    import math
+
     from monai_fair.data import adapters
+    from monai_fair.data.builder import format_split_counts
 
     fn = adapters.ADAPTERS[args.dataset]
-    kwargs = {k: v for k, v in vars(args).items() if k not in ("func", "dataset", "command") and v is not None}
-    path = fn(**kwargs)
-    print(path)
+    skip = ("func", "dataset", "command", "min_group_size")
+    kwargs = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
+    if "age_bins" in kwargs and math.isfinite(kwargs["age_bins"][-1]):
+        kwargs["age_bins"] = [*kwargs["age_bins"], math.inf]  # an open last bin, as `datalist --age-bins`
+    try:
+        path = fn(**kwargs)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        return _user_error(e)
+    print(f"wrote {path}")
+    print(format_split_counts(path, args.min_group_size))
     return 0
+
+
+#: each adapter's label policy, shown by ``adapt <dataset> --help`` (and in docs/data.md)
+ADAPTER_LABEL_POLICIES = {
+    "ham10000": "labels: --label-mode dx (default): the 7 dx classes in the order akiec, bcc, bkl, df, mel, nv, vasc; "
+    "--label-mode binary: malignant (akiec, bcc, mel) = 1, benign = 0. Sex 'unknown' and empty ages follow --unknown "
+    "(default separate: an 'unknown' group). Images of one lesion_id stay in one split.",
+    "fitzpatrick17k": "labels: --label-col three_partition_label (default; benign, malignant, non-neoplastic), "
+    "nine_partition_label or label (as in the file, sorted). Skin type -1/empty follows --unknown (default "
+    "separate); --grouping binary: types 1-3 light, 4-6 dark; six: one group per type.",
+    "isic2019": "labels: the one-hot GroundTruth.csv columns in the order MEL, NV, BCC, AK, BKL, DF, VASC, SCC, "
+    "UNK (UNK is empty in the training set). Empty sex/age follow --unknown (default separate). Images of one "
+    "lesion stay in one split.",
+    "chexpert": "labels: --finding F: binary, class names 'no F' and 'F'; without --finding: 14-label multi-label. "
+    "Uncertain (-1): --uncertain ones (default, U-Ones: -1 -> 1), zeros (U-Zeros: -1 -> 0) or ignore (binary: rows "
+    "left out; multi-label: kept as -1 for a masked loss). Blank (not mentioned) -> 0. Sex 'Unknown' and missing "
+    "ages follow --unknown (default separate). Splits by patient; --valid-metadata becomes the test split.",
+    "papila": "labels: Diagnosis 0 healthy, 1 glaucoma; suspects (2) by --suspect: exclude (default), glaucoma, "
+    "healthy or class (a third class). Missing gender/age follow --unknown (default separate); both eyes of a "
+    "patient stay in one split.",
+    "fairseg": "labels: the disc/cup mask of each .npz (--mask cup, disc or rim_cup); the attribute's -1 (Unknown) "
+    "follows --unknown (default separate). Training/Test folders are kept; validation is carved out of training.",
+}
 
 
 def add_adapt_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -112,40 +145,58 @@ def add_adapt_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "adapt",
         help="build a datalist.json from a public dataset's metadata files",
-        description="Build a monai-fair datalist from a public dataset's own metadata files.",
+        description="Build a monai-fair datalist from a public dataset's own metadata files; print the split x group "
+        "x label table (small cells suppressed). `adapt <dataset> --help` states the dataset's label policy.",
     )
     sub = p.add_subparsers(dest="dataset", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--out", required=True, help="datalist JSON to write")
-    common.add_argument("--unknown", choices=["error", "drop", "separate"], help="missing-attribute policy")
+    common.add_argument(
+        "--unknown",
+        choices=["separate", "drop", "error"],
+        help="a missing/unknown attribute (the datasets' own 'unknown', empty cells): separate (default: an "
+        "'unknown' group), drop the rows, or error (list them)",
+    )
     common.add_argument("--seed", type=int)
     common.add_argument("--split-fractions", dest="split_fractions", type=_floats)
+    common.add_argument("--min-group-size", dest="min_group_size", type=int, default=10, help="suppress smaller counts")
+    ages = argparse.ArgumentParser(add_help=False)
+    ages.add_argument(
+        "--age-bins", dest="age_bins", type=_floats, help="age bin edges, e.g. 0,40,60 (last bin open; default 0,60)"
+    )
 
-    a = sub.add_parser("ham10000", parents=[common], help="HAM10000_metadata.csv")
+    def dataset(name: str, help: str, ages_too: bool) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, parents=[common, ages] if ages_too else [common], help=help, description=ADAPTER_LABEL_POLICIES[name]
+        )
+
+    a = dataset("ham10000", "HAM10000_metadata.csv", True)
     a.add_argument("--metadata", required=True)
     a.add_argument("--images", required=True, help="folder(s) with ISIC_xxxxxxx.jpg, comma-separated")
     a.add_argument("--label-mode", dest="label_mode", choices=["dx", "binary"])
     a.add_argument("--attribute", choices=["sex", "age", "sex_age"])
 
-    a = sub.add_parser("fitzpatrick17k", parents=[common], help="fitzpatrick17k.csv")
+    a = dataset("fitzpatrick17k", "fitzpatrick17k.csv", False)
     a.add_argument("--metadata", required=True)
     a.add_argument("--images", required=True, help="folder with <md5hash>.jpg")
     a.add_argument("--grouping", choices=["binary", "six"])
     a.add_argument("--scale-col", dest="scale_col", choices=["fitzpatrick_scale", "fitzpatrick_centaur"])
     a.add_argument("--label-col", dest="label_col", choices=["label", "nine_partition_label", "three_partition_label"])
 
-    a = sub.add_parser("isic2019", parents=[common], help="ISIC_2019_Training_Metadata.csv + GroundTruth.csv")
+    a = dataset("isic2019", "ISIC_2019_Training_Metadata.csv + GroundTruth.csv", True)
     a.add_argument("--metadata", required=True)
     a.add_argument("--ground-truth", dest="ground_truth", required=True)
     a.add_argument("--images", required=True)
     a.add_argument("--attribute", choices=["sex", "age", "sex_age"])
 
-    a = sub.add_parser("chexpert", parents=[common], help="CheXpert train.csv / valid.csv")
+    a = dataset("chexpert", "CheXpert train.csv / valid.csv", True)
     a.add_argument("--metadata", required=True, help="train.csv")
     a.add_argument("--valid-metadata", dest="valid_metadata", help="valid.csv (becomes the test split)")
     a.add_argument("--root", required=True, help="folder the 'Path' column is relative to")
-    a.add_argument("--finding", help="one of the 14 findings (binary task); default: multi-label")
-    a.add_argument("--uncertain", choices=["ones", "zeros", "ignore"])
+    a.add_argument("--finding", help="one of the 14 findings (binary task: 'no F' / 'F'); default: multi-label")
+    a.add_argument(
+        "--uncertain", choices=["ones", "zeros", "ignore"], help="-1 labels: ones (default) / zeros / ignore"
+    )
     a.add_argument(
         "--all-views",
         dest="frontal_only",
@@ -155,14 +206,14 @@ def add_adapt_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     a.add_argument("--attribute", choices=["sex", "age", "sex_age"])
 
-    a = sub.add_parser("papila", parents=[common], help="PAPILA ClinicalData (xlsx or CSV exports)")
+    a = dataset("papila", "PAPILA ClinicalData (xlsx or CSV exports)", True)
     a.add_argument("--clinical-od", dest="clinical_od", required=True)
     a.add_argument("--clinical-os", dest="clinical_os", required=True)
     a.add_argument("--images", required=True, help="FundusImages folder (RET002OD.jpg ...)")
     a.add_argument("--suspect", choices=["exclude", "glaucoma", "healthy", "class"])
     a.add_argument("--attribute", choices=["sex", "age", "sex_age"])
 
-    a = sub.add_parser("fairseg", parents=[common], help="Harvard-FairSeg .npz files")
+    a = dataset("fairseg", "Harvard-FairSeg .npz files", False)
     a.add_argument("--data-dir", dest="data_dir", required=True, help="folder with the .npz files")
     a.add_argument("--image-out", dest="image_out", help="where NIfTI files go (default: next to --out)")
     a.add_argument("--attribute", choices=["race", "gender", "ethnicity", "language", "maritalstatus"])

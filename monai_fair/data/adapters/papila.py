@@ -115,7 +115,7 @@ def papila_datalist(
     *,
     attribute: str = "sex",
     suspect: str = "exclude",
-    unknown: str = "error",
+    unknown: str = "separate",
     age_bins: Sequence[float] = DEFAULT_AGE_BINS,
     split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
     seed: int = 0,
@@ -130,7 +130,7 @@ def papila_datalist(
         attribute: ``"sex"``, ``"age"`` or ``"sex_age"``.
         suspect: glaucoma suspects: ``"exclude"`` (default), ``"glaucoma"`` (label 1), ``"healthy"`` (label 0) or
             ``"class"`` (3 classes healthy/glaucoma/suspect).
-        unknown: policy for a missing gender/age.
+        unknown: policy for a missing gender/age: ``"separate"`` (default), ``"error"`` or ``"drop"``.
     """
     if suspect not in ("exclude", "glaucoma", "healthy", "class"):
         raise ValueError(f"suspect must be exclude|glaucoma|healthy|class, got {suspect!r}.")
