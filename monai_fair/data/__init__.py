@@ -49,6 +49,7 @@ _EXPORTS = {
     "sliding_window_inferer": "monai_fair.data.transforms",
     "prepare_datalist": "monai_fair.data.bundle_support",
     "require_model": "monai_fair.data.bundle_support",
+    "require_spatial_dims": "monai_fair.data.bundle_support",
     "apply_label_bias_to_datalist": "monai_fair.data.label_bias",
     "inject_label_bias": "monai_fair.data.label_bias",
     "GroupBalancedSampler": "monai_fair.data.samplers",

@@ -218,7 +218,11 @@ def _size(spatial_size: Sequence[int] | int | None, spatial_dims: int, name: str
         return None
     size = [int(spatial_size)] * spatial_dims if isinstance(spatial_size, int) else [int(s) for s in spatial_size]
     if len(size) != spatial_dims or any(s < 1 for s in size):
-        raise ValueError(f"{name} must be {spatial_dims} positive integers, got {spatial_size!r}.")
+        example = ",".join(["96"] * 3 if spatial_dims == 3 else ["128"] * 2)
+        raise ValueError(
+            f"{name} must be {spatial_dims} positive integers (spatial_dims={spatial_dims}), got {spatial_size!r}; "
+            f"e.g. --{name} [{example}]"
+        )
     return size
 
 
