@@ -26,10 +26,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from monai_fair.data.datalist import SPLIT_KEYS, _read_stripped_csv, _stem, build_fair_datalist, encode_labels
+from monai_fair.data.datalist import SPLIT_KEYS, _read_stripped_csv, _stem
 from monai_fair.data.dicom import plausible_age
 from monai_fair.data.groups import DEFAULT_UNKNOWN_VALUES, UNKNOWN_GROUP_NAME, GroupSpec, is_missing_value
 from monai_fair.data.image_info import read_image_info
+from monai_fair.data.labels import encode_labels
+from monai_fair.data.records import build_fair_datalist
 
 __all__ = [
     "DICOM_ATTRIBUTES",

@@ -393,7 +393,7 @@ def _npz(path: Path, race: int, gender: int, rng, age=61.5, image_key="slo_fundu
 
 def test_fairseg(tmp_path, monkeypatch):
     # three files cannot cover 3 groups x 3 splits: this test is about parsing, so the coverage check is off
-    monkeypatch.setattr("monai_fair.data.datalist.check_split_coverage", lambda *a, **k: None)
+    monkeypatch.setattr("monai_fair.data.records.check_split_coverage", lambda *a, **k: None)
     rng = np.random.default_rng(0)
     img0, mask0 = _npz(tmp_path / "npz" / "Training" / "data_00001.npz", race=0, gender=0, rng=rng)
     _npz(

@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from monai_fair.data.adapters._common import DEFAULT_AGE_BINS, demographic_spec, read_csv_rows, to_float
-from monai_fair.data.datalist import build_fair_datalist, stratified_split
+from monai_fair.data.records import build_fair_datalist
+from monai_fair.data.splits import stratified_split
 
 __all__ = ["CHEXPERT_FINDINGS", "chexpert_datalist"]
 

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from monai_fair.data.datalist import build_fair_datalist
 from monai_fair.data.groups import GroupSpec
+from monai_fair.data.records import build_fair_datalist
 from monai_fair.data.synthetic import write_nifti
 
 __all__ = ["FAIRSEG_CODES", "fairseg_datalist"]

@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from monai_fair.data.adapters._common import find_images, read_csv_rows, to_float
-from monai_fair.data.datalist import build_fair_datalist
 from monai_fair.data.groups import GroupSpec
+from monai_fair.data.records import build_fair_datalist
 
 __all__ = ["fitzpatrick17k_datalist"]
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from monai_fair.data.adapters._common import DEFAULT_AGE_BINS, demographic_spec, find_images, read_csv_rows, to_float
-from monai_fair.data.datalist import build_fair_datalist
+from monai_fair.data.records import build_fair_datalist
 
 __all__ = ["HAM10000_CLASSES", "HAM10000_MALIGNANT", "ham10000_datalist"]
 

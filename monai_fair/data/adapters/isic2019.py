@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from monai_fair.data.adapters._common import DEFAULT_AGE_BINS, demographic_spec, find_images, read_csv_rows, to_float
-from monai_fair.data.datalist import build_fair_datalist
+from monai_fair.data.records import build_fair_datalist
 
 __all__ = ["ISIC2019_CLASSES", "isic2019_datalist"]
 

@@ -28,7 +28,7 @@ from typing import Any
 from monai.utils import optional_import
 
 from monai_fair.data.adapters._common import DEFAULT_AGE_BINS, demographic_spec, to_float
-from monai_fair.data.datalist import build_fair_datalist
+from monai_fair.data.records import build_fair_datalist
 
 openpyxl, has_openpyxl = optional_import("openpyxl")
 
