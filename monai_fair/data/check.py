@@ -3,13 +3,16 @@
 """Check a datalist against what a bundle expects, before any training starts: ALL problems in one message.
 
 :func:`check_datalist` (``python -m monai_fair check DATALIST``; every monai-fair bundle calls it in
-``initialize``) reads every image header once (:func:`monai_fair.data.image_info.read_image_info`, pixels are
-never decoded) and collects, per file:
+``initialize``) reads every image header once (:func:`monai_fair.data.image_info.read_image_info`), then loads
+every image whose header passed through the bundle's own loading and adaptation chain in a pool of worker
+processes (:mod:`monai_fair.data.load_check`: the same reader and transforms as training), and collects, per file:
 
 * the file is missing, unreadable or truncated (a cut ``.nii.gz`` included);
 * its dimensionality differs from ``spatial_dims`` (after dropping singleton trailing dimensions);
 * its channel count cannot be converted to ``in_channels`` (1 <-> n and RGBA -> RGB can, see
-  :class:`monai_fair.data.transforms.MatchChannelsd`);
+  :class:`monai_fair.data.transforms.MatchChannelsd`; a volume file's channels are volumes: only 1 -> n);
+* the training chain cannot load it (a 16-bit RGB DICOM, an RT Dose grid, a corrupt JPEG 2000 codestream, ...):
+  the reason (with what the decoder printed) and the fix;
 * classification: a label that is not a class index in ``0..num_classes-1`` (e.g. the text ``"abnormal"``);
   segmentation: a missing/unreadable mask, or a mask whose size differs from its image's;
 * images of different sizes when the bundle does not resize (``spatial_size=None``) and batches more than one;

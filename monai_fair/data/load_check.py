@@ -205,14 +205,16 @@ def find_load_failures(
     Args:
         items: datalist items with resolved paths (as the bundle's dataset gives them to its transforms).
         chain: the bundle's loading and adaptation chain (e.g. its ``validate#preprocessing``).
-        num_workers: worker processes (default ``min(4, CPUs)``; forked, so ``chain`` is not pickled).
+        num_workers: worker processes (default ``min(4, CPUs)``; forked, so ``chain`` is not pickled). Inside a
+            daemonic process, or where ``fork`` is unavailable, the items load in this process.
         headers: path -> DICOM header, for the fix of a DICOM file (see :func:`describe_load_failure`).
     """
     if not items:
         return []
     n = min(4, os.cpu_count() or 1) if num_workers is None else int(num_workers)
     n = min(n, len(items))
-    if n <= 0 or "fork" not in multiprocessing.get_all_start_methods():
+    daemon = multiprocessing.current_process().daemon  # a daemonic process (a pool worker) cannot have children
+    if n <= 0 or daemon or "fork" not in multiprocessing.get_all_start_methods():
         _set_worker_chain(chain)
         results = [_try_load(it) for it in items]
     else:
