@@ -531,7 +531,8 @@ def format_split_counts(datalist: str | os.PathLike, min_group_size: int = 10) -
 
 def _unknown_reasons(data: Mapping[str, Any], names: Sequence[str], k: int) -> list[str]:
     """Why cases are in the ``unknown`` group: per missing attribute (with the others known), and the notes
-    (placeholder birth date, implausible age, sex code ``U``/``O``); counts below ``k`` shown as ``<k``."""
+    (placeholder birth date, implausible age, sex code ``U``/``O``), most frequent first, without counts (a count
+    per reason beside the suppressed table could give a hidden cell by subtraction)."""
     if UNKNOWN_GROUP_NAME not in names:
         return []
     unknown = names.index(UNKNOWN_GROUP_NAME)
@@ -554,5 +555,5 @@ def _unknown_reasons(data: Mapping[str, Any], names: Sequence[str], k: int) -> l
                 why[f"{reason}" + (f" ({', '.join(known)} known)" if known else "")] += 1
     if not why:
         return []
-    shown = "; ".join(f"{r}: {n if n >= k else f'<{k}'}" for r, n in why.most_common())
-    return [f"'{UNKNOWN_GROUP_NAME}' group, why: {shown}"]
+    # reasons only, most frequent first: per-reason counts could reveal a suppressed cell by subtraction
+    return [f"'{UNKNOWN_GROUP_NAME}' group, why (most frequent first): {'; '.join(r for r, _ in why.most_common())}"]
