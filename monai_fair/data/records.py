@@ -133,10 +133,11 @@ def _check_cardinality(spec: GroupSpec, ids: np.ndarray, max_groups: int | None,
     if max_groups is None:
         return
     used = np.unique(ids[ids >= 0]).size
+    combinations = int(np.prod([len(a.names) for a in spec.attributes]))
     if used > max_groups:
         attrs = " x ".join(spec.attribute_names)
         raise ValueError(
-            f"{source}: {attrs} gives {used} non-empty groups (of {spec.num_groups} combinations), more than "
+            f"{source}: {attrs} gives {used} non-empty groups (of {combinations} combinations), more than "
             f"max_groups={max_groups}: most would be below min_group_size and could be neither reported nor "
             "compared. Use fewer attributes or coarser bins, or raise the cap (--max-groups)."
         )
@@ -145,11 +146,21 @@ def _check_cardinality(spec: GroupSpec, ids: np.ndarray, max_groups: int | None,
 def _encode_groups(
     records: Sequence[Mapping[str, Any]], group_spec: GroupSpec, row_offset: int
 ) -> tuple[GroupSpec, np.ndarray]:
-    """``(spec, group ids)`` of ``records``: undeclared categories fitted; under ``"separate"``, the ``unknown``
-    group only when some record lacks an attribute (else the spec is recorded with ``"drop"``); -1 = dropped."""
-    if not all(a.is_binned or a.categories is not None for a in group_spec.attributes):
+    """``(spec, group ids)`` of ``records``: undeclared categories fitted, and then an intersection keeps only the
+    combinations that hold cases (``GroupSpec.with_cells``: 42 files over manufacturer x model x institution give a
+    few groups, not 641); under ``"separate"``, the ``unknown`` group only when some record lacks an attribute
+    (else the spec is recorded with ``"drop"``); -1 = dropped."""
+    fitted = not all(a.is_binned or a.categories is not None for a in group_spec.attributes)
+    if fitted:
         group_spec = group_spec.fit(records)
     ids = group_spec.encode(records, row_offset=row_offset)
+    product = int(np.prod([len(a.names) for a in group_spec.attributes]))
+    used = np.unique(ids[(ids >= 0) & (ids < product)])
+    # a spec read from the data (ids already data-dependent) keeps its non-empty combinations only; a fully
+    # declared spec keeps its stable ids (the table still lists non-empty groups only)
+    if fitted and len(group_spec.attributes) > 1 and group_spec.cells is None and used.size < product:
+        group_spec = group_spec.with_cells(used.tolist())
+        ids = group_spec.encode(records, row_offset=row_offset)
     if group_spec.unknown == "separate" and not np.any(ids == group_spec.num_groups - 1):
         # no case lacks an attribute: no empty "unknown" group (same ids, one name fewer)
         group_spec = GroupSpec.from_dict({**group_spec.to_dict(), "unknown": "drop"})

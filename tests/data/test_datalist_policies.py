@@ -12,8 +12,10 @@ import json
 
 import numpy as np
 import pydicom
+import pytest
 
 from monai_fair.__main__ import main
+from monai_fair.data import GroupSpec
 from monai_fair.data.dicom import write_dicom_image
 from tests.data.fixtures import write_dicom_cases, write_jpeg_cases
 
@@ -130,11 +132,14 @@ def test_intersections_list_non_empty_cells_and_cap_cardinality(tmp_path, capsys
     out = capsys.readouterr().out
     data = json.loads((tmp_path / "d.json").read_text())
     used = {it["group"] for s in ("training", "validation", "test") for it in data[s]}
-    listed = {n for n in data["group_names"] if any(line.split()[1:2] == [n] for line in out.splitlines())}
-    assert listed == {data["group_names"][g] for g in used} and len(used) < len(data["group_names"])
-    assert (
-        f"{len(data['group_names']) - len(used)} of {len(data['group_names'])} group combinations hold no case" in out
-    )
+    # only the 4 combinations that hold cases are groups (not 8): ids 0..3, each listed in the table
+    assert data["group_names"] == ["F|ACME|North", "F|Globex|South", "M|ACME|North", "M|Globex|South"]
+    assert used == {0, 1, 2, 3} and data["group_spec"]["cells"] == data["group_names"]
+    assert all(any(line.split()[1:2] == [n] for line in out.splitlines()) for n in data["group_names"])
+    spec = GroupSpec.from_dict(data["group_spec"])  # the recorded spec encodes the same ids and refuses the rest
+    assert spec.encode([{"sex": "M", "manufacturer": "Globex", "institution": "South"}]).tolist() == [3]
+    with pytest.raises(ValueError, match=r"not among the spec's cells .*row 0 \(F\|ACME\|South\)"):
+        spec.encode([{"sex": "F", "manufacturer": "ACME", "institution": "South"}])
     assert main([*args, "--max-groups", "3"]) == 2
     err = capsys.readouterr().err
     assert (
