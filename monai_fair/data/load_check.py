@@ -40,6 +40,7 @@ TRANSFER_SYNTAXES: dict[str, str] = {
     "1.2.840.10008.1.2.5": "RLE Lossless",
 }
 _RT_DOSE_SOP = "1.2.840.10008.5.1.4.1.1.481.2"
+_ITK_TYPE = re.compile(r"^itk\.[\w\[\], ]+$")  # the lines of ITK's list of wrapped types
 _SOURCE_PATH = re.compile(r"(/[^\s:]+\.(?:cxx|h|hxx|cpp|c)):?\d*:?\s*(\(\))?:?")
 _worker_chain: Callable | None = None
 
@@ -53,7 +54,7 @@ class LoadFailure:
     fix: str
 
     def __str__(self) -> str:
-        return f"{self.path}: the training chain cannot load it: {self.reason}. Fix: {self.fix}"
+        return f"{self.path}: the training chain cannot load it: {self.reason.rstrip('. ')}. Fix: {self.fix}"
 
 
 def default_loading_chain(
@@ -109,7 +110,7 @@ def _innermost(e: BaseException) -> BaseException:
 
 def _clean(text: str, limit: int = 240) -> str:
     text = _SOURCE_PATH.sub("", text)
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("itk.")]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not _ITK_TYPE.match(ln.strip())]
     lines = [ln for ln in lines if "nvImageCodec" not in ln and "NvImgCodec" not in ln and "Warning" not in ln]
     out = " / ".join(dict.fromkeys(lines))
     return out if len(out) <= limit else out[: limit - 3] + "..."
@@ -124,8 +125,8 @@ def _try_load(item: Mapping[str, Any]) -> tuple[str, str, str] | None:
             error = None
         except Exception as e:  # any failure is reported with its file
             inner = _innermost(e)
-            lines = [ln for ln in str(inner).splitlines() if ln.strip() and not ln.strip().startswith("itk.")]
-            error = f"{type(inner).__name__}: {' '.join(lines[:2]) if len(lines) > 2 else ' '.join(lines)}"
+            lines = [ln.strip() for ln in str(inner).splitlines() if ln.strip() and not _ITK_TYPE.match(ln.strip())]
+            error = f"{type(inner).__name__}: {lines[0] if len(lines) > 2 else ' '.join(lines)}"
     if error is None:
         return None
     return _failing_path(item, error), error, captured[0] if captured else ""
