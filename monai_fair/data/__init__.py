@@ -1,49 +1,76 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
 """Data with sensitive attributes: group encoding, datalists, DICOM demographics, synthetic biased data,
-public-dataset adapters (:mod:`monai_fair.data.adapters`) and label-bias injection."""
+public-dataset adapters (:mod:`monai_fair.data.adapters`) and label-bias injection.
+
+The public names are imported on first use (``monai_fair.data.load_fair_datalist`` in a bundle config works as
+before), so that ``python -m monai_fair datalist --help`` imports neither torch nor MONAI.
+"""
 
 from __future__ import annotations
 
-from monai_fair.data.dicom import (
-    DicomDemographicsd,
-    age_from_dates,
-    parse_dicom_age,
-    read_dicom_demographics,
-    write_dicom_image,
-    write_dicom_series,
-)
-from monai_fair.data.groups import GroupAttribute, GroupSpec, is_missing_value
-from monai_fair.data.synthetic import (
-    ensure_synthetic_dataset,
-    generate_classification_dataset,
-    generate_segmentation_dataset,
-    synthesize_classification_arrays,
-    synthesize_segmentation_arrays,
-    write_nifti,
-)
-from monai_fair.data.datalist import (
-    ITEM_KEYS,
-    build_fair_datalist,
-    check_split_coverage,
-    datalist_from_csv,
-    datalist_from_json,
-    encode_labels,
-    load_case_metadata,
-    load_fair_datalist,
-    stratified_split,
-    write_fair_datalist,
-)
-from monai_fair.data.image_info import ImageInfo, read_image_info
-from monai_fair.data.check import DatalistCheckError, check_datalist
-from monai_fair.data.transforms import (
-    MatchChannelsd,
-    PruneImageMetad,
-    SqueezeTrailingDimsd,
-    classification_transforms,
-    segmentation_transforms,
-    sliding_window_inferer,
-)
-from monai_fair.data.bundle_support import prepare_datalist, require_model
-from monai_fair.data.label_bias import apply_label_bias_to_datalist, inject_label_bias
-from monai_fair.data.samplers import GroupBalancedSampler, group_balance_weights, group_cell_counts
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DicomDemographicsd": "monai_fair.data.dicom",
+    "age_from_dates": "monai_fair.data.dicom",
+    "parse_dicom_age": "monai_fair.data.dicom",
+    "read_dicom_demographics": "monai_fair.data.dicom",
+    "write_dicom_image": "monai_fair.data.dicom",
+    "write_dicom_series": "monai_fair.data.dicom",
+    "GroupAttribute": "monai_fair.data.groups",
+    "GroupSpec": "monai_fair.data.groups",
+    "is_missing_value": "monai_fair.data.groups",
+    "ensure_synthetic_dataset": "monai_fair.data.synthetic",
+    "generate_classification_dataset": "monai_fair.data.synthetic",
+    "generate_segmentation_dataset": "monai_fair.data.synthetic",
+    "synthesize_classification_arrays": "monai_fair.data.synthetic",
+    "synthesize_segmentation_arrays": "monai_fair.data.synthetic",
+    "write_nifti": "monai_fair.data.synthetic",
+    "ITEM_KEYS": "monai_fair.data.datalist",
+    "build_fair_datalist": "monai_fair.data.records",
+    "check_split_coverage": "monai_fair.data.splits",
+    "datalist_from_json": "monai_fair.data.records",
+    "encode_labels": "monai_fair.data.labels",
+    "load_case_metadata": "monai_fair.data.datalist",
+    "load_fair_datalist": "monai_fair.data.datalist",
+    "stratified_split": "monai_fair.data.splits",
+    "write_fair_datalist": "monai_fair.data.datalist",
+    "ImageInfo": "monai_fair.data.image_info",
+    "read_image_info": "monai_fair.data.image_info",
+    "DatalistCheckError": "monai_fair.data.check",
+    "check_datalist": "monai_fair.data.check",
+    "MatchChannelsd": "monai_fair.data.transforms",
+    "PruneImageMetad": "monai_fair.data.transforms",
+    "SqueezeTrailingDimsd": "monai_fair.data.transforms",
+    "classification_transforms": "monai_fair.data.transforms",
+    "segmentation_transforms": "monai_fair.data.transforms",
+    "sliding_window_inferer": "monai_fair.data.transforms",
+    "prepare_datalist": "monai_fair.data.bundle_support",
+    "require_model": "monai_fair.data.bundle_support",
+    "require_spatial_dims": "monai_fair.data.bundle_support",
+    "apply_label_bias_to_datalist": "monai_fair.data.label_bias",
+    "inject_label_bias": "monai_fair.data.label_bias",
+    "GroupBalancedSampler": "monai_fair.data.samplers",
+    "group_balance_weights": "monai_fair.data.samplers",
+    "group_cell_counts": "monai_fair.data.samplers",
+    "datalist_from_table": "monai_fair.data.builder",
+    "datalist_from_dicom_headers": "monai_fair.data.builder",
+    "find_load_failures": "monai_fair.data.load_check",
+    "default_loading_chain": "monai_fair.data.load_check",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'monai_fair.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -3,13 +3,16 @@
 """Check a datalist against what a bundle expects, before any training starts: ALL problems in one message.
 
 :func:`check_datalist` (``python -m monai_fair check DATALIST``; every monai-fair bundle calls it in
-``initialize``) reads every image header once (:func:`monai_fair.data.image_info.read_image_info`, pixels are
-never decoded) and collects, per file:
+``initialize``) reads every image header once (:func:`monai_fair.data.image_info.read_image_info`), then loads
+every image whose header passed through the bundle's own loading and adaptation chain in a pool of worker
+processes (:mod:`monai_fair.data.load_check`: the same reader and transforms as training), and collects, per file:
 
 * the file is missing, unreadable or truncated (a cut ``.nii.gz`` included);
 * its dimensionality differs from ``spatial_dims`` (after dropping singleton trailing dimensions);
 * its channel count cannot be converted to ``in_channels`` (1 <-> n and RGBA -> RGB can, see
-  :class:`monai_fair.data.transforms.MatchChannelsd`);
+  :class:`monai_fair.data.transforms.MatchChannelsd`; a volume file's channels are volumes: only 1 -> n);
+* the training chain cannot load it (a 16-bit RGB DICOM, an RT Dose grid, a corrupt JPEG 2000 codestream, ...):
+  the reason (with what the decoder printed) and the fix;
 * classification: a label that is not a class index in ``0..num_classes-1`` (e.g. the text ``"abnormal"``);
   segmentation: a missing/unreadable mask, or a mask whose size differs from its image's;
 * images of different sizes when the bundle does not resize (``spatial_size=None``) and batches more than one;
@@ -22,11 +25,12 @@ warnings (printed and returned), since they only leave a metric undefined.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,10 @@ from monai.utils import look_up_option
 
 from monai_fair.data.datalist import SPLIT_KEYS, _case_id, _read_json, _resolve
 from monai_fair.data.image_info import ImageInfo, read_image_info
+from monai_fair.data.load_check import default_loading_chain, find_load_failures
+
+#: :attr:`ImageInfo.kind` values whose extra channels are volumes/modalities, never colour or alpha
+VOLUME_KINDS = ("nifti", "itk")
 
 __all__ = ["DatalistCheckError", "check_datalist", "convertible_channels"]
 
@@ -48,10 +56,16 @@ class DatalistCheckError(ValueError):
         self.problems = list(problems)
 
 
-def convertible_channels(have: int, want: int) -> bool:
-    """Whether :class:`~monai_fair.data.transforms.MatchChannelsd` converts ``have`` channels to ``want``."""
+def convertible_channels(have: int, want: int, kind: str = "png") -> bool:
+    """Whether :class:`~monai_fair.data.transforms.MatchChannelsd` converts ``have`` channels to ``want``.
+
+    ``kind`` is :attr:`ImageInfo.kind`: the channels of a volume format (``"nifti"``, ``"itk"``) are volumes or
+    modalities, so only ``1 -> n`` (repetition) converts; colour conversions apply to 2D raster and DICOM files.
+    """
     if have == want:
         return True
+    if kind in VOLUME_KINDS:
+        return have == 1
     if have == 2:
         have = 1
     if have == 4 and want != 1:
@@ -97,6 +111,7 @@ class _ItemChecker:
         self.shapes: Counter = Counter()
         self.channels: Counter = Counter()
         self._infos: dict[str, ImageInfo] = {}
+        self.to_load: list[dict[str, Any]] = []
 
     def info(self, p: str) -> ImageInfo:
         """The header of ``p`` (relative to the datalist's folder), read once; a bad file is recorded as a problem."""
@@ -130,17 +145,26 @@ class _ItemChecker:
             g = self.check_group(it.get(self.group_key), where)
             if g is not None:
                 groups.add(g)
+            before = len(self.problems)
             img = self.check_image(it.get("image"), where)
             if img is None:
                 continue
             lab = it.get(self.label_key)
-            if lab is None and not self.require_labels:
-                continue
-            if self.task == "classification":
-                self.check_class_label(lab, where)
-            else:
-                self.check_mask(lab, where, img)
+            if lab is not None or self.require_labels:
+                if self.task == "classification":
+                    self.check_class_label(lab, where)
+                else:
+                    self.check_mask(lab, where, img)
+            if len(self.problems) == before:  # headers are fine: load it as training would
+                self.to_load.append(self._load_item(it))
         return groups
+
+    def _load_item(self, it: Mapping) -> dict[str, Any]:
+        """The item as the bundle's chain gets it: resolved paths; the label only when it is a mask file."""
+        out: dict[str, Any] = {"image": _resolve(it.get("image"), self.base)}
+        if self.task == "segmentation" and isinstance(it.get(self.label_key), str):
+            out[self.label_key] = _resolve(it[self.label_key], self.base)
+        return out
 
     def check_group(self, g: Any, where: str) -> int | None:
         """The group id ``g`` if it is an integer in ``0..K-1``, else ``None`` (problem recorded)."""
@@ -171,8 +195,16 @@ class _ItemChecker:
                 f"{img.path}: {img.spatial_dims}D image of size {list(img.spatial_shape)}, expected "
                 f"{self.spatial_dims}D (spatial_dims={self.spatial_dims})"
             )
-        if self.in_channels is not None and not convertible_channels(img.channels, self.in_channels):
-            self.problems.append(f"{img.path}: {img.channels} channels cannot become in_channels={self.in_channels}")
+        if self.in_channels is not None and not convertible_channels(img.channels, self.in_channels, img.kind):
+            hint = (
+                f" ({img.channels} volumes in the 4th dimension: give one volume per file, e.g. nibabel's "
+                f"four_to_three, or set in_channels={img.channels})"
+                if img.kind in VOLUME_KINDS
+                else ""
+            )
+            self.problems.append(
+                f"{img.path}: {img.channels} channels cannot become in_channels={self.in_channels}{hint}"
+            )
         return img
 
     def check_class_label(self, lab: Any, where: str) -> None:
@@ -251,6 +283,9 @@ def check_datalist(
     label_key: str = "label",
     group_key: str = "group",
     verbose: bool = True,
+    transform: Callable[[Mapping[str, Any]], Any] | None = None,
+    load_images: bool = True,
+    num_workers: int | None = None,
 ) -> dict[str, Any]:
     """Check every item of ``splits`` of a datalist; raise one :class:`DatalistCheckError` listing all problems.
 
@@ -270,6 +305,12 @@ def check_datalist(
         require_labels: every item needs a label (``False`` for inference: labels are checked when present).
         label_key, group_key: item keys.
         verbose: log the summary (split sizes, shapes, channel counts; no group counts), or the problems.
+        transform: the bundle's loading and adaptation chain (its ``validate#preprocessing``); default
+            :func:`~monai_fair.data.load_check.default_loading_chain` for ``task``, ``spatial_dims``, ``in_channels``.
+        load_images: load every image whose header passed through ``transform`` (see
+            :mod:`monai_fair.data.load_check`), so that every file training would fail on fails here, named, with
+            the reason and the fix. ``False``: headers only.
+        num_workers: worker processes for loading (default ``min(4, CPUs)``; 0 loads in this process).
 
     Returns:
         A summary ``{"splits": {name: n}, "shapes": {shape: n}, "channels": {c: n}, "warnings": [...]}``.
@@ -299,6 +340,11 @@ def check_datalist(
     sizes, groups_in = checker.check_splits(data, splits)
     coverage_problems, warnings = _check_split_coverage(data, sizes, groups_in, names, required_splits)
     problems.extend(coverage_problems)
+    if load_images and checker.to_load:
+        unique = list({json.dumps(it, sort_keys=True): it for it in checker.to_load}.values())
+        chain = transform or default_loading_chain(task, spatial_dims or 2, in_channels)
+        headers = {p: i.extra["dicom"] for p, i in checker._infos.items() if "dicom" in i.extra}
+        problems.extend(str(f) for f in find_load_failures(unique, chain, num_workers, headers))
     shapes, channels = checker.shapes, checker.channels
     if task == "classification" and spatial_size is None and batch_size > 1 and len(shapes) > 1:
         problems.append(

@@ -98,13 +98,46 @@ def add_synth_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _run_adapt(args: argparse.Namespace) -> int:
+    import math
+
     from monai_fair.data import adapters
+    from monai_fair.data.builder import format_split_counts
 
     fn = adapters.ADAPTERS[args.dataset]
-    kwargs = {k: v for k, v in vars(args).items() if k not in ("func", "dataset", "command") and v is not None}
-    path = fn(**kwargs)
-    print(path)
+    skip = ("func", "dataset", "command", "min_group_size")
+    kwargs = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
+    if "age_bins" in kwargs and math.isfinite(kwargs["age_bins"][-1]):
+        kwargs["age_bins"] = [*kwargs["age_bins"], math.inf]  # an open last bin, as `datalist --age-bins`
+    try:
+        path = fn(**kwargs)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        return _user_error(e)
+    print(f"wrote {path}")
+    print(format_split_counts(path, args.min_group_size))
     return 0
+
+
+#: each adapter's label policy, shown by ``adapt <dataset> --help`` (and in docs/data.md)
+ADAPTER_LABEL_POLICIES = {
+    "ham10000": "labels: --label-mode dx (default): the 7 dx classes in the order akiec, bcc, bkl, df, mel, nv, vasc; "
+    "--label-mode binary: malignant (akiec, bcc, mel) = 1, benign = 0. Sex 'unknown' and empty ages follow --unknown "
+    "(default separate: an 'unknown' group). Images of one lesion_id stay in one split.",
+    "fitzpatrick17k": "labels: --label-col three_partition_label (default; benign, malignant, non-neoplastic), "
+    "nine_partition_label or label (as in the file, sorted). Skin type -1/empty follows --unknown (default "
+    "separate); --grouping binary: types 1-3 light, 4-6 dark; six: one group per type.",
+    "isic2019": "labels: the one-hot GroundTruth.csv columns in the order MEL, NV, BCC, AK, BKL, DF, VASC, SCC, "
+    "UNK (UNK is empty in the training set). Empty sex/age follow --unknown (default separate). Images of one "
+    "lesion stay in one split.",
+    "chexpert": "labels: --finding F: binary, class names 'no F' and 'F'; without --finding: 14-label multi-label. "
+    "Uncertain (-1): --uncertain ones (default, U-Ones: -1 -> 1), zeros (U-Zeros: -1 -> 0) or ignore (binary: rows "
+    "left out; multi-label: kept as -1 for a masked loss). Blank (not mentioned) -> 0. Sex 'Unknown' and missing "
+    "ages follow --unknown (default separate). Splits by patient; --valid-metadata becomes the test split.",
+    "papila": "labels: Diagnosis 0 healthy, 1 glaucoma; suspects (2) by --suspect: exclude (default), glaucoma, "
+    "healthy or class (a third class). Missing gender/age follow --unknown (default separate); both eyes of a "
+    "patient stay in one split.",
+    "fairseg": "labels: the disc/cup mask of each .npz (--mask cup, disc or rim_cup); the attribute's -1 (Unknown) "
+    "follows --unknown (default separate). Training/Test folders are kept; validation is carved out of training.",
+}
 
 
 def add_adapt_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -112,40 +145,58 @@ def add_adapt_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "adapt",
         help="build a datalist.json from a public dataset's metadata files",
-        description="Build a monai-fair datalist from a public dataset's own metadata files.",
+        description="Build a monai-fair datalist from a public dataset's own metadata files; print the split x group "
+        "x label table (small cells suppressed). `adapt <dataset> --help` states the dataset's label policy.",
     )
     sub = p.add_subparsers(dest="dataset", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--out", required=True, help="datalist JSON to write")
-    common.add_argument("--unknown", choices=["error", "drop", "separate"], help="missing-attribute policy")
+    common.add_argument(
+        "--unknown",
+        choices=["separate", "drop", "error"],
+        help="a missing/unknown attribute (the datasets' own 'unknown', empty cells): separate (default: an "
+        "'unknown' group), drop the rows, or error (list them)",
+    )
     common.add_argument("--seed", type=int)
     common.add_argument("--split-fractions", dest="split_fractions", type=_floats)
+    common.add_argument("--min-group-size", dest="min_group_size", type=int, default=10, help="suppress smaller counts")
+    ages = argparse.ArgumentParser(add_help=False)
+    ages.add_argument(
+        "--age-bins", dest="age_bins", type=_floats, help="age bin edges, e.g. 0,40,60 (last bin open; default 0,60)"
+    )
 
-    a = sub.add_parser("ham10000", parents=[common], help="HAM10000_metadata.csv")
+    def dataset(name: str, help: str, ages_too: bool) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, parents=[common, ages] if ages_too else [common], help=help, description=ADAPTER_LABEL_POLICIES[name]
+        )
+
+    a = dataset("ham10000", "HAM10000_metadata.csv", True)
     a.add_argument("--metadata", required=True)
     a.add_argument("--images", required=True, help="folder(s) with ISIC_xxxxxxx.jpg, comma-separated")
     a.add_argument("--label-mode", dest="label_mode", choices=["dx", "binary"])
     a.add_argument("--attribute", choices=["sex", "age", "sex_age"])
 
-    a = sub.add_parser("fitzpatrick17k", parents=[common], help="fitzpatrick17k.csv")
+    a = dataset("fitzpatrick17k", "fitzpatrick17k.csv", False)
     a.add_argument("--metadata", required=True)
     a.add_argument("--images", required=True, help="folder with <md5hash>.jpg")
     a.add_argument("--grouping", choices=["binary", "six"])
     a.add_argument("--scale-col", dest="scale_col", choices=["fitzpatrick_scale", "fitzpatrick_centaur"])
     a.add_argument("--label-col", dest="label_col", choices=["label", "nine_partition_label", "three_partition_label"])
 
-    a = sub.add_parser("isic2019", parents=[common], help="ISIC_2019_Training_Metadata.csv + GroundTruth.csv")
+    a = dataset("isic2019", "ISIC_2019_Training_Metadata.csv + GroundTruth.csv", True)
     a.add_argument("--metadata", required=True)
     a.add_argument("--ground-truth", dest="ground_truth", required=True)
     a.add_argument("--images", required=True)
     a.add_argument("--attribute", choices=["sex", "age", "sex_age"])
 
-    a = sub.add_parser("chexpert", parents=[common], help="CheXpert train.csv / valid.csv")
+    a = dataset("chexpert", "CheXpert train.csv / valid.csv", True)
     a.add_argument("--metadata", required=True, help="train.csv")
     a.add_argument("--valid-metadata", dest="valid_metadata", help="valid.csv (becomes the test split)")
     a.add_argument("--root", required=True, help="folder the 'Path' column is relative to")
-    a.add_argument("--finding", help="one of the 14 findings (binary task); default: multi-label")
-    a.add_argument("--uncertain", choices=["ones", "zeros", "ignore"])
+    a.add_argument("--finding", help="one of the 14 findings (binary task: 'no F' / 'F'); default: multi-label")
+    a.add_argument(
+        "--uncertain", choices=["ones", "zeros", "ignore"], help="-1 labels: ones (default) / zeros / ignore"
+    )
     a.add_argument(
         "--all-views",
         dest="frontal_only",
@@ -155,14 +206,14 @@ def add_adapt_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     a.add_argument("--attribute", choices=["sex", "age", "sex_age"])
 
-    a = sub.add_parser("papila", parents=[common], help="PAPILA ClinicalData (xlsx or CSV exports)")
+    a = dataset("papila", "PAPILA ClinicalData (xlsx or CSV exports)", True)
     a.add_argument("--clinical-od", dest="clinical_od", required=True)
     a.add_argument("--clinical-os", dest="clinical_os", required=True)
     a.add_argument("--images", required=True, help="FundusImages folder (RET002OD.jpg ...)")
     a.add_argument("--suspect", choices=["exclude", "glaucoma", "healthy", "class"])
     a.add_argument("--attribute", choices=["sex", "age", "sex_age"])
 
-    a = sub.add_parser("fairseg", parents=[common], help="Harvard-FairSeg .npz files")
+    a = dataset("fairseg", "Harvard-FairSeg .npz files", False)
     a.add_argument("--data-dir", dest="data_dir", required=True, help="folder with the .npz files")
     a.add_argument("--image-out", dest="image_out", help="where NIfTI files go (default: next to --out)")
     a.add_argument("--attribute", choices=["race", "gender", "ethnicity", "language", "maritalstatus"])
@@ -199,6 +250,8 @@ def _run_datalist(args: argparse.Namespace) -> int:
         "split_col": args.split_col,
         "split_fractions": args.split_fractions,
         "seed": args.seed,
+        "allow_patient_overlap": args.allow_patient_overlap,
+        "max_groups": args.max_groups,
     }
     try:
         if args.dicom_dir:
@@ -215,7 +268,26 @@ def _run_datalist(args: argparse.Namespace) -> int:
         return _user_error(e)
     print(f"wrote {path}")
     print(format_split_counts(path, args.min_group_size))
+    _print_notes(path, args.dicom_dir, args.labels)
     return 0
+
+
+def _print_notes(path: Any, dicom_dir: str | None = None, labels: str | None = None) -> None:
+    """What the builder left out or accepted, from the datalist's top-level record (never case-level data)."""
+    import json
+    from pathlib import Path
+
+    data = json.loads(Path(path).read_text())
+    n = (data.get("source") or {}).get("unlabelled_files")
+    if n:
+        print(f"note: {n} file(s) under {dicom_dir} are not named in {labels} and were left out")
+    if data.get("patient_overlap"):
+        print(f"warning: {data['patient_overlap']} patient(s) are in more than one given split (allowed explicitly)")
+    if data.get("dropped_unknown_attribute"):
+        print(
+            f"note: {data['dropped_unknown_attribute']} case(s) without an attribute value were dropped "
+            "(--unknown drop)"
+        )
 
 
 def add_datalist_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -253,6 +325,19 @@ def add_datalist_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--patient-col", dest="patient_col", help="patient id column (a patient stays in one split)")
     p.add_argument("--split-col", dest="split_col", help="column with train/val/test (otherwise a seeded split)")
     p.add_argument(
+        "--allow-patient-overlap",
+        dest="allow_patient_overlap",
+        action="store_true",
+        help="with --split-col: accept a patient in several given splits (default: an error naming them)",
+    )
+    p.add_argument(
+        "--max-groups",
+        dest="max_groups",
+        type=int,
+        default=32,
+        help="refuse more non-empty groups than this (default 32; empty combinations are never listed)",
+    )
+    p.add_argument(
         "--split-fractions",
         dest="split_fractions",
         type=_floats,
@@ -285,6 +370,8 @@ def _run_check(args: argparse.Namespace) -> int:
             spatial_size=None if args.no_resize else (0,),
             batch_size=args.batch_size,
             verbose=False,
+            load_images=not args.headers_only,
+            num_workers=args.num_workers,
         )
     except DatalistCheckError as e:
         print(f"error: {e}")
@@ -306,8 +393,10 @@ def add_check_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "check",
         help="check a datalist's files, labels, groups and splits before training",
-        description="Read every image header once and report ALL problems (unreadable/truncated files, channel "
-        "count, size, dimensionality, label values, groups, split sizes) in one message.",
+        description="Read every image header and load every image through the training chain (the same reader "
+        "and adaptation transforms, in a worker pool), and report ALL problems (unreadable/truncated files, files "
+        "the reader cannot decode, with the reason and the fix; channel count, size, dimensionality, label values, "
+        "groups, split sizes) in one message.",
     )
     p.add_argument("datalist")
     p.add_argument("--task", choices=["classification", "segmentation"], help="default: the datalist's 'task'")
@@ -318,5 +407,14 @@ def add_check_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--no-resize", dest="no_resize", action="store_true", help="images are not resized (sizes must match)"
     )
     p.add_argument("--batch-size", dest="batch_size", type=int, default=2)
+    p.add_argument(
+        "--num-workers", dest="num_workers", type=int, help="processes loading the images (default min(4, CPUs))"
+    )
+    p.add_argument(
+        "--headers-only",
+        dest="headers_only",
+        action="store_true",
+        help="read headers only (fast); by default every image is loaded through the training chain",
+    )
     p.set_defaults(func=_run_check)
     return p

@@ -5,12 +5,15 @@
 Reading uses ``pydicom.dcmread(path, stop_before_pixels=True)``: pixel data is never decoded. The attributes
 (DICOM PS3.6 tags):
 
-* ``PatientSex`` (0010,0040): ``M``, ``F`` or ``O`` (empty -> ``None``).
+* ``PatientSex`` (0010,0040): ``M`` or ``F``; ``O`` (other), the non-standard ``U`` and empty -> ``None``
+  (missing, with a note): ``O`` is too rare to form a group that can be reported.
 * ``PatientAge`` (0010,1010), an Age String ``nnnD|W|M|Y``, converted to years as a float:
   ``D / 365.25``, ``W * 7 / 365.25``, ``M / 12``, ``Y``.
 * When ``PatientAge`` is absent or empty: ``(StudyDate - PatientBirthDate)`` in years (calendar years, less one
   when the birthday has not been reached in the study year, plus the fraction of the year elapsed since the
   last birthday); ``SeriesDate``/``AcquisitionDate``/``ContentDate`` stand in for a missing ``StudyDate``.
+  A placeholder birth date (``11111111``, ``19000101``, ...) or an age outside 0..120 years gives ``None`` with the
+  reason in ``notes`` (``11111111`` once gave age 894, filed as ">=60").
 * ``EthnicGroup`` (0010,2160).
 * Acquisition (site/scanner bias): ``Manufacturer`` (0008,0070), ``ManufacturerModelName`` (0008,1090),
   ``InstitutionName`` (0008,0080).
@@ -37,6 +40,9 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from monai_fair.data.groups import GroupSpec
 
 __all__ = [
+    "PLACEHOLDER_BIRTH_DATES",
+    "SEX_CODES_UNKNOWN",
+    "plausible_age",
     "parse_dicom_age",
     "parse_dicom_date",
     "age_from_dates",
@@ -114,48 +120,92 @@ def _str_or_none(ds: Dataset, keyword: str) -> str | None:
     return text or None
 
 
-def read_dicom_demographics(path: str | os.PathLike) -> dict[str, Any]:
+#: birth dates that exports write when the real one is unknown (never a real patient's)
+PLACEHOLDER_BIRTH_DATES = ("11111111", "00000000", "19000101", "18991230", "19010101", "99999999")
+#: DICOM PatientSex codes read as a missing value: ``O`` (other, PS3.3 C.7.1.1) and the non-standard ``U``
+SEX_CODES_UNKNOWN = ("O", "U")
+#: ages (years) outside ``[0, MAX_PLAUSIBLE_AGE]`` are read as missing, with the reason
+MAX_PLAUSIBLE_AGE = 120.0
+
+
+def plausible_age(age: float | None, source: str = "age") -> tuple[float | None, str | None]:
+    """``(age, None)`` when ``age`` is a plausible age in years, else ``(None, reason)`` (never a silent bin)."""
+    if age is None:
+        return None, None
+    if not 0.0 <= age <= MAX_PLAUSIBLE_AGE:
+        return None, f"implausible age {age:.0f} from {source} (outside 0..{MAX_PLAUSIBLE_AGE:.0f})"
+    return age, None
+
+
+def _age_from_header(ds: Dataset) -> tuple[float | None, str | None, str | None]:
+    """``(age, source, note)``: PatientAge, else study date - birth date; ``note`` says why a value was dropped."""
+    age = parse_dicom_age(ds.get("PatientAge", None))
+    if age is not None:
+        age, note = plausible_age(age, "PatientAge")
+        return age, ("PatientAge" if age is not None else None), note
+    raw_birth = _str_or_none(ds, "PatientBirthDate")
+    if raw_birth is not None and raw_birth.replace(".", "") in PLACEHOLDER_BIRTH_DATES:
+        return None, None, f"placeholder birth date {raw_birth} and no PatientAge"
+    birth = parse_dicom_date(raw_birth)
+    study = None
+    for kw in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate"):
+        study = parse_dicom_date(ds.get(kw, None))
+        if study is not None:
+            break
+    if birth is None or study is None:
+        missing = "PatientBirthDate" if birth is None else "StudyDate"
+        return None, None, f"no PatientAge and no {missing}"
+    if study < birth:
+        return None, None, f"study date {study} before birth date {birth}"
+    age, note = plausible_age(age_from_dates(birth, study), "StudyDate - PatientBirthDate")
+    return age, ("dates" if age is not None else None), note
+
+
+def read_dicom_demographics(path: str | os.PathLike | Dataset) -> dict[str, Any]:
     """Read the demographics of one DICOM file from its header only.
 
     Args:
-        path: a DICOM file (a DICOM series folder: pass any of its files).
+        path: a DICOM file (a DICOM series folder: pass any of its files), or its header already read
+            (a ``pydicom.Dataset``, e.g. ``ImageInfo.extra["dicom"]``): each header is read once per row.
 
     Returns:
-        ``{"sex": "M"|"F"|"O"|None, "age": float years | None, "age_source": "PatientAge"|"dates"|None,
+        ``{"sex": "M"|"F"|None, "age": float years | None, "age_source": "PatientAge"|"dates"|None,
         "ethnic_group": str | None, "patient_id": str | None, "manufacturer": str | None, "model": str | None,
-        "institution": str | None}`` (``model`` is ManufacturerModelName (0008,1090), ``institution``
-        InstitutionName (0008,0080), ``manufacturer`` Manufacturer (0008,0070): site/scanner attributes).
+        "institution": str | None, "sop_instance_uid": str | None, "notes": {attribute: why it is missing}}``
+        (``model`` is ManufacturerModelName (0008,1090), ``institution`` InstitutionName (0008,0080),
+        ``manufacturer`` Manufacturer (0008,0070): site/scanner attributes). Policies, each with its note:
+        ``PatientSex`` ``O``/``U`` -> ``None`` (:data:`SEX_CODES_UNKNOWN`); a placeholder birth date
+        (:data:`PLACEHOLDER_BIRTH_DATES`) or an age outside ``0..120`` -> ``None``.
 
     Raises:
         FileNotFoundError: the file does not exist.
         ValueError: the file is not a readable DICOM file, or holds a malformed age or date (the message names it).
     """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"DICOM file not found: {p}")
-    try:
-        ds = pydicom.dcmread(str(p), stop_before_pixels=True)
-    except Exception as e:  # pydicom raises InvalidDicomError, EOFError, struct errors, ...
-        raise ValueError(f"cannot read DICOM header of {p}: {type(e).__name__}: {e}") from e
+    if isinstance(path, Dataset):
+        ds = path
+        p = Path(str(getattr(ds, "filename", None) or "<DICOM header>"))
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"DICOM file not found: {p}")
+        try:
+            ds = pydicom.dcmread(str(p), stop_before_pixels=True)
+        except Exception as e:  # pydicom raises InvalidDicomError, EOFError, struct errors, ...
+            raise ValueError(f"cannot read DICOM header of {p}: {type(e).__name__}: {e}") from e
     if len(ds) == 0 or not any(k in ds for k in ("PatientID", "PatientSex", "SOPClassUID", "Modality", "PatientAge")):
         raise ValueError(f"{p} holds no DICOM patient/image attributes (not a DICOM image file?).")
+    notes: dict[str, str] = {}
     sex = _str_or_none(ds, "PatientSex")
     sex = sex.upper() if sex else None
+    if sex in SEX_CODES_UNKNOWN:
+        notes["sex"] = f"PatientSex {sex!r} ({'other' if sex == 'O' else 'unknown'}) is read as unknown"
+        sex = None
     try:
-        age = parse_dicom_age(ds.get("PatientAge", None))
-        source = "PatientAge" if age is not None else None
-        if age is None:
-            birth = parse_dicom_date(ds.get("PatientBirthDate", None))
-            study = None
-            for kw in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate"):
-                study = parse_dicom_date(ds.get(kw, None))
-                if study is not None:
-                    break
-            if birth is not None and study is not None:
-                age = age_from_dates(birth, study)
-                source = "dates"
+        age, source, age_note = _age_from_header(ds)
     except ValueError as e:
         raise ValueError(f"{p}: {e}") from e
+    if age_note:
+        notes["age"] = age_note
     return {
         "sex": sex,
         "age": age,
@@ -165,6 +215,8 @@ def read_dicom_demographics(path: str | os.PathLike) -> dict[str, Any]:
         "manufacturer": _str_or_none(ds, "Manufacturer"),
         "model": _str_or_none(ds, "ManufacturerModelName"),
         "institution": _str_or_none(ds, "InstitutionName"),
+        "sop_instance_uid": _str_or_none(ds, "SOPInstanceUID"),
+        "notes": notes,
     }
 
 

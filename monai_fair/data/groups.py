@@ -11,6 +11,8 @@ A :class:`GroupSpec` says how the group id of a datalist item is built from its 
 Group ids are *stable*: they follow the declared order of the categories (row-major over the attributes of an
 intersection, the last attribute varying fastest), never the order of the rows. For ``K_1 x ... x K_m``
 categories the id of the combination ``(c_1, ..., c_m)`` is ``sum_j c_j * prod_{l>j} K_l``.
+An intersection may keep only some combinations (``cells``, e.g. those that hold cases): ids then follow the kept
+combinations in the same order, and a record in a combination not kept is an error naming the row.
 
 Missing values (``None``, ``""``, NaN, and the strings of ``unknown_values``, matched case-insensitively) follow
 the ``unknown`` policy:
@@ -175,6 +177,10 @@ class GroupSpec:
         unknown: missing-value policy, ``"error"`` (default), ``"drop"`` or ``"separate"``.
         unknown_values: strings treated as missing (case-insensitive), besides ``None`` and NaN.
         separator: joins the category names of an intersection into a group name (``"F|<40"``).
+        cells: for an intersection, the combinations kept as groups (their names, e.g. ``["F|ACME", "M|Globex"]``),
+            in the declared order; ``None`` keeps every combination. The datalist builders keep only combinations
+            that hold cases (:meth:`with_cells`), so 42 files over manufacturer x model x institution give a few
+            groups, not 641; a record in a combination that is not kept is an error naming the row.
 
     Example::
 
@@ -191,6 +197,7 @@ class GroupSpec:
         unknown: str = "error",
         unknown_values: Sequence[str] = DEFAULT_UNKNOWN_VALUES,
         separator: str = "|",
+        cells: Sequence[str] | None = None,
     ) -> None:
         if isinstance(attributes, (GroupAttribute, Mapping)):
             attributes = [attributes]  # type: ignore[list-item]
@@ -207,6 +214,12 @@ class GroupSpec:
         self.unknown = unknown
         self.unknown_values = tuple(str(u) for u in unknown_values)
         self.separator = separator
+        self.cells = None if cells is None else [str(c) for c in cells]
+        if self.cells is not None:
+            known = set(self._product_names()) if all(a.is_binned or a.categories for a in self.attributes) else None
+            unknown_cells = [c for c in self.cells if known is not None and c not in known]
+            if unknown_cells or len(set(self.cells)) != len(self.cells):
+                raise ValueError(f"GroupSpec: cells {unknown_cells or self.cells} are not distinct combinations.")
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -244,22 +257,35 @@ class GroupSpec:
     def _sizes(self) -> list[int]:
         return [len(a.names) for a in self.attributes]
 
-    @property
-    def group_names(self) -> list[str]:
-        """Group names in id order (with ``"unknown"`` last under the ``"separate"`` policy)."""
+    def _product_names(self) -> list[str]:
+        """Names of every combination of the attributes' categories, in product (row-major) order."""
         per_attr = [a.names for a in self.attributes]
         grids = np.meshgrid(*[np.arange(len(n)) for n in per_attr], indexing="ij")
         flat = [g.reshape(-1) for g in grids]
-        names = [
+        return [
             self.separator.join(per_attr[j][int(flat[j][i])] for j in range(len(per_attr))) for i in range(flat[0].size)
         ]
+
+    @property
+    def group_names(self) -> list[str]:
+        """Group names in id order (with ``"unknown"`` last under the ``"separate"`` policy)."""
+        names = self._product_names() if self.cells is None else list(self.cells)
         if self.unknown == "separate":
             names.append(UNKNOWN_GROUP_NAME)
         return names
 
     @property
     def num_groups(self) -> int:
-        return int(np.prod(self._sizes)) + (1 if self.unknown == "separate" else 0)
+        n = int(np.prod(self._sizes)) if self.cells is None else len(self.cells)
+        return n + (1 if self.unknown == "separate" else 0)
+
+    def with_cells(self, product_ids: Sequence[int]) -> GroupSpec:
+        """A copy keeping only the combinations whose product ids (ids of this spec without ``cells``) are given."""
+        if self.cells is not None:
+            raise ValueError("GroupSpec.with_cells: the spec already keeps a subset of its combinations.")
+        names = self._product_names()
+        keep = sorted({int(i) for i in product_ids if 0 <= int(i) < len(names)})
+        return GroupSpec.from_dict({**self.to_dict(), "cells": [names[i] for i in keep]})
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -269,6 +295,7 @@ class GroupSpec:
             "unknown": self.unknown,
             "unknown_values": list(self.unknown_values),
             "separator": self.separator,
+            **({"cells": list(self.cells)} if self.cells is not None else {}),
         }
 
     @classmethod
@@ -280,6 +307,7 @@ class GroupSpec:
             unknown=d.get("unknown", "error"),
             unknown_values=d.get("unknown_values", DEFAULT_UNKNOWN_VALUES),
             separator=d.get("separator", "|"),
+            cells=d.get("cells"),
         )
 
     def __eq__(self, other: object) -> bool:
@@ -309,7 +337,9 @@ class GroupSpec:
             # one category per case-insensitive value ("Male"/"male"), spelled as most rows spell it
             values = [min(cnt, key=lambda t: (-cnt[t], t)) for cnt in spellings.values()]
             attrs.append(GroupAttribute(a.name, categories=sorted(values), aliases=dict(a.aliases)))
-        return GroupSpec(attrs, unknown=self.unknown, unknown_values=self.unknown_values, separator=self.separator)
+        return GroupSpec(
+            attrs, unknown=self.unknown, unknown_values=self.unknown_values, separator=self.separator, cells=self.cells
+        )
 
     def encode(self, records: Sequence[Mapping[str, Any]], row_offset: int = 0) -> np.ndarray:
         """Group id of each record (``-1`` for a missing value under the ``"drop"`` policy).
@@ -371,8 +401,17 @@ class GroupSpec:
         sizes = self._sizes
         ids = np.ravel_multi_index(tuple(codes), tuple(sizes)) if n else np.zeros(0, dtype=np.int64)
         ids = np.asarray(ids, dtype=np.int64)
+        if self.cells is not None:  # product id -> kept cell id (-1: a combination this spec does not keep)
+            names = self._product_names()
+            lookup = np.full(len(names), -1, dtype=np.int64)
+            lookup[[names.index(c) for c in self.cells]] = np.arange(len(self.cells))
+            product, ids = ids, lookup[ids]
+            outside = np.flatnonzero((ids < 0) & ~missing)[:20].tolist()
+            if outside:
+                shown = ", ".join(f"row {i + row_offset} ({names[product[i]]})" for i in outside)
+                raise ValueError(f"group combination(s) not among the spec's cells {self.cells}: {shown}.")
         if self.unknown == "separate":
-            ids[missing] = int(np.prod(sizes))
+            ids[missing] = self.num_groups - 1
         else:
             ids[missing] = -1
         return ids

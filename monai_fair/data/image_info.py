@@ -5,6 +5,7 @@
 :func:`read_image_info` reads each file's header once, never its pixels, and detects truncation from sizes the
 header promises:
 
+* NIfTI pairs / Analyze (``.hdr`` + ``.img``): both files must exist, the ``.img`` as large as the header says.
 * NIfTI (``.nii``): the file must hold ``vox_offset + prod(shape) * itemsize`` bytes; ``.nii.gz``: the gzip
   trailer's ISIZE field (uncompressed size mod 2**32, RFC 1952) must equal that number (a file cut anywhere
   ends in unrelated bytes, so the check fails with probability ~1 - 2**-32).
@@ -84,6 +85,8 @@ def _nifti(p: Path, info: ImageInfo) -> None:
     import nibabel as nib
 
     info.kind = "nifti"
+    if _suffix(p) in (".hdr", ".img"):
+        _analyze_pair(p)
     try:
         img = nib.load(str(p))
     except Exception as e:
@@ -107,7 +110,11 @@ def _nifti(p: Path, info: ImageInfo) -> None:
     else:
         info.channels = 1
     info.spatial_shape = _strip(shape)
-    if p.name.lower().endswith(".hdr") or p.name.lower().endswith(".img"):
+    if _suffix(p) in (".hdr", ".img"):
+        data_file = p.with_suffix(".img") if p.with_suffix(".img").exists() else p.with_suffix(".IMG")
+        expected = int(hdr.get_data_dtype().itemsize) * int(_prod(img.shape))
+        if data_file.stat().st_size < expected:
+            raise ValueError(f"truncated: {data_file.name} has {data_file.stat().st_size} bytes, needs {expected}")
         return
     offset = getattr(img.dataobj, "offset", None)
     offset = int(offset) if offset is not None else max(int(hdr.get("vox_offset", 0)), 352)
@@ -123,6 +130,18 @@ def _nifti(p: Path, info: ImageInfo) -> None:
             raise ValueError(f"truncated or corrupt .nii.gz: the header promises {expected} bytes uncompressed")
     elif p.stat().st_size < expected:
         raise ValueError(f"truncated: {p.stat().st_size} bytes, the header promises {expected}")
+
+
+def _analyze_pair(p: Path) -> None:
+    """An Analyze/NIfTI pair needs both files: a ``.hdr`` without its ``.img`` (or the reverse) is an error."""
+    other = p.with_suffix(".img" if _suffix(p) == ".hdr" else ".hdr")
+    if not other.exists():
+        upper = p.with_suffix(other.suffix.upper())
+        if not upper.exists():
+            raise ValueError(
+                f"{p.name} is one half of an Analyze/NIfTI pair and {other.name} is missing: copy both files "
+                "(or convert the pair to a single .nii.gz)"
+            )
 
 
 def _prod(shape: Any) -> int:

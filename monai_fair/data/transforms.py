@@ -65,6 +65,8 @@ __all__ = [
     "segmentation_transforms",
     "sliding_window_inferer",
     "default_patch_size",
+    "load_chain",
+    "VOLUME_SUFFIXES",
 ]
 
 #: image metadata kept by :class:`PruneImageMetad` (geometry and file name; never header tags).
@@ -79,6 +81,12 @@ SAFE_META_KEYS: tuple[str, ...] = (
 _STAGES = ("train", "eval", "inference")
 _RESIZE_MODES = ("resize", "pad")
 _LUMA = (0.299, 0.587, 0.114)
+#: file types whose extra channels are volumes or modalities (a 4D NIfTI's 4th dimension), never colour or alpha
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".hdr", ".img", ".mha", ".mhd", ".nrrd", ".nhdr")
+
+
+def _is_volume_file(name: str) -> bool:
+    return str(name).lower().endswith(VOLUME_SUFFIXES)
 
 
 def _source(img: Any, key: Hashable) -> str:
@@ -156,6 +164,11 @@ class MatchChannelsd(MapTransform):
     ``1 -> C``: repeat; ``3|4 -> 1``: BT.601 luma of the first three channels; ``4 -> 3``: drop alpha;
     ``2 -> 1`` (gray + alpha): drop alpha. Any other pair raises a ``ValueError`` naming the file.
 
+    Volume files (NIfTI, Analyze, MetaImage, NRRD: :data:`VOLUME_SUFFIXES`) are never colour: their channels are the
+    volumes of the 4th dimension (time points, modalities), so only ``1 -> C`` converts; a 2-volume NIfTI given
+    to a 1-channel network is an error naming the file (it is never read as "gray + alpha", which would drop
+    volume 2).
+
     Args:
         keys: image keys.
         channels: channels wanted (the network's ``in_channels``).
@@ -172,6 +185,11 @@ class MatchChannelsd(MapTransform):
         c, want = img.shape[0], self.channels
         if c == want:
             return img
+        if c > 1 and _is_volume_file(_source(img, key)):
+            raise ValueError(
+                f"{_source(img, key)}: {c} volumes in the 4th dimension, the network takes {want} channel(s); give "
+                f"one volume per file (e.g. nibabel's four_to_three) or set in_channels={c}."
+            )
         if c == 2:  # gray + alpha
             img, c = img[:1], 1
         if c == 4 and want != 1:  # RGBA: drop alpha
@@ -200,11 +218,20 @@ def _size(spatial_size: Sequence[int] | int | None, spatial_dims: int, name: str
         return None
     size = [int(spatial_size)] * spatial_dims if isinstance(spatial_size, int) else [int(s) for s in spatial_size]
     if len(size) != spatial_dims or any(s < 1 for s in size):
-        raise ValueError(f"{name} must be {spatial_dims} positive integers, got {spatial_size!r}.")
+        example = ",".join(["96"] * 3 if spatial_dims == 3 else ["128"] * 2)
+        raise ValueError(
+            f"{name} must be {spatial_dims} positive integers (spatial_dims={spatial_dims}), got {spatial_size!r}; "
+            f"e.g. --{name} [{example}]"
+        )
     return size
 
 
-def _load(keys: list[str], spatial_dims: int, allow_missing: bool, keep: Sequence[str] = SAFE_META_KEYS) -> list:
+def load_chain(
+    keys: Sequence[str], spatial_dims: int, allow_missing: bool = False, keep: Sequence[str] = SAFE_META_KEYS
+) -> list:
+    """The loading steps every chain starts with: ``LoadImaged`` (channel first), :class:`PruneImageMetad`,
+    :class:`SqueezeTrailingDimsd` (and a second :class:`PruneImageMetad` keeping only ``keep``)."""
+    keys = list(keys)
     out = [
         LoadImaged(keys, image_only=True, ensure_channel_first=True, allow_missing_keys=allow_missing),
         PruneImageMetad(keys, allow_missing_keys=allow_missing),
@@ -250,7 +277,7 @@ def classification_transforms(
     stage = look_up_option(stage, _STAGES)
     resize_mode = look_up_option(resize_mode, _RESIZE_MODES)
     size = _size(spatial_size, spatial_dims, "spatial_size")
-    xs: list[Any] = _load([image_key], spatial_dims, allow_missing=False, keep=("filename_or_obj",))
+    xs: list[Any] = load_chain([image_key], spatial_dims, allow_missing=False, keep=("filename_or_obj",))
     xs += [MatchChannelsd(image_key, in_channels), ScaleIntensityd(image_key)]
     if size is not None:
         if resize_mode == "resize":
@@ -312,7 +339,7 @@ def segmentation_transforms(
     size = _size(spatial_size, spatial_dims, "spatial_size")
     keys = [image_key, label_key]
     missing_ok = stage != "train"
-    xs: list[Any] = _load(keys, spatial_dims, allow_missing=missing_ok)
+    xs: list[Any] = load_chain(keys, spatial_dims, allow_missing=missing_ok)
     xs += [MatchChannelsd(image_key, in_channels), MatchChannelsd(label_key, 1, allow_missing_keys=missing_ok)]
     if num_classes == 2:
         xs.append(AsDiscreted(label_key, threshold=1e-6, allow_missing_keys=missing_ok))

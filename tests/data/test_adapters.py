@@ -71,7 +71,10 @@ def _ham(tmp_path):
 def test_ham10000(tmp_path):
     meta, folders = _ham(tmp_path)
     with pytest.raises(ValueError, match=r"row 5 \(sex='unknown'\)"):
-        ham10000_datalist(meta, folders, tmp_path / "d.json", split_fractions=ALL_TRAIN)
+        ham10000_datalist(meta, folders, tmp_path / "d.json", unknown="error", split_fractions=ALL_TRAIN)
+    # the default is a stated policy, never a traceback on the dataset's own 'unknown'
+    default = json.loads(ham10000_datalist(meta, folders, tmp_path / "d.json", split_fractions=ALL_TRAIN).read_text())
+    assert default["group_names"] == ["F", "M", "unknown"] and default["group_spec"]["unknown"] == "separate"
     out = ham10000_datalist(meta, folders, tmp_path / "d.json", unknown="separate", split_fractions=ALL_TRAIN)
     data, items = _all(out)
     assert data["group_names"] == ["F", "M", "unknown"] and data["label_names"][4] == "mel"
@@ -157,7 +160,9 @@ def _fitz(tmp_path):
 def test_fitzpatrick17k_unknown_is_explicit(tmp_path):
     meta = _fitz(tmp_path)
     with pytest.raises(ValueError, match=r"row 8 \(fitzpatrick=None\)"):
-        fitzpatrick17k_datalist(meta, tmp_path / "images", tmp_path / "d.json", split_fractions=ALL_TRAIN)
+        fitzpatrick17k_datalist(
+            meta, tmp_path / "images", tmp_path / "d.json", unknown="error", split_fractions=ALL_TRAIN
+        )
     data, items = _all(
         fitzpatrick17k_datalist(
             meta, tmp_path / "images", tmp_path / "d.json", unknown="drop", split_fractions=ALL_TRAIN
@@ -214,7 +219,13 @@ def test_isic2019(tmp_path):
     assert by["ISIC_0000002"]["group"] == 1 and by["ISIC_0000000"]["age"] == 55.0
     with pytest.raises(ValueError, match=r"row 5 \(age=None\)"):
         isic2019_datalist(
-            meta, gt, tmp_path / "img", tmp_path / "d.json", attribute="sex_age", split_fractions=ALL_TRAIN
+            meta,
+            gt,
+            tmp_path / "img",
+            tmp_path / "d.json",
+            attribute="sex_age",
+            unknown="error",
+            split_fractions=ALL_TRAIN,
         )
     gt_rows[2][1] = "1.0"  # two classes for ISIC_0000001
     bad = _csv(tmp_path / "bad_gt.csv", gt_rows)
@@ -248,7 +259,13 @@ def test_chexpert(tmp_path):
     valid2 = _chexpert(tmp_path, "valid2.csv", [9, 9, 9], ["Unknown", "Female", "Male"], [vals[0], vals[2], vals[0]])
     with pytest.raises(ValueError, match=r"valid.csv: .*line 3 \(sex='Unknown'\)"):
         chexpert_datalist(
-            train, tmp_path, tmp_path / "d.json", valid_metadata=valid, finding="Edema", split_fractions=ALL_TRAIN
+            train,
+            tmp_path,
+            tmp_path / "d.json",
+            valid_metadata=valid,
+            finding="Edema",
+            unknown="error",
+            split_fractions=ALL_TRAIN,
         )
     out = chexpert_datalist(
         train,
@@ -266,7 +283,7 @@ def test_chexpert(tmp_path):
     kept = [k for k in frontal if vals[k]["Edema"] != "-1.0"]
     assert len(data["training"]) + len(data["validation"]) == len(kept)
     assert len(data["test"]) == 2  # valid2.csv: the two frontal rows (the lateral 'Unknown' row is left out)
-    assert data["label_names"] == ["Edema"]
+    assert data["label_names"] == ["no Edema", "Edema"]  # two names for the two classes of a binary finding
     meta = data["metadata"]
     for it in [{**x, **meta[x["case_id"]]} for x in data["training"] + data["validation"]]:
         k = int(it["age"]) - 40
@@ -376,7 +393,7 @@ def _npz(path: Path, race: int, gender: int, rng, age=61.5, image_key="slo_fundu
 
 def test_fairseg(tmp_path, monkeypatch):
     # three files cannot cover 3 groups x 3 splits: this test is about parsing, so the coverage check is off
-    monkeypatch.setattr("monai_fair.data.datalist.check_split_coverage", lambda *a, **k: None)
+    monkeypatch.setattr("monai_fair.data.records.check_split_coverage", lambda *a, **k: None)
     rng = np.random.default_rng(0)
     img0, mask0 = _npz(tmp_path / "npz" / "Training" / "data_00001.npz", race=0, gender=0, rng=rng)
     _npz(
@@ -415,7 +432,11 @@ def test_fairseg(tmp_path, monkeypatch):
     assert {it["group"] for it in items} == {2}  # all Unknown -> own group
     with pytest.raises(ValueError, match=r"row 0 \(ethnicity=None\)"):
         fairseg_datalist(
-            tmp_path / "npz", tmp_path / "out" / "f.json", attribute="ethnicity", split_fractions=ALL_TRAIN
+            tmp_path / "npz",
+            tmp_path / "out" / "f.json",
+            attribute="ethnicity",
+            unknown="error",
+            split_fractions=ALL_TRAIN,
         )
     np.savez(
         tmp_path / "npz" / "Test" / "data_00004.npz", slo_fundus=np.zeros((4, 4)), disc_cup_mask=np.full((4, 4), 5)
@@ -429,3 +450,44 @@ def test_pilot_set_never_silently_all_in_training(tmp_path):
     with pytest.raises(ValueError, match=r"split 'validation' is empty.*split 'test' is empty") as e:
         ham10000_datalist(meta, folders, tmp_path / "d.json", unknown="separate")
     assert "HAM10000_metadata.csv" in str(e.value) and not (tmp_path / "d.json").exists()
+
+
+# ------------------------------------------------------------------------------------------------ the adapt CLI
+def test_adapt_cli_defaults_split_table_age_bins_and_no_traceback(tmp_path, capsys):
+    """The datasets' own values (HAM10000 'unknown', CheXpert 'Unknown') never end in a traceback by default; the
+    command prints the split x group x label table; --age-bins reaches the spec; bad input is one message."""
+    meta, folders = _ham(tmp_path)
+    args = ["adapt", "ham10000", "--metadata", str(meta), "--images", ",".join(map(str, folders))]
+    out = tmp_path / "ham.json"
+    assert main([*args, "--out", str(out), "--split-fractions", "1,0,0", "--min-group-size", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "split" in printed and "training" in printed and "unknown" in printed
+    assert _all(out)[0]["group_names"] == ["F", "M", "unknown"]
+    cmd = [*args, "--out", str(out), "--split-fractions", "1,0,0", "--attribute", "age", "--age-bins", "0,50,70"]
+    assert main(cmd) == 0
+    assert _all(out)[0]["group_names"] == ["0-50", "50-70", ">=70", "unknown"]
+    capsys.readouterr()
+    assert main([*args, "--out", str(out), "--unknown", "error", "--split-fractions", "1,0,0"]) == 2
+    err = capsys.readouterr().err
+    assert "sex='unknown'" in err and "Traceback" not in err
+    pats, sexes = [1, 1, 1, 2, 2, 2], ["Male"] * 3 + ["Unknown"] * 3
+    train = _chexpert(tmp_path, "train.csv", pats, sexes, [{"Edema": v} for v in ["1.0", "", "-1.0"] * 2])
+    cx = ["adapt", "chexpert", "--metadata", str(train), "--root", str(tmp_path), "--finding", "Edema"]
+    assert main([*cx, "--out", str(tmp_path / "cx.json"), "--split-fractions", "1,0,0"]) == 0
+    data = _all(tmp_path / "cx.json")[0]
+    assert data["label_names"] == ["no Edema", "Edema"] and data["group_names"] == ["F", "M", "unknown"]
+
+
+@pytest.mark.parametrize(
+    "dataset, words",
+    [
+        ("chexpert", ["-1 -> 1", "Blank (not mentioned) -> 0", "'no F' and 'F'", "default separate"]),
+        ("ham10000", ["malignant (akiec, bcc, mel) = 1", "default separate"]),
+    ],
+)
+def test_adapt_help_states_the_label_policy(dataset, words, capsys):
+    with pytest.raises(SystemExit):
+        main(["adapt", dataset, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for w in words:
+        assert w in text, (w, text)

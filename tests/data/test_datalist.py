@@ -15,13 +15,13 @@ from monai.data import load_decathlon_datalist
 from monai_fair.data import (
     GroupSpec,
     build_fair_datalist,
-    datalist_from_csv,
     datalist_from_json,
     encode_labels,
     load_case_metadata,
     load_fair_datalist,
     stratified_split,
 )
+from monai_fair.data.builder import datalist_from_table
 from monai_fair.data.datalist import SPLIT_KEYS
 
 
@@ -42,12 +42,13 @@ def _spec(**kw):
 def test_csv_to_datalist_round_trip(tmp_path):
     rows = [[f"img/{i}.png", ["benign", "malignant"][i % 2], "FM"[i % 3 == 0], 20 + 7 * i] for i in range(12)]
     csv_path = _write_csv(tmp_path / "meta.csv", ["file", "dx", "sex", "age"], rows)
-    out = datalist_from_csv(
+    out = datalist_from_table(
         csv_path,
         tmp_path / "out" / "datalist.json",
         image_col="file",
         label_col="dx",
         group_spec=_spec(),
+        check_images=False,
         positive_label="malignant",
         split_fractions=(1.0, 0.0, 0.0),
         seed=1,
@@ -73,22 +74,22 @@ def test_csv_to_datalist_round_trip(tmp_path):
 def test_text_labels_are_never_ordered_alphabetically(tmp_path):
     rows = [[f"{i}.png", ["abnormal", "normal"][i % 2], "FM"[i % 2]] for i in range(6)]
     csv_path = _write_csv(tmp_path / "m.csv", ["file", "finding", "sex"], rows)
-    kw = dict(image_col="file", label_col="finding", group_spec=GroupSpec.categorical("sex"))
+    kw = dict(check_images=False, image_col="file", label_col="finding", group_spec=GroupSpec.categorical("sex"))
     with pytest.raises(ValueError, match=r"'abnormal' x3, 'normal' x3.*--positive-label") as e:
-        datalist_from_csv(csv_path, tmp_path / "d.json", split_fractions=(1.0, 0.0, 0.0), **kw)
+        datalist_from_table(csv_path, tmp_path / "d.json", split_fractions=(1.0, 0.0, 0.0), **kw)
     assert "m.csv" in str(e.value) and not (tmp_path / "d.json").exists()
-    out = datalist_from_csv(
+    out = datalist_from_table(
         csv_path, tmp_path / "d.json", positive_label="abnormal", split_fractions=(1.0, 0.0, 0.0), **kw
     )
     data = json.loads(out.read_text())
     assert data["label_names"] == ["normal", "abnormal"]
     assert {it["case_id"]: it["label"] for it in data["training"]} == {str(i): int(i % 2 == 0) for i in range(6)}
-    out = datalist_from_csv(
+    out = datalist_from_table(
         csv_path, tmp_path / "o.json", label_order=["normal", "abnormal"], split_fractions=(1.0, 0.0, 0.0), **kw
     )
     assert json.loads(out.read_text())["label_names"] == ["normal", "abnormal"]
     with pytest.raises(ValueError, match=r"positive label 'yes' is not among the labels \['abnormal', 'normal'\]"):
-        datalist_from_csv(csv_path, tmp_path / "x.json", positive_label="yes", **kw)
+        datalist_from_table(csv_path, tmp_path / "x.json", positive_label="yes", **kw)
 
 
 def test_encode_labels():
@@ -128,14 +129,17 @@ def test_csv_errors_name_row_and_value(tmp_path):
         [["a.png", 0, "F", 30], ["b.png", 1, "X", 30], ["c.png", 1, "M", ""]],
     )
     with pytest.raises(ValueError, match=r"row 3 \(sex='X'\)"):  # CSV line 3
-        datalist_from_csv(csv_path, tmp_path / "d.json", image_col="file", label_col="y", group_spec=_spec())
+        datalist_from_table(
+            csv_path, tmp_path / "d.json", image_col="file", label_col="y", check_images=False, group_spec=_spec()
+        )
     with pytest.raises(KeyError, match="gender"):
-        datalist_from_csv(
+        datalist_from_table(
             csv_path,
             tmp_path / "d.json",
             image_col="file",
             label_col="y",
             group_spec=GroupSpec.categorical("gender", ["F", "M"]),
+            check_images=False,
         )
     ok = _write_csv(
         tmp_path / "ok.csv",
@@ -143,24 +147,28 @@ def test_csv_errors_name_row_and_value(tmp_path):
         [["a.png", 0, "F", 30], ["b.png", 1, "M", ""], ["c.png", 1, "M", 70]],
     )
     with pytest.raises(ValueError, match=r"row 3 \(age=''\)"):
-        datalist_from_csv(ok, tmp_path / "d.json", image_col="file", label_col="y", group_spec=_spec())
-    out = datalist_from_csv(
+        datalist_from_table(
+            ok, tmp_path / "d.json", image_col="file", label_col="y", check_images=False, group_spec=_spec()
+        )
+    out = datalist_from_table(
         ok,
         tmp_path / "d.json",
         image_col="file",
         label_col="y",
         group_spec=_spec(unknown="drop"),
         split_fractions=(1.0, 0.0, 0.0),
+        check_images=False,
     )
     data = json.loads(out.read_text())
     assert len(data["training"]) == 2 and data["dropped_unknown_attribute"] == 1
-    out = datalist_from_csv(
+    out = datalist_from_table(
         ok,
         tmp_path / "d.json",
         image_col="file",
         label_col="y",
         group_spec=_spec(unknown="separate"),
         split_fractions=(1.0, 0.0, 0.0),
+        check_images=False,
     )
     data = json.loads(out.read_text())
     assert data["group_names"][-1] == "unknown" and sorted(it["group"] for it in data["training"]) == [0, 3, 4]
@@ -171,8 +179,14 @@ def test_split_column_and_label_map(tmp_path):
         [f"{i}.png", ["neg", "pos"][i % 2], "FM"[(i // 2) % 2], ["train", "val", "test"][i // 4 % 3]] for i in range(12)
     ]
     csv_path = _write_csv(tmp_path / "m.csv", ["file", "y", "sex", "fold"], rows)
-    kw = dict(image_col="file", label_col="y", group_spec=GroupSpec.categorical("sex", ["F", "M"]), split_col="fold")
-    out = datalist_from_csv(csv_path, tmp_path / "d.json", label_map={"neg": 0, "pos": 1}, **kw)
+    kw = dict(
+        image_col="file",
+        label_col="y",
+        check_images=False,
+        group_spec=GroupSpec.categorical("sex", ["F", "M"]),
+        split_col="fold",
+    )
+    out = datalist_from_table(csv_path, tmp_path / "d.json", label_map={"neg": 0, "pos": 1}, **kw)
     data = json.loads(out.read_text())
     assert [len(data[k]) for k in ("training", "validation", "test")] == [4, 4, 4]
     assert [it["label"] for it in data["validation"]] == [0, 1, 0, 1] and data["label_names"] == ["neg", "pos"]
@@ -185,7 +199,7 @@ def test_split_column_and_label_map(tmp_path):
     with pytest.raises(
         ValueError, match=r"b.csv: split 'training' has no case of group\(s\) \['M'\]; split 'validation'"
     ):
-        datalist_from_csv(bad, tmp_path / "e.json", label_map={"neg": 0, "pos": 1}, **kw)
+        datalist_from_table(bad, tmp_path / "e.json", label_map={"neg": 0, "pos": 1}, **kw)
     assert not (tmp_path / "e.json").exists()
 
 

@@ -63,6 +63,8 @@ def test_header_only_read(tmp_path):
         "manufacturer": "ACME",
         "model": None,
         "institution": None,
+        "sop_instance_uid": str(pydicom.dcmread(p).SOPInstanceUID),
+        "notes": {},
     }
 
 
@@ -72,6 +74,14 @@ def test_age_from_birth_and_study_date(tmp_path):
     assert demo["age_source"] == "dates" and 49.99 < demo["age"] < 50.0
     p = _write(tmp_path, "b.dcm", PatientSex="M", PatientBirthDate="19700315")  # no StudyDate: no age
     assert read_dicom_demographics(p)["age"] is None and read_dicom_demographics(p)["sex"] == "M"
+    # placeholder birth dates and implausible ages are missing, with the reason (11111111 once gave age 894)
+    p = _write(tmp_path, "d.dcm", PatientSex="U", PatientBirthDate="11111111", StudyDate="20050101")
+    demo = read_dicom_demographics(p)
+    assert demo["age"] is None and demo["notes"]["age"] == "placeholder birth date 11111111 and no PatientAge"
+    assert demo["sex"] is None and "'U' (unknown) is read as unknown" in demo["notes"]["sex"]
+    p = _write(tmp_path, "e.dcm", PatientSex="O", PatientBirthDate="18800101", StudyDate="20050101")
+    demo = read_dicom_demographics(p)
+    assert demo["age"] is None and "implausible age 125" in demo["notes"]["age"] and demo["sex"] is None
     p = _write(tmp_path, "c.dcm", PatientAge="45")
     with pytest.raises(ValueError, match="c.dcm.*Age String"):
         read_dicom_demographics(p)

@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from monai_fair.__main__ import main
 from monai_fair.data import DatalistCheckError
 from tests.data.fixtures import truncate, write_dicom_cases, write_volume_cases
+from tests.data.test_load_check import _dicom
 from tests.quickstart.test_quickstart import TINY, copy_bundles, run_bundle
 
 CLS = "bundles/baseline_classification"
@@ -87,6 +89,17 @@ def test_datalists_a_bundle_must_refuse(workdir):
     with pytest.raises(RuntimeError) as e:
         _train(CLS, "d.json", "--spatial_size", "$None")  # MONAI drops plain None overrides
     assert "images of 3 different sizes" in _check_error(e) and "set spatial_size" in _check_error(e)
+
+    # a 16-bit RGB DICOM: its header looks fine, ITK cannot read its pixels. Named by the bundle's own loading check
+    # in initialize, with the fix, instead of a 267-line traceback 100 s into training
+    rgb16 = json.loads(json.dumps(data))
+    _dicom(workdir / "dicom" / "rgb16.dcm", np.zeros((40, 48, 3), np.uint16), rgb=True, bits=16)
+    rgb16["training"][0]["image"] = "dicom/rgb16.dcm"
+    (workdir / "rgb16.json").write_text(json.dumps(rgb16))
+    with pytest.raises(RuntimeError) as e:
+        _train(CLS, "rgb16.json")
+    assert "rgb16.dcm: the training chain cannot load it" in _check_error(e)
+    assert "16-bit colour DICOM" in _check_error(e) and not (models / "model.pt").exists()
 
     # a 3D bundle on 2D images
     with pytest.raises(RuntimeError) as e:

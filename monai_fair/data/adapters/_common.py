@@ -44,7 +44,7 @@ def to_float(value: Any) -> float | None:
 
 def demographic_spec(
     attribute: str,
-    unknown: str = "error",
+    unknown: str = "separate",
     age_bins: Sequence[float] = DEFAULT_AGE_BINS,
     age_labels: Sequence[str] | None = None,
 ) -> GroupSpec:

@@ -6,7 +6,10 @@ Input: ``train.csv`` (and optionally ``valid.csv``) with the columns ``Path,Sex,
 followed by the 14 observations :data:`CHEXPERT_FINDINGS`. ``Path`` is relative to the folder that holds
 ``CheXpert-v1.0[-small]/`` (e.g. ``CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg``); ``Sex`` is
 ``Male``/``Female``/``Unknown``; an observation is ``1.0`` (positive), ``0.0`` (negative), ``-1.0`` (uncertain)
-or blank (not mentioned, read as negative).
+or blank (not mentioned, read as negative: 0).
+
+A single ``finding`` makes a binary task with the class names ``["no <finding>", "<finding>"]`` (two names for two
+classes, so that inference can name its outputs); without ``finding`` the task is the 14-label multi-label one.
 
 Uncertain labels (the policies of the CheXpert paper): ``"ones"`` (U-Ones: -1 -> 1), ``"zeros"`` (U-Zeros:
 -1 -> 0) or ``"ignore"``: for a single ``finding`` the uncertain rows are left out; for the multi-label task the
@@ -30,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from monai_fair.data.adapters._common import DEFAULT_AGE_BINS, demographic_spec, read_csv_rows, to_float
-from monai_fair.data.datalist import build_fair_datalist, stratified_split
+from monai_fair.data.records import build_fair_datalist
+from monai_fair.data.splits import stratified_split
 
 __all__ = ["CHEXPERT_FINDINGS", "chexpert_datalist"]
 
@@ -113,7 +117,7 @@ def chexpert_datalist(
     uncertain: str = "ones",
     frontal_only: bool = True,
     attribute: str = "sex",
-    unknown: str = "error",
+    unknown: str = "separate",
     age_bins: Sequence[float] = DEFAULT_AGE_BINS,
     split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
     val_fraction: float = 0.1,
@@ -130,7 +134,8 @@ def chexpert_datalist(
         finding: one of :data:`CHEXPERT_FINDINGS` for a binary task; ``None``: 14-label multi-label task.
         uncertain: ``"ones"``, ``"zeros"`` or ``"ignore"`` (see the module docstring).
         frontal_only: keep frontal views only.
-        attribute: ``"sex"``, ``"age"`` or ``"sex_age"``; unknown: policy for ``Unknown`` sex / missing age.
+        attribute: ``"sex"``, ``"age"`` or ``"sex_age"``; unknown: policy for ``Unknown`` sex / missing age:
+            ``"separate"`` (default, an ``unknown`` group), ``"error"`` or ``"drop"``.
     """
     if finding is not None and finding not in CHEXPERT_FINDINGS:
         raise ValueError(f"finding {finding!r} is not one of {CHEXPERT_FINDINGS}.")
@@ -164,7 +169,7 @@ def chexpert_datalist(
         split_fractions=split_fractions,
         seed=seed,
         stratify_by_label=finding is not None,
-        label_names=[finding] if finding else list(CHEXPERT_FINDINGS),
+        label_names=[f"no {finding}", finding] if finding else list(CHEXPERT_FINDINGS),
         source=str(metadata),
         cluster=cluster,
         extra={

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from monai_fair.data.datalist import build_fair_datalist
 from monai_fair.data.groups import GroupSpec
+from monai_fair.data.records import build_fair_datalist
 from monai_fair.data.synthetic import write_nifti
 
 __all__ = ["FAIRSEG_CODES", "fairseg_datalist"]
@@ -78,7 +78,7 @@ def fairseg_datalist(
     attribute: str = "race",
     mask: str = "rim_cup",
     image_out: str | os.PathLike | None = None,
-    unknown: str = "error",
+    unknown: str = "separate",
     split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
     seed: int = 0,
     allow_pickle: bool = False,
@@ -93,7 +93,8 @@ def fairseg_datalist(
             binary) or ``"cup"`` (binary).
         image_out: where the NIfTI files go (default ``<out folder>/fairseg_nifti``), as
             ``images/<name>.nii.gz`` and ``masks/<name>.nii.gz``.
-        unknown: policy for ``-1`` (Unknown) values of the group attribute.
+        unknown: policy for ``-1`` (Unknown) values of the group attribute: ``"separate"`` (default), ``"error"``
+            or ``"drop"``.
     """
     if attribute not in FAIRSEG_CODES:
         raise ValueError(f"attribute must be one of {sorted(FAIRSEG_CODES)}, got {attribute!r}.")

@@ -9,9 +9,9 @@ and a folder of ``<md5hash>.jpg`` images. ``fitzpatrick_scale`` (self-described)
 ``three_partition_label`` is ``benign``/``malignant``/``non-neoplastic``.
 
 Skin-tone groups: ``grouping="binary"``: light (types I-III) / dark (IV-VI); ``grouping="six"``: one group per
-type. Unknown (-1 or empty) is handled by the explicit ``unknown`` policy (``"error"`` by default, ``"drop"`` or
-``"separate"``): it is never silently merged into a tone group. (Some public code maps -1 into the dark group;
-see docs/data.md.)
+type. Unknown (-1 or empty) is handled by the explicit ``unknown`` policy (``"separate"`` by default: an ``unknown``
+group; ``"error"`` or ``"drop"``): it is never silently merged into a tone group. (Some public code maps -1 into
+the dark group; see docs/data.md.)
 
 Verified: the column list, the -1 code and the ``<md5hash>.jpg`` naming against public code and data dictionaries
 that read this file.
@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from monai_fair.data.adapters._common import find_images, read_csv_rows, to_float
-from monai_fair.data.datalist import build_fair_datalist
 from monai_fair.data.groups import GroupSpec
+from monai_fair.data.records import build_fair_datalist
 
 __all__ = ["fitzpatrick17k_datalist"]
 
@@ -51,7 +51,7 @@ def fitzpatrick17k_datalist(
     grouping: str = "binary",
     scale_col: str = "fitzpatrick_scale",
     label_col: str = "three_partition_label",
-    unknown: str = "error",
+    unknown: str = "separate",
     split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
     seed: int = 0,
     check_images: bool = True,
@@ -65,7 +65,8 @@ def fitzpatrick17k_datalist(
         grouping: ``"binary"`` (light I-III = 0, dark IV-VI = 1) or ``"six"`` (types 1..6 -> ids 0..5).
         scale_col: ``"fitzpatrick_scale"`` or ``"fitzpatrick_centaur"``.
         label_col: which label column is the class (sorted unique names -> ids, stored as ``label_names``).
-        unknown: policy for a scale of -1/empty: ``"error"`` (lists the rows), ``"drop"`` or ``"separate"``.
+        unknown: policy for a scale of -1/empty: ``"separate"`` (default: an ``unknown`` group), ``"error"`` (lists
+            the rows) or ``"drop"``.
     """
     if grouping not in ("binary", "six"):
         raise ValueError(f"grouping must be 'binary' or 'six', got {grouping!r}.")

@@ -7,7 +7,8 @@ Input: ``HAM10000_metadata.csv`` with the columns ``lesion_id,image_id,dx,dx_typ
 (``HAM10000_images_part_1``, ``HAM10000_images_part_2``) holding ``<image_id>.jpg``.
 
 Encodings: ``dx`` in ``akiec, bcc, bkl, df, mel, nv, vasc``; ``sex`` ``male``/``female``/``unknown``; ``age`` a
-number in steps of 5 or empty. ``unknown``/empty follow the group spec's unknown policy.
+number in steps of 5 or empty. ``unknown``/empty follow the ``unknown`` policy (default ``"separate"``: the
+dataset's own ``unknown`` sex becomes the ``unknown`` group, never an error).
 
 Verified: the column list and the ``<image_id>.jpg`` naming against public code that reads this file
 (Kaggle "skin-cancer-mnist-ham10000" layout). The class list is the one of the dataset paper.
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from monai_fair.data.adapters._common import DEFAULT_AGE_BINS, demographic_spec, find_images, read_csv_rows, to_float
-from monai_fair.data.datalist import build_fair_datalist
+from monai_fair.data.records import build_fair_datalist
 
 __all__ = ["HAM10000_CLASSES", "HAM10000_MALIGNANT", "ham10000_datalist"]
 
@@ -38,7 +39,7 @@ def ham10000_datalist(
     *,
     attribute: str = "sex",
     label_mode: str = "dx",
-    unknown: str = "error",
+    unknown: str = "separate",
     age_bins: Sequence[float] = DEFAULT_AGE_BINS,
     split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
     seed: int = 0,
@@ -53,7 +54,7 @@ def ham10000_datalist(
         attribute: ``"sex"``, ``"age"`` (bins ``age_bins``) or ``"sex_age"``.
         label_mode: ``"dx"`` (7 classes, :data:`HAM10000_CLASSES` order) or ``"binary"`` (malignant = akiec, bcc,
             mel -> 1, as in fairness studies of HAM10000).
-        unknown: policy for ``sex == "unknown"`` / empty age: ``"error"``, ``"drop"`` or ``"separate"``.
+        unknown: policy for ``sex == "unknown"`` / empty age: ``"separate"`` (default), ``"error"`` or ``"drop"``.
     """
     rows = read_csv_rows(metadata, COLUMNS)
     if label_mode not in ("dx", "binary"):

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from monai_fair.data.adapters._common import DEFAULT_AGE_BINS, demographic_spec, find_images, read_csv_rows, to_float
-from monai_fair.data.datalist import build_fair_datalist
+from monai_fair.data.records import build_fair_datalist
 
 __all__ = ["ISIC2019_CLASSES", "isic2019_datalist"]
 
@@ -38,7 +38,7 @@ def isic2019_datalist(
     out: str | os.PathLike,
     *,
     attribute: str = "sex",
-    unknown: str = "error",
+    unknown: str = "separate",
     drop_unk: bool = True,
     age_bins: Sequence[float] = DEFAULT_AGE_BINS,
     split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
@@ -52,7 +52,7 @@ def isic2019_datalist(
         images: folder with ``<image>.jpg``.
         out: datalist JSON to write.
         attribute: ``"sex"``, ``"age"`` (from ``age_approx``) or ``"sex_age"``.
-        unknown: policy for empty sex/age.
+        unknown: policy for empty sex/age: ``"separate"`` (default, an ``unknown`` group), ``"error"`` or ``"drop"``.
         drop_unk: leave out the ``UNK`` class column (8 classes, the training-set convention).
     """
     meta = read_csv_rows(metadata, META_COLUMNS)

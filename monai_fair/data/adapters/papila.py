@@ -28,7 +28,7 @@ from typing import Any
 from monai.utils import optional_import
 
 from monai_fair.data.adapters._common import DEFAULT_AGE_BINS, demographic_spec, to_float
-from monai_fair.data.datalist import build_fair_datalist
+from monai_fair.data.records import build_fair_datalist
 
 openpyxl, has_openpyxl = optional_import("openpyxl")
 
@@ -115,7 +115,7 @@ def papila_datalist(
     *,
     attribute: str = "sex",
     suspect: str = "exclude",
-    unknown: str = "error",
+    unknown: str = "separate",
     age_bins: Sequence[float] = DEFAULT_AGE_BINS,
     split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
     seed: int = 0,
@@ -130,7 +130,7 @@ def papila_datalist(
         attribute: ``"sex"``, ``"age"`` or ``"sex_age"``.
         suspect: glaucoma suspects: ``"exclude"`` (default), ``"glaucoma"`` (label 1), ``"healthy"`` (label 0) or
             ``"class"`` (3 classes healthy/glaucoma/suspect).
-        unknown: policy for a missing gender/age.
+        unknown: policy for a missing gender/age: ``"separate"`` (default), ``"error"`` or ``"drop"``.
     """
     if suspect not in ("exclude", "glaucoma", "healthy", "class"):
         raise ValueError(f"suspect must be exclude|glaucoma|healthy|class, got {suspect!r}.")
