@@ -5,7 +5,7 @@
 Kong et al., "Achieving Fairness Through Channel Pruning for Dermatological Disease Diagnosis", MICCAI 2024.
 :class:`ChannelPruningDriver` holds the network, chooses and masks channels, records every round's validation
 figures, keeps the best eligible round and writes the result; :class:`monai_fair.methods.snnl.SNNLPruningHandler`
-calls it from a fine-tuning trainer's events. Rounds are selected by FATE (:mod:`.fate`) under a **performance
+calls it from a fine-tuning trainer's events. Rounds are selected by FATE (:mod:`.metrics`) under a **performance
 floor**: a round whose validation macro-F1 is more than ``max_f1_drop`` below the unpruned model's is never kept
 (its selection score is ``-inf``), however much it lowers EOdds, so FATE cannot trade away the accuracy the model
 exists for. Round 0 (the unpruned network) always meets the floor; it is kept when no pruned round is eligible, and
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from monai.utils import look_up_option
 
-from monai_fair.methods.snnl.fate import FATE_FAIRNESS_KEY
+from monai_fair.methods.snnl.metrics import FATE_FAIRNESS_KEY
 from monai_fair.methods.snnl.pruning import find_following_modules, make_pruning_permanent, mask_channels
 from monai_fair.methods.snnl.pruning import pruned_channels as masked_channels
 from monai_fair.methods.snnl.scoring import score_channels_snnl

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from monai.utils import IgniteInfo, min_version, optional_import
 
 from monai_fair.methods.snnl.driver import ChannelPruningDriver
-from monai_fair.methods.snnl.fate import FATE_OUTPUT_KEYS, FATEMetricHandler
+from monai_fair.methods.snnl.metrics import FATE_OUTPUT_KEYS, FATEMetricHandler
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 EarlyStopping, _ = optional_import("ignite.handlers", IgniteInfo.OPT_IMPORT_VERSION, min_version, "EarlyStopping")

@@ -1,22 +1,13 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
-"""FairDi engines: the student trainer and the handlers that load, cache and train the group teachers.
+"""FairDi handlers: they load, initialise, select and cache the group teachers around the stage trainers.
 
-FairDi (Masroor, Hassan et al., "Fair Distillation: Teaching Fairness from Biased Teachers in Medical Imaging",
-arXiv 2411.11939) has three stages, each one MONAI trainer (see ``bundles/fairdi_classification``):
-
-0. a model trained on all data (the FIS loss by default), the teachers' starting point;
-1. the K group teachers (:class:`monai_fair.methods.fairdi.GroupTeachers`) trained *together* as one network on
-   group-balanced batches (:func:`group_balanced_sampler`): each sample reaches only its own group's teacher, so
-   each teacher learns from its own group only, and every teacher gets the same number of optimiser steps and
-   samples whatever its group's size. :class:`TeacherBaselineInit` initialises them from stage 0;
-   :class:`GroupTeacherSelector` keeps each teacher at its best epoch on its own group's validation data;
-2. the student (:class:`FairDiStudentTrainer`), taught sample by sample by its own group's teacher.
-   :class:`GroupTeachersLoader` loads the teachers when the student starts and (optionally) caches their outputs
-   once under deterministic transforms, so a student epoch costs about a plain epoch.
-
-Nothing here runs when a bundle config is *resolved*: teachers are loaded and outputs cached when the trainer
-starts. The student never sees the group at inference.
+FairDi (Masroor, Hassan et al., arXiv 2411.11939) has three stages, each one MONAI trainer (see
+``bundles/fairdi_classification`` and :mod:`monai_fair.methods.fairdi.stages`). The teachers' stage uses
+:class:`TeacherBaselineInit` (start every teacher from stage 0) and :class:`GroupTeacherSelector` (keep each teacher
+at its best epoch on its own group's validation data); the student's stage uses :class:`GroupTeachersLoader` (load
+the teachers when the student starts and optionally cache their outputs once under deterministic transforms, so a
+student epoch costs about a plain epoch). Nothing here runs when a bundle config is *resolved*.
 """
 
 from __future__ import annotations
@@ -33,40 +24,33 @@ from typing import Any
 import numpy as np
 import torch
 from monai.data import DataLoader, Dataset
-from monai.engines.utils import IterationEvents
 from monai.handlers import from_engine
 from monai.utils import CommonKeys as Keys
 from monai.utils import IgniteInfo, convert_to_tensor, look_up_option, min_version, optional_import
 
-from monai_fair.engines.group_trainer import GroupSupervisedTrainer
-from monai_fair.engines.utils import GroupAwareLoss, LossInputBinder, get_batch_group
-from monai_fair.methods.fairdi.teachers import GroupTeachers
+from monai_fair.engines.utils import get_batch_group
+from monai_fair.methods.fairdi.networks import GroupTeachers
+from monai_fair.methods.fairdi.trainer import TEACHER_KEY
 from monai_fair.metrics import FairnessMetricWarning, GroupClassificationMetric, GroupSegmentationMetric
-from monai_fair.utils.validation import check_group_ids
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 
 __all__ = [
-    "FairDiStudentTrainer",
-    "TeacherOutputWriter",
-    "GroupTeachersLoader",
     "TeacherBaselineInit",
     "GroupTeacherSelector",
+    "GroupTeachersLoader",
     "cache_teacher_outputs",
-    "teacher_eligible_groups",
-    "group_balanced_sampler",
     "TEACHER_CRITERIA",
-    "TEACHER_KEY",
+    "load_stage_state",
 ]
 
 logger = logging.getLogger(__name__)
-TEACHER_KEY = "teacher_logits"
 #: teacher selection criteria per task
 TEACHER_CRITERIA = {"classification": ("balanced_accuracy", "auc"), "segmentation": ("dice",)}
 _TASKS = ("classification", "segmentation")
 
 
-def _load_state(path: str, what: str, stage_file: str) -> dict:
+def load_stage_state(path: str, what: str, stage_file: str) -> dict:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} checkpoint '{path}' not found; run the {stage_file} stage first.")
     try:
@@ -89,66 +73,6 @@ def _atomic_save(obj: Any, path: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-
-
-class TeacherOutputWriter:
-    """Put the own-group teacher logits of the batch in ``engine.state.output[teacher_key]``.
-
-    Cached outputs (``batch[teacher_key]``, see :class:`GroupTeachersLoader`) are used when present; otherwise the
-    ``teachers`` run online, in eval mode and without gradient, on the batch's (possibly augmented) images.
-    """
-
-    def __init__(self, teachers: GroupTeachers | None, teacher_key: str = TEACHER_KEY, group_key: str = "group"):
-        self.teachers = teachers
-        self.teacher_key = teacher_key
-        self.group_key = group_key
-
-    def __call__(self, engine: Any) -> None:
-        batch, out = engine.state.batch, engine.state.output
-        if self.teacher_key in batch:
-            # a plain tensor: a MetaTensor's per-op metadata handling would run through the whole distillation loss
-            t = convert_to_tensor(batch[self.teacher_key], track_meta=False)
-            out[self.teacher_key] = t.to(engine.state.device, non_blocking=True)
-            return
-        if self.teachers is None:
-            raise KeyError(
-                f"batch has no cached '{self.teacher_key}' and no online teachers were given; attach a "
-                "monai_fair.methods.fairdi.GroupTeachersLoader(cache=True) or pass `teachers`."
-            )
-        group = get_batch_group(batch, self.group_key, engine.state.device)
-        self.teachers.eval()
-        with torch.no_grad():
-            out[self.teacher_key] = self.teachers(out[Keys.IMAGE], group)
-
-
-class FairDiStudentTrainer(GroupSupervisedTrainer):
-    """MONAI trainer for the FairDi student: ``loss_function(pred, label, group, teacher_logits)``.
-
-    Args:
-        loss_function: e.g. :class:`monai_fair.methods.fairdi.FairDistillationLoss`.
-        teachers: :class:`monai_fair.methods.fairdi.GroupTeachers` for the online mode (batches without cached
-            outputs); ``None`` requires cached ``teacher_key`` entries in every batch.
-        teacher_key: key of the cached own-group teacher logits in the batch.
-        group_key: key of the group id (training only; the student network never receives it).
-        args, kwargs: the other arguments of :class:`monai.engines.SupervisedTrainer`.
-    """
-
-    def __init__(
-        self,
-        *args: Any,
-        loss_function: Callable,
-        teachers: GroupTeachers | None = None,
-        teacher_key: str = TEACHER_KEY,
-        group_key: str = "group",
-        **kwargs: Any,
-    ) -> None:
-        adapter = GroupAwareLoss(loss_function, keys=(group_key, teacher_key))
-        super().__init__(*args, loss_function=adapter, group_key=group_key, loss_takes_group=False, **kwargs)
-        self.teachers = teachers
-        self.teacher_key = teacher_key
-        # registered after GroupOutputWriter, so the group is in the output first; then both are bound to the loss
-        self.add_event_handler(IterationEvents.FORWARD_COMPLETED, TeacherOutputWriter(teachers, teacher_key, group_key))
-        self.add_event_handler(IterationEvents.FORWARD_COMPLETED, LossInputBinder(adapter))
 
 
 def cache_teacher_outputs(
@@ -227,7 +151,7 @@ class GroupTeachersLoader:
         engine.add_event_handler(Events.STARTED, self)
 
     def __call__(self, engine: Any) -> None:
-        self.teachers.load_state_dict(_load_state(self.load_path, "teachers", "teachers (train_teachers.json)"))
+        self.teachers.load_state_dict(load_stage_state(self.load_path, "teachers", "teachers (train_teachers.json)"))
         self.teachers.to(engine.state.device).eval()
         if not self.cache:
             return
@@ -264,70 +188,7 @@ class TeacherBaselineInit:
 
     def __call__(self, engine: Any) -> None:
         if self.load_path is not None:
-            self.teachers.load_baseline(_load_state(self.load_path, "stage-0", "baseline (train_baseline.json)"))
-
-
-def _group_counts(data: Sequence[Mapping], num_groups: int, group_key: str) -> np.ndarray:
-    g = check_group_ids([d[group_key] for d in data], num_groups, name=f"datalist '{group_key}'")
-    return np.bincount(g.numpy(), minlength=num_groups)
-
-
-def teacher_eligible_groups(
-    data: Sequence[Mapping],
-    num_groups: int,
-    min_group_size: int = 20,
-    task: str = "classification",
-    group_key: str = "group",
-    label_key: str = "label",
-) -> list[bool]:
-    """Which groups get a teacher of their own: at least ``min_group_size`` training items and, for
-    classification, both classes. The others keep the stage-0 model as their teacher (with a warning that gives no
-    count, so no small group's size is logged)."""
-    task = look_up_option(task, _TASKS)
-    counts = _group_counts(data, num_groups, group_key)
-    ok = counts >= max(int(min_group_size), 1)
-    if task == "classification":
-        g = np.array([int(d[group_key]) for d in data], dtype=int)
-        y = np.array([int(np.asarray(d[label_key]).reshape(-1)[0]) for d in data], dtype=int)
-        classes = np.zeros((num_groups, max(int(y.max(initial=0)) + 1, 2)), dtype=bool)
-        classes[g, y] = True
-        ok &= classes.sum(1) >= 2
-    for k in np.flatnonzero(~ok).tolist():
-        warnings.warn(
-            f"FairDi: group {k} has too few training samples (teacher_min_group_size={min_group_size}) or a single "
-            "class for a teacher of its own; its teacher is the stage-0 model.",
-            stacklevel=2,
-        )
-    return ok.tolist()
-
-
-def group_balanced_sampler(
-    data: Sequence[Mapping],
-    eligible: Sequence[bool],
-    num_samples: int | None = None,
-    group_key: str = "group",
-    seed: int | None = None,
-) -> torch.utils.data.WeightedRandomSampler:
-    """Sampler drawing every eligible group equally often (with replacement) and never an ineligible group.
-
-    Sample ``i`` of group ``g`` has weight ``1 / n_g`` if ``eligible[g]`` else 0, so each of the ``K'`` eligible
-    groups makes ``1/K'`` of every batch in expectation. Teacher training is therefore sized in samples
-    (``num_samples`` per epoch, default one pass's worth of the whole training set), not in epochs of a group:
-    each teacher sees about ``num_samples / K'`` samples of its group per epoch, however small the group.
-    """
-    num_groups = len(eligible)
-    counts = _group_counts(data, num_groups, group_key)
-    ok = torch.as_tensor(list(eligible), dtype=torch.bool) & (torch.as_tensor(counts) > 0)
-    if not bool(ok.any()):
-        raise ValueError(
-            "no group has enough training samples (and both classes) for a teacher of its own; lower "
-            "teacher_min_group_size or run the baseline stage alone."
-        )
-    per_group = torch.where(ok, 1.0 / torch.as_tensor(counts, dtype=torch.float64).clamp_min(1), 0.0)
-    g = torch.as_tensor([int(d[group_key]) for d in data])
-    gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
-    n = int(num_samples) if num_samples is not None else len(data)
-    return torch.utils.data.WeightedRandomSampler(per_group[g], num_samples=n, replacement=True, generator=gen)
+            self.teachers.load_baseline(load_stage_state(self.load_path, "stage-0", "baseline (train_baseline.json)"))
 
 
 def _member_prefix(teachers: GroupTeachers, k: int) -> str:
