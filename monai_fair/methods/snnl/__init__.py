@@ -30,10 +30,18 @@ from .metrics import (
     FATEMetric,
     FATEMetricHandler,
 )
-from .driver import PRUNING_SELECTIONS, select_channels, ChannelPruningDriver
+from .driver import PRUNING_SELECTIONS, select_channels, channels_per_round, ChannelPruningDriver
 from .handlers import SNNLPruningHandler
 from .fairprune import prunable_weights, group_fisher_diagonal, fairprune_saliency, fairprune_step, FairPruneEngine
-from .stages import score_batches, load_baseline_weights
+from .stages import (
+    score_batches,
+    load_baseline_weights,
+    FINETUNE_OPTIMIZERS,
+    FINETUNE_SAMPLERS,
+    finetune_optimizer,
+    RoundStepDecay,
+    finetune_sampler,
+)
 
 __all__ = [
     "SNNL_DISTANCES",
@@ -62,6 +70,7 @@ __all__ = [
     "FATEMetricHandler",
     "PRUNING_SELECTIONS",
     "select_channels",
+    "channels_per_round",
     "ChannelPruningDriver",
     "SNNLPruningHandler",
     "prunable_weights",
@@ -71,4 +80,9 @@ __all__ = [
     "FairPruneEngine",
     "score_batches",
     "load_baseline_weights",
+    "FINETUNE_OPTIMIZERS",
+    "FINETUNE_SAMPLERS",
+    "finetune_optimizer",
+    "RoundStepDecay",
+    "finetune_sampler",
 ]
