@@ -119,8 +119,9 @@ def run_task(seed: int, args, task: str) -> dict:
     if args.threads:  # the bundle runs are subprocesses: give them the same thread count
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
     n = (48 if task == "segmentation" else 80) if quick else (300 if task == "segmentation" else 800)
+    n = args.n_samples or n
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="fairdi_bench_data_")) / task
-    synthetic = {"n_samples": n, "image_size": 64, "seed": 0, "scenario": args.scenario}
+    synthetic = {"n_samples": n, "image_size": 64, "seed": 0, "scenario": args.scenario, **_data_params(args)}
     datalist = ensure_synthetic_dataset(data_dir, task=task, **synthetic)
     group_names = json.loads(Path(datalist).read_text())["group_names"]
     work = Path(tempfile.mkdtemp(prefix=f"fairdi_bench_{task}_{seed}_"))
@@ -132,6 +133,7 @@ def run_task(seed: int, args, task: str) -> dict:
         "teacher_epochs": 1 if quick else args.teacher_epochs,
         "student_epochs": epochs,
         "num_workers": 0,
+        "fairdi_preset": args.preset,
     }
     if task == "classification":
         common.update(network_def=SMALL_CLASSIFIER, spatial_size=[64, 64], batch_size=32)
@@ -175,6 +177,9 @@ def run_task(seed: int, args, task: str) -> dict:
             else _segmentation_figures(rows, group_names)
         )
     teachers = json.loads((roots["fairdi"] / "models" / "teachers.json").read_text())
+    premise = teachers.get("premise", {})
+    if premise.get("checked"):  # the premise check of the teachers stage: how many teachers beat stage 0
+        figures["fairdi"]["premise_teachers_beating_stage0"] = float(len(premise["teachers_beating_stage0"]))
     for k, rec in teachers["groups"].items():
         name = group_names[int(k)]
         figures["fairdi"][f"teacher_selected_epoch_{name}"] = float(rec["selected_epoch"] or 0)
@@ -202,7 +207,26 @@ def parser(doc: str):
     ap.add_argument("--data-dir", default=None, help="where the synthetic data are generated (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the bundles' outputs (models, logs)")
     ap.add_argument("--merge", nargs="+", default=None, help="merge single-seed result JSONs (no run)")
+    ap.add_argument("--n-samples", type=int, default=None, help="synthetic cases (default 800; 300 segmentation)")
+    ap.add_argument(
+        "--data-param",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="extra synthetic-data parameter, e.g. group_proportions=[0.07,0.93] (the harder underrep)",
+    )
+    ap.add_argument(
+        "--preset", default="default", choices=["default", "reimplementation"], help="fairdi_preset of the bundle"
+    )
     return ap
+
+
+def _data_params(args) -> dict:
+    out = {}
+    for item in args.data_param:
+        key, _, value = item.partition("=")
+        out[key] = json.loads(value)
+    return out
 
 
 PAIRS = [("fairdi", "erm"), ("fis", "erm"), ("fairdi", "fis")]
@@ -237,6 +261,8 @@ NOTES = (
 if __name__ == "__main__":
     cli = parser(__doc__).parse_args()
     bench_name = f"fairdi_{cli.scenario}" if cli.scenario != "irreducible" else "fairdi_results"
+    bench_name += "" if cli.preset == "default" else f"_{cli.preset}"
+    bench_name += "_" + "_".join(p.split("=")[0] for p in cli.data_param) if cli.data_param else ""
     if cli.merge:
         merge(cli.merge, cli.out, bench_name)
     else:

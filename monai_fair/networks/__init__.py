@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from .pretrained import PRETRAINED_WRAPPER_KEYS, load_pretrained_weights, read_state_dict
+from .pretrained import PRETRAINED_WRAPPER_KEYS, freeze_backbone, load_pretrained_weights, read_state_dict
 from .small_vgg import SmallVGGNet
 
-__all__ = ["SmallVGGNet", "load_pretrained_weights", "read_state_dict", "PRETRAINED_WRAPPER_KEYS"]
+__all__ = ["SmallVGGNet", "load_pretrained_weights", "read_state_dict", "freeze_backbone", "PRETRAINED_WRAPPER_KEYS"]

@@ -39,7 +39,7 @@ import torch
 from monai.networks.utils import copy_model_state
 from torch import nn
 
-__all__ = ["load_pretrained_weights", "read_state_dict", "PRETRAINED_WRAPPER_KEYS"]
+__all__ = ["load_pretrained_weights", "read_state_dict", "freeze_backbone", "PRETRAINED_WRAPPER_KEYS"]
 
 logger = logging.getLogger(__name__)
 
@@ -148,3 +148,29 @@ def load_pretrained_weights(
 def _listing(**names: Any) -> str:
     parts = [f"{what.replace('_', ' ')} {len(v)} (e.g. {v[:4]})" for what, v in names.items() if v]
     return "; ".join(parts)
+
+
+def freeze_backbone(network: nn.Module, head_name: str) -> nn.Module:
+    """Freeze every part of ``network`` except its head ``head_name`` (a name of ``network.named_modules()``).
+
+    The frozen parameters stop requiring gradients, and the frozen modules stay in eval mode whatever
+    ``network.train()`` says (a forward pre-hook puts them back before every forward pass), so their BatchNorm
+    statistics and dropout are those of the pretrained backbone: training then fits a new head on fixed features
+    (FairDi's re-implementation, linear probing). The state dict's names are unchanged. Returns ``network``.
+    """
+    modules = dict(network.named_modules())
+    if head_name not in modules or head_name == "":
+        raise ValueError(f"head '{head_name}' is not a module of {type(network).__name__} (e.g. {list(modules)[1:6]}).")
+    prefix = head_name + "."
+    for name, p in network.named_parameters():
+        if not name.startswith(prefix):
+            p.requires_grad_(False)
+    frozen = [m for n, m in modules.items() if n and n != head_name and not n.startswith(prefix)]
+    frozen = [m for m in frozen if not any(True for _ in m.children())]  # leaves only: heads nested in a parent
+
+    def _keep_frozen_in_eval(module: nn.Module, args: Any) -> None:
+        for m in frozen:
+            m.training = False
+
+    network.register_forward_pre_hook(_keep_frozen_in_eval)
+    return network

@@ -120,3 +120,22 @@ def test_every_classification_bundle_loads_pretrained_weights(bundles_dir, tmp_p
         torch.manual_seed(7)
         assert not _same(src, parser().get_parsed_content(net_id))  # default: fresh initialisation
         assert _same(src, parser(str(path)).get_parsed_content(net_id))
+
+
+def test_freeze_backbone_keeps_frozen_batchnorm_in_eval_and_trains_the_head():
+    from monai_fair.networks import freeze_backbone
+
+    net = freeze_backbone(_net(), "classifier.2")
+    bn = net.features[1]
+    stats = bn.running_mean.clone()
+    opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)
+    net.train()  # what MONAI's trainer does before every iteration
+    loss = net(torch.randn(4, 1, 8, 8) * 3 + 1).sum()
+    loss.backward()
+    opt.step()
+    assert torch.equal(bn.running_mean, stats) and not bn.training  # BatchNorm statistics untouched
+    assert all(p.grad is None for n, p in net.named_parameters() if not n.startswith("classifier.2."))
+    assert net.classifier[2].weight.grad is not None and net.classifier[2].training
+    assert set(net.state_dict()) == set(_net().state_dict())  # names unchanged
+    with pytest.raises(ValueError, match="'head' is not a module"):
+        freeze_backbone(_net(), "head")

@@ -31,15 +31,18 @@ from .handlers import (
     TEACHER_CRITERIA,
     GroupTeacherSelector,
     GroupTeachersLoader,
+    StudentBaselineInit,
     TeacherBaselineInit,
     cache_teacher_outputs,
 )
 from .stages import (
     STAGE0_LOSSES,
     STAGE_CHECKPOINTS,
+    STUDENT_INITS,
     group_balanced_sampler,
     stage0_loss,
     stage_checkpoint,
+    student_init_path,
     teacher_eligible_groups,
 )
 
@@ -62,6 +65,7 @@ __all__ = [
     "TeacherOutputWriter",
     "GroupTeachersLoader",
     "TeacherBaselineInit",
+    "StudentBaselineInit",
     "GroupTeacherSelector",
     "cache_teacher_outputs",
     "teacher_eligible_groups",
@@ -72,4 +76,6 @@ __all__ = [
     "stage_checkpoint",
     "STAGE0_LOSSES",
     "stage0_loss",
+    "STUDENT_INITS",
+    "student_init_path",
 ]

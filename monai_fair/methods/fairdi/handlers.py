@@ -32,11 +32,13 @@ from monai_fair.engines.utils import get_batch_group
 from monai_fair.methods.fairdi.networks import GroupTeachers
 from monai_fair.methods.fairdi.trainer import TEACHER_KEY
 from monai_fair.metrics import FairnessMetricWarning, GroupClassificationMetric, GroupSegmentationMetric
+from monai_fair.networks import freeze_backbone
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 
 __all__ = [
     "TeacherBaselineInit",
+    "StudentBaselineInit",
     "GroupTeacherSelector",
     "GroupTeachersLoader",
     "cache_teacher_outputs",
@@ -171,6 +173,44 @@ class GroupTeachersLoader:
         dataset.set_data(items)
 
 
+class StudentBaselineInit:
+    """Student-stage handler: at ``Events.STARTED`` give the student the stage-0 backbone and a new head.
+
+    FairDi's public re-implementation trains the student as a new linear head on the frozen stage-0 (FIS) backbone.
+    This handler loads every stage-0 entry except the head ``head_name`` (which keeps the student's fresh
+    initialisation) and, with ``freeze_backbone``, freezes the rest of the network
+    (:func:`monai_fair.networks.freeze_backbone`: no gradients, BatchNorm and dropout kept in eval mode); without it
+    the backbone is only warm-started and fine-tuned with the head. List it before the stage's
+    :class:`monai_fair.handlers.TrainingResumeHandler`, so that a resumed run continues from its own saved student.
+    ``load_path=None`` (the bundle's ``student_init: "scratch"``) keeps the fresh network and trains all of it.
+    """
+
+    def __init__(
+        self, network: torch.nn.Module, load_path: str | None, head_name: str = "fc", freeze_backbone: bool = False
+    ) -> None:
+        self.network = network
+        self.load_path = load_path
+        self.head_name = head_name
+        self.freeze_backbone = bool(freeze_backbone)
+        if self.freeze_backbone and load_path is None:
+            raise ValueError("student_freeze_backbone needs the stage-0 backbone (student_init: 'baseline').")
+
+    def attach(self, engine: Any) -> None:
+        engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Any) -> None:
+        if self.load_path is None:
+            return
+        state = load_stage_state(self.load_path, "stage-0", "baseline (train_baseline.json)")
+        prefix = f"{self.head_name}."
+        if not any(k.startswith(prefix) for k in state):
+            raise KeyError(f"the stage-0 state dict has no '{self.head_name}' head entries ({prefix}weight).")
+        own = self.network.state_dict()
+        self.network.load_state_dict({**own, **{k: v for k, v in state.items() if not k.startswith(prefix)}})
+        if self.freeze_backbone:
+            freeze_backbone(self.network, self.head_name)
+
+
 class TeacherBaselineInit:
     """Teachers-stage handler: at ``Events.STARTED`` initialise every teacher from the stage-0 checkpoint.
 
@@ -221,6 +261,14 @@ class GroupTeacherSelector:
         min_group_size: privacy: a group with fewer validation samples gets no figures in the JSON or the log
             (only its selected epoch).
         output_transform: gives ``(pred, label, group)`` from the evaluator's state.
+        premise_check: before the first epoch, evaluate the teachers as they start, i.e. the stage-0 model when
+            they are initialised from it (the bundle passes ``teacher_init_from_baseline``), and write FairDi's
+            **premise check** into the JSON: each teacher's own-group validation ``premise_metric`` (AUC, or Dice)
+            at its selected epoch against stage 0's on the same group. If no teacher beats stage 0 on its group,
+            the JSON's verdict (and a warning) says that FairDi has nothing to distil.
+
+    Premise: FairDi's group teachers are meant to be better on their own group than the model trained on everyone;
+    when none is, the student is taught stage 0 again and the method cannot help on that data.
     """
 
     def __init__(
@@ -234,8 +282,12 @@ class GroupTeacherSelector:
         threshold: float = 0.5,
         min_group_size: int = 1,
         output_transform: Callable = from_engine(["pred", "label", "group"]),
+        premise_check: bool = True,
     ) -> None:
         self.task = look_up_option(task, _TASKS)
+        self.premise_check = bool(premise_check)
+        self.premise_metric = "auc" if self.task == "classification" else "dice"
+        self._stage0_pass = False
         self.min_group_size = int(min_group_size)
         self.criterion = look_up_option(criterion, TEACHER_CRITERIA[self.task])
         self.teachers = teachers
@@ -250,6 +302,8 @@ class GroupTeacherSelector:
         self.best_rate = torch.full((k,), float("nan"), dtype=torch.float64)
         self.best_state: dict[str, torch.Tensor] | None = None
         self.val_size = torch.zeros(k, dtype=torch.long)
+        self.best_premise = torch.full((k,), float("nan"), dtype=torch.float64)
+        self.stage0_premise = torch.full((k,), float("nan"), dtype=torch.float64)
         self._metric: Any = None
         self._trainer: Any = None
 
@@ -260,6 +314,8 @@ class GroupTeacherSelector:
             "best_epoch": self.best_epoch.clone(),
             "best_rate": self.best_rate.clone(),
             "val_size": self.val_size.clone(),
+            "best_premise": self.best_premise.clone(),
+            "stage0_premise": self.stage0_premise.clone(),
             "best_state": dict(self.best_state or {}),
         }
 
@@ -268,6 +324,10 @@ class GroupTeacherSelector:
         self.best_epoch = state["best_epoch"].clone().long()
         self.best_rate = state["best_rate"].clone().to(torch.float64)
         self.val_size = state["val_size"].clone().long()
+        k = self.teachers.num_groups
+        nan = torch.full((k,), float("nan"), dtype=torch.float64)
+        self.best_premise = state.get("best_premise", nan).clone().to(torch.float64)
+        self.stage0_premise = state.get("stage0_premise", nan).clone().to(torch.float64)
         self.best_state = dict(state["best_state"]) or None
 
     # --- events -------------------------------------------------------------------------------------------------
@@ -279,9 +339,16 @@ class GroupTeacherSelector:
         self.evaluator.add_event_handler(Events.ITERATION_COMPLETED, self._update)
         self.evaluator.add_event_handler(Events.EPOCH_COMPLETED, self._select)
 
-    def _started(self, _: Any) -> None:
+    def _started(self, engine: Any) -> None:
         if self.best_state is None:  # starting point: the stage-0 initialisation (a resumed run restores its own)
             self.best_state = {k: v.detach().cpu().clone() for k, v in self.teachers.state_dict().items()}
+        fresh = int(getattr(engine.state, "epoch", 0) or 0) == 0
+        if self.premise_check and fresh and bool(torch.isnan(self.stage0_premise).all()):
+            self._stage0_pass = True  # the evaluator's next epoch measures the teachers as they start (stage 0)
+            try:
+                self.evaluator.run()
+            finally:
+                self._stage0_pass = False
 
     def _reset(self, _: Any) -> None:
         k = self.teachers.num_groups
@@ -301,6 +368,10 @@ class GroupTeacherSelector:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FairnessMetricWarning)
             groups = self._metric.aggregate()["groups"]
+        if self._stage0_pass:
+            for k in range(self.teachers.num_groups):
+                self.stage0_premise[k] = float(groups[k].get(self.premise_metric, float("nan")))
+            return
         epoch = int(self._trainer.state.epoch) if self._trainer is not None else 0
         improved = []
         for k in range(self.teachers.num_groups):
@@ -312,6 +383,7 @@ class GroupTeacherSelector:
             best = float(self.best_value[k])
             if math.isfinite(value) and usable and (math.isnan(best) or value > best):
                 self.best_value[k], self.best_epoch[k], self.best_rate[k] = value, epoch, rate
+                self.best_premise[k] = float(groups[k].get(self.premise_metric, float("nan")))
                 improved.append(k)
         if not improved:
             return
@@ -324,6 +396,9 @@ class GroupTeacherSelector:
     def _completed(self, _: Any) -> None:
         if not os.path.isfile(self.save_path):
             self._write()
+        premise = self.premise()
+        if premise["checked"] and not premise["teachers_beating_stage0"]:
+            warnings.warn(f"FairDi premise check: {premise['verdict']}", stacklevel=2)
         never = [k for k in range(self.teachers.num_groups) if int(self.best_epoch[k]) == 0]
         if never:
             warnings.warn(
@@ -332,6 +407,36 @@ class GroupTeacherSelector:
                 + "); they stay the stage-0 model.",
                 stacklevel=2,
             )
+
+    def premise(self) -> dict[str, Any]:
+        """FairDi's premise check (see the class docstring): which assessed groups' teachers beat stage 0 on their
+        own group's validation data, and the verdict. Groups below ``min_group_size`` are not assessed."""
+        metric = self.premise_metric
+        if not self.premise_check:
+            return {"checked": False, "verdict": "premise check disabled"}
+        assessed = [k for k in range(self.teachers.num_groups) if int(self.val_size[k]) >= self.min_group_size]
+        # a teacher never selected stays the stage-0 model: its figure is stage 0's
+        teacher = torch.where(self.best_epoch > 0, self.best_premise, self.stage0_premise)
+        pairs = [(k, float(teacher[k]), float(self.stage0_premise[k])) for k in assessed]
+        pairs = [(k, t, s) for k, t, s in pairs if math.isfinite(t) and math.isfinite(s)]
+        if not pairs:
+            why = (f"no group has a finite own-group {metric} for both a selected teacher and stage 0 with >= "
+                   f"min_group_size={self.min_group_size} validation samples")  # fmt: skip
+            return {"checked": False, "metric": metric, "verdict": why}
+        beating = [k for k, t, s in pairs if t > s]
+        if beating:
+            verdict = (f"the teachers of groups {beating} beat the stage-0 model on their own group's validation "
+                       f"{metric}: there is something to distil")  # fmt: skip
+        else:
+            verdict = (f"FairDi has nothing to distil: no group's teacher beats the stage-0 model on its own group's "
+                       f"validation {metric}, so the student can only be taught stage 0 again")  # fmt: skip
+        return {
+            "checked": True,
+            "metric": metric,
+            "assessed_groups": [k for k, _, _ in pairs],
+            "teachers_beating_stage0": beating,
+            "verdict": verdict,
+        }
 
     def _write(self) -> None:
         _atomic_save(self.best_state, self.save_path)
@@ -342,12 +447,17 @@ class GroupTeacherSelector:
                 groups[str(k)][self.criterion] = _finite_or_none(self.best_value[k])
                 if self.task == "classification":
                     groups[str(k)]["selection_rate"] = _finite_or_none(self.best_rate[k])
+                if self.premise_check:
+                    teacher = self.best_premise[k] if int(self.best_epoch[k]) > 0 else self.stage0_premise[k]
+                    groups[str(k)][f"{self.premise_metric}_teacher"] = _finite_or_none(teacher)
+                    groups[str(k)][f"{self.premise_metric}_stage0"] = _finite_or_none(self.stage0_premise[k])
             else:  # privacy: no figure of a group below min_group_size
                 groups[str(k)]["suppressed"] = f"fewer than min_group_size={self.min_group_size} validation samples"
         record = {
             "criterion": self.criterion,
             "require_usable_threshold": self.require_usable_threshold,
             "groups": groups,
+            "premise": self.premise(),
         }
         if self.task == "classification":
             record["threshold"] = self.threshold

@@ -29,6 +29,8 @@ __all__ = [
     "stage0_loss",
     "teacher_eligible_groups",
     "group_balanced_sampler",
+    "STUDENT_INITS",
+    "student_init_path",
 ]
 
 #: the checkpoint file each stage writes in the bundle's ``models`` folder
@@ -36,11 +38,19 @@ STAGE_CHECKPOINTS = {"baseline": "baseline.pt", "teachers": "teachers.pt", "stud
 #: stage-0 loss options per task: FIS, or the plain loss (ERM)
 STAGE0_LOSSES = {"classification": ("fis", "ce"), "segmentation": ("fis", "dice_ce")}
 _TASKS = tuple(STAGE0_LOSSES)
+#: how the student starts: a fresh network, or the stage-0 backbone with a new head (the public re-implementation)
+STUDENT_INITS = ("scratch", "baseline")
 
 
 def stage_checkpoint(ckpt_dir: str, stage: str = "student") -> str:
     """Path of ``stage``'s checkpoint in ``ckpt_dir`` (``"baseline"``, ``"teachers"`` or ``"student"``)."""
     return os.path.join(ckpt_dir, look_up_option(stage, STAGE_CHECKPOINTS))  # the mapping's value: the file name
+
+
+def student_init_path(student_init: str, baseline_path: str) -> str | None:
+    """The checkpoint the student starts from: ``None`` for ``"scratch"``, the stage-0 checkpoint for
+    ``"baseline"`` (its backbone, with a new head; see :class:`monai_fair.methods.fairdi.StudentBaselineInit`)."""
+    return None if look_up_option(student_init, STUDENT_INITS) == "scratch" else baseline_path
 
 
 def stage0_loss(
