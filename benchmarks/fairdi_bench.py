@@ -137,6 +137,7 @@ def run_task(seed: int, args, task: str) -> dict:
     }
     if task == "classification":
         common.update(network_def=SMALL_CLASSIFIER, spatial_size=[64, 64], batch_size=32)
+        common["teacher_head_name"] = "final.1"  # the Classifier's linear head (teacher_mode "heads")
         erm_loss, positive = "ce", json.loads(Path(datalist).read_text()).get("label_names", ["0", "1"])[1]
     else:
         common.update(patch_size=[64, 64], batch_size=8)
