@@ -55,6 +55,18 @@ SMALL_CLASSIFIER = {
 }
 
 
+#: networks of ``--network`` and their linear heads (``teacher_mode: "heads"`` needs a head that is the last module
+#: applied: MONAI's Classifier reshapes its output after its head, so it cannot have head teachers)
+NETWORKS = {
+    "classifier": (SMALL_CLASSIFIER, "final.1"),
+    "vgg": (
+        {"_target_": "monai_fair.networks.SmallVGGNet", "spatial_dims": 2, "in_channels": 3, "num_classes": 2,
+         "channels": [8, 16, 32, 64]},
+        "classifier.2",
+    ),
+}  # fmt: skip
+
+
 def _bundle_run(root: Path, configs: list[str], overrides: dict, log: Path) -> None:
     files = [str(root / "configs" / c) for c in configs]
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", json.dumps(files), "--bundle_root", str(root)]
@@ -136,8 +148,8 @@ def run_task(seed: int, args, task: str) -> dict:
         "fairdi_preset": args.preset,
     }
     if task == "classification":
-        common.update(network_def=SMALL_CLASSIFIER, spatial_size=[64, 64], batch_size=32)
-        common["teacher_head_name"] = "final.1"  # the Classifier's linear head (teacher_mode "heads")
+        net, head = NETWORKS[args.network]
+        common.update(network_def=net, spatial_size=[64, 64], batch_size=32, teacher_head_name=head)
         erm_loss, positive = "ce", json.loads(Path(datalist).read_text()).get("label_names", ["0", "1"])[1]
     else:
         common.update(patch_size=[64, 64], batch_size=8)
@@ -216,6 +228,7 @@ def parser(doc: str):
         metavar="KEY=JSON",
         help="extra synthetic-data parameter, e.g. group_proportions=[0.07,0.93] (the harder underrep)",
     )
+    ap.add_argument("--network", default="classifier", choices=tuple(NETWORKS), help="every arm's network")
     ap.add_argument(
         "--preset", default="default", choices=["default", "reimplementation"], help="fairdi_preset of the bundle"
     )
@@ -263,6 +276,7 @@ if __name__ == "__main__":
     cli = parser(__doc__).parse_args()
     bench_name = f"fairdi_{cli.scenario}" if cli.scenario != "irreducible" else "fairdi_results"
     bench_name += "" if cli.preset == "default" else f"_{cli.preset}"
+    bench_name += "" if cli.network == "classifier" else f"_{cli.network}"
     bench_name += "_" + "_".join(p.split("=")[0] for p in cli.data_param) if cli.data_param else ""
     if cli.merge:
         merge(cli.merge, cli.out, bench_name)

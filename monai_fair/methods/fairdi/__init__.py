@@ -4,9 +4,9 @@
 
 Everything of the method lives here, one file per role as in every ``monai_fair.methods`` package: the FIS and
 distillation losses (:mod:`.losses`), the per-group teachers (:mod:`.networks`), the student trainer
-(:mod:`.trainer`), the handlers that initialise, select, load and cache the teachers (:mod:`.handlers`), the
-premise check (:mod:`.metrics`) and the bundle's stage functions (:mod:`.stages`: checkpoints, stage-0 loss, teacher
-eligibility and sampler). Bundles:
+(:mod:`.trainer`), the handlers that initialise, select (with FairDi's premise check), load and cache the teachers
+and start the student from stage 0 (:mod:`.handlers`), and the bundle's stage functions (:mod:`.stages`:
+checkpoints, stage-0 loss, teacher eligibility, sampler, student start). Bundles:
 ``bundles/fairdi_classification``, ``bundles/fairdi_segmentation``.
 """
 
