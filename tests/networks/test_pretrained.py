@@ -97,11 +97,12 @@ CLASSIFICATION_BUNDLES = {
     "fairdi_classification": ("network", "baseline#network"),
     "snnl_pruning_classification": ("network",),
     "neural_collapse_classification": ("network",),
+    "fairdi_segmentation": ("network", "baseline#network"),
 }
 
 
 @pytest.mark.parametrize("bundle", sorted(CLASSIFICATION_BUNDLES))
-def test_every_classification_bundle_loads_pretrained_weights(bundles_dir, tmp_path, bundle):
+def test_every_method_bundle_loads_pretrained_weights(bundles_dir, tmp_path, bundle):
     from monai.bundle import ConfigParser
 
     def parser(path: str | None = None) -> ConfigParser:
