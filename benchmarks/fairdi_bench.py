@@ -55,6 +55,18 @@ SMALL_CLASSIFIER = {
 }
 
 
+#: networks of ``--network`` and their linear heads (``teacher_mode: "heads"`` needs a head that is the last module
+#: applied: MONAI's Classifier reshapes its output after its head, so it cannot have head teachers)
+NETWORKS = {
+    "classifier": (SMALL_CLASSIFIER, "final.1"),
+    "vgg": (
+        {"_target_": "monai_fair.networks.SmallVGGNet", "spatial_dims": 2, "in_channels": 3, "num_classes": 2,
+         "channels": [8, 16, 32, 64]},
+        "classifier.2",
+    ),
+}  # fmt: skip
+
+
 def _bundle_run(root: Path, configs: list[str], overrides: dict, log: Path) -> None:
     files = [str(root / "configs" / c) for c in configs]
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", json.dumps(files), "--bundle_root", str(root)]
@@ -119,8 +131,9 @@ def run_task(seed: int, args, task: str) -> dict:
     if args.threads:  # the bundle runs are subprocesses: give them the same thread count
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
     n = (48 if task == "segmentation" else 80) if quick else (300 if task == "segmentation" else 800)
+    n = args.n_samples or n
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="fairdi_bench_data_")) / task
-    synthetic = {"n_samples": n, "image_size": 64, "seed": 0, "scenario": args.scenario}
+    synthetic = {"n_samples": n, "image_size": 64, "seed": 0, "scenario": args.scenario, **_data_params(args)}
     datalist = ensure_synthetic_dataset(data_dir, task=task, **synthetic)
     group_names = json.loads(Path(datalist).read_text())["group_names"]
     work = Path(tempfile.mkdtemp(prefix=f"fairdi_bench_{task}_{seed}_"))
@@ -132,9 +145,11 @@ def run_task(seed: int, args, task: str) -> dict:
         "teacher_epochs": 1 if quick else args.teacher_epochs,
         "student_epochs": epochs,
         "num_workers": 0,
+        "fairdi_preset": args.preset,
     }
     if task == "classification":
-        common.update(network_def=SMALL_CLASSIFIER, spatial_size=[64, 64], batch_size=32)
+        net, head = NETWORKS[args.network]
+        common.update(network_def=net, spatial_size=[64, 64], batch_size=32, teacher_head_name=head)
         erm_loss, positive = "ce", json.loads(Path(datalist).read_text()).get("label_names", ["0", "1"])[1]
     else:
         common.update(patch_size=[64, 64], batch_size=8)
@@ -175,6 +190,9 @@ def run_task(seed: int, args, task: str) -> dict:
             else _segmentation_figures(rows, group_names)
         )
     teachers = json.loads((roots["fairdi"] / "models" / "teachers.json").read_text())
+    premise = teachers.get("premise", {})
+    if premise.get("checked"):  # the premise check of the teachers stage: how many teachers beat stage 0
+        figures["fairdi"]["premise_teachers_beating_stage0"] = float(len(premise["teachers_beating_stage0"]))
     for k, rec in teachers["groups"].items():
         name = group_names[int(k)]
         figures["fairdi"][f"teacher_selected_epoch_{name}"] = float(rec["selected_epoch"] or 0)
@@ -202,7 +220,27 @@ def parser(doc: str):
     ap.add_argument("--data-dir", default=None, help="where the synthetic data are generated (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the bundles' outputs (models, logs)")
     ap.add_argument("--merge", nargs="+", default=None, help="merge single-seed result JSONs (no run)")
+    ap.add_argument("--n-samples", type=int, default=None, help="synthetic cases (default 800; 300 segmentation)")
+    ap.add_argument(
+        "--data-param",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="extra synthetic-data parameter, e.g. group_proportions=[0.07,0.93] (the harder underrep)",
+    )
+    ap.add_argument("--network", default="classifier", choices=tuple(NETWORKS), help="every arm's network")
+    ap.add_argument(
+        "--preset", default="default", choices=["default", "reimplementation"], help="fairdi_preset of the bundle"
+    )
     return ap
+
+
+def _data_params(args) -> dict:
+    out = {}
+    for item in args.data_param:
+        key, _, value = item.partition("=")
+        out[key] = json.loads(value)
+    return out
 
 
 PAIRS = [("fairdi", "erm"), ("fis", "erm"), ("fairdi", "fis")]
@@ -237,6 +275,9 @@ NOTES = (
 if __name__ == "__main__":
     cli = parser(__doc__).parse_args()
     bench_name = f"fairdi_{cli.scenario}" if cli.scenario != "irreducible" else "fairdi_results"
+    bench_name += "" if cli.preset == "default" else f"_{cli.preset}"
+    bench_name += "" if cli.network == "classifier" else f"_{cli.network}"
+    bench_name += "_" + "_".join(p.split("=")[0] for p in cli.data_param) if cli.data_param else ""
     if cli.merge:
         merge(cli.merge, cli.out, bench_name)
     else:

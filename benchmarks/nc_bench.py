@@ -18,10 +18,18 @@ last evaluation's per-group F1 and NC metrics (train and test split) of both run
 (biased - unbiased, same seed). Both parts use the shared harness (``benchmarks/harness.py``): seeds, mean +- std,
 JSON + Markdown under ``--out``.
 
+With ``--part sweep`` it tests the paper's claim (Mouheb et al., MICCAI 2024: under label bias, neural collapse can
+lower the F1 of *every* subgroup): the bundle is trained with 0, 0.25, 0.5 and 0.75 (``--fractions``) of group F's
+positives flipped to negative, in the terminal-phase preset by default (``--nc-preset terminal_phase``: 150 epochs,
+SGD with momentum), and each biased run is paired with the unbiased run of the same seed. The figure that tests the
+claim is ``test/M/f1``, the test F1 of the group whose labels were **not** flipped; ``test/F/f1`` (flipped group),
+``train/overall/nc1`` and the training-set F1 (how far the terminal phase was reached) are beside it.
+
 Usage::
 
     python benchmarks/nc_bench.py --seeds 0 1 2 [--n 100000] [--dim 512] [--batch 1000] --out DIR
     python benchmarks/nc_bench.py --part bundle --seeds 0 1 2 [--epochs 30] [--bias 0.5] [--workdir DIR] --out DIR
+    python benchmarks/nc_bench.py --part sweep --seeds 0 1 2 3 4 --out docs/benchmarks
 """
 
 from __future__ import annotations
@@ -154,7 +162,11 @@ def _bundle_run(root, data_dir, seed: int, fraction: float, args: argparse.Names
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(cfg / "train.json")]
     cmd += ["--bundle_root", str(root), "--meta_file", str(cfg / "metadata.json")]
     cmd += ["--logging_file", str(cfg / "logging.conf"), "--dataset_dir", str(data_dir), "--seed", str(seed)]
-    cmd += ["--epochs", str(args.epochs), "--label_bias_fraction", str(fraction)]
+    cmd += ["--label_bias_fraction", str(fraction), "--nc_preset", args.nc_preset]
+    if args.epochs is not None:
+        cmd += ["--epochs", str(args.epochs)]
+    if args.synthetic:
+        cmd += ["--synthetic", args.synthetic]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads or 1))
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -187,23 +199,54 @@ def bundle_seed(seed: int, args: argparse.Namespace) -> dict:
     }
 
 
+def sweep_seed(seed: int, args: argparse.Namespace) -> dict:
+    """The bias sweep for one seed: one bundle run per flipped fraction, same data and seed."""
+    import tempfile
+    from pathlib import Path
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="nc_sweep_"))
+    return {
+        f"bias_{fraction:g}": _bundle_run(work / f"bias{fraction:g}_seed{seed}", work / "data", seed, fraction, args)
+        for fraction in args.fractions
+    }
+
+
 def run_seed(seed: int, args: argparse.Namespace) -> dict:
+    if args.part == "sweep":
+        return sweep_seed(seed, args)
     return bundle_seed(seed, args) if args.part == "bundle" else accumulator_seed(seed, args)
 
 
 if __name__ == "__main__":
     ap = benchmark_parser(__doc__)
-    ap.add_argument("--part", choices=("accumulator", "bundle"), default="accumulator")
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--part", choices=("accumulator", "bundle", "sweep"), default="accumulator")
+    ap.add_argument("--epochs", type=int, default=None, help="epochs (default: the preset's; 30 for --part bundle)")
+    ap.add_argument("--nc-preset", default=None, choices=("default", "terminal_phase"), help="the bundle's nc_preset")
+    ap.add_argument("--fractions", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75], help="sweep: flipped")
+    ap.add_argument("--synthetic", default=None, help="JSON of the bundle's synthetic-data parameters (sweep/bundle)")
     ap.add_argument("--bias", type=float, default=0.5, help="label_bias_fraction of the biased runs")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--batch", type=int, default=1000)
     args = ap.parse_args()
+    args.nc_preset = args.nc_preset or ("terminal_phase" if args.part == "sweep" else "default")
+    if args.part == "bundle" and args.epochs is None:
+        args.epochs = 30
     if args.quick:
-        args.n, args.dim, args.epochs = min(args.n, 5000), min(args.dim, 64), min(args.epochs, 2)
-    if args.part == "bundle":
+        args.n, args.dim, args.epochs = min(args.n, 5000), min(args.dim, 64), min(args.epochs or 2, 2)
+    if args.part == "sweep":
+        if 0.0 not in args.fractions:
+            raise SystemExit("--fractions must include 0 (the unbiased run every biased run is paired with).")
+        base = "bias_0"
+        pairs = [(f"bias_{f:g}", base) for f in args.fractions if f != 0.0]
+        notes = (
+            f"nc_preset={args.nc_preset}, epochs={args.epochs or 'preset'}, "
+            f"synthetic={args.synthetic or 'bundle default'}; the claim's figure is test/M/f1 (the unflipped group). "
+            "Indicative unless >= 5 seeds at full size."
+        )
+        run_benchmark("nc_bias_sweep", run_seed, args, pairs=pairs, notes=notes)
+    elif args.part == "bundle":
         run_benchmark("nc_bundle", run_seed, args, pairs=[("biased", "unbiased")])
     else:
         notes = f"N={args.n} D={args.dim} batch={args.batch}; peak RSS above the post-import resident set."

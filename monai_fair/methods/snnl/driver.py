@@ -5,11 +5,15 @@
 Kong et al., "Achieving Fairness Through Channel Pruning for Dermatological Disease Diagnosis", MICCAI 2024.
 :class:`ChannelPruningDriver` holds the network, chooses and masks channels, records every round's validation
 figures, keeps the best eligible round and writes the result; :class:`monai_fair.methods.snnl.SNNLPruningHandler`
-calls it from a fine-tuning trainer's events. Rounds are selected by FATE (:mod:`.fate`) under a **performance
+calls it from a fine-tuning trainer's events. Rounds are selected by FATE (:mod:`.metrics`) under a **performance
 floor**: a round whose validation macro-F1 is more than ``max_f1_drop`` below the unpruned model's is never kept
 (its selection score is ``-inf``), however much it lowers EOdds, so FATE cannot trade away the accuracy the model
 exists for. Round 0 (the unpruned network) always meets the floor; it is kept when no pruned round is eligible, and
 also when it has the best FATE (0) if ``keep_unpruned_if_best``.
+
+Every round's figures are recorded, the rejected rounds' included: the validation figures that select, and (when
+the handler has a test evaluator) the test figures, which never select and are there so that a reader sees what each
+rejected round would have given.
 
 Channel selection (``selection``): ``"snnl"`` (SCP: the ``n_per_round`` not-yet-pruned channels with the lowest
 SNNL score on the sensitive attribute), and two controls with the identical schedule: ``"random"`` (seeded uniform
@@ -31,15 +35,26 @@ import numpy as np
 import torch
 from monai.utils import look_up_option
 
-from monai_fair.methods.snnl.fate import FATE_FAIRNESS_KEY
+from monai_fair.methods.snnl.metrics import FATE_FAIRNESS_KEY
 from monai_fair.methods.snnl.pruning import find_following_modules, make_pruning_permanent, mask_channels
 from monai_fair.methods.snnl.pruning import pruned_channels as masked_channels
 from monai_fair.methods.snnl.scoring import score_channels_snnl
 from monai_fair.utils import to_json_safe
 
-__all__ = ["PRUNING_SELECTIONS", "select_channels", "ChannelPruningDriver"]
+__all__ = ["PRUNING_SELECTIONS", "select_channels", "channels_per_round", "ChannelPruningDriver"]
 
 PRUNING_SELECTIONS = ("snnl", "random", "none")
+
+
+def channels_per_round(num_channels: int, n: int | None = None, fraction: float | None = None) -> int:
+    """Channels to prune per round: ``n`` when given, else ``max(1, round(fraction * num_channels))``."""
+    if n is not None:
+        return int(n)
+    if fraction is None:
+        raise ValueError("give n_per_round or fraction_per_round (channels pruned per round).")
+    if not 0.0 < float(fraction) < 1.0:
+        raise ValueError(f"fraction_per_round must be in (0, 1), got {fraction}.")
+    return max(1, round(float(fraction) * int(num_channels)))
 
 
 def select_channels(
@@ -73,7 +88,10 @@ class ChannelPruningDriver:
         score_loader: fixed, group-stratified batches for SNNL scoring (needed for ``selection="snnl"``), e.g.
             ``DataLoader(ds, batch_sampler=stratified_batch_indices(groups, 64))``.
         selection: ``"snnl"``, ``"random"`` or ``"none"`` (see module doc).
-        n_per_round: channels pruned per round.
+        n_per_round: channels pruned per round; ``None``: from ``fraction_per_round``.
+        fraction_per_round: channels pruned per round as a fraction of the layer's output channels,
+            ``max(1, round(fraction * C))`` (SCP's example prunes 7 of 512 channels, ~1.4 %); used when
+            ``n_per_round`` is ``None``.
         max_rounds: maximum number of rounds.
         max_f1_drop: largest allowed drop of validation macro-F1 below the unpruned model's (absolute, e.g. 0.05 =
             5 points); ``None`` disables the floor (the SCP code has none).
@@ -90,7 +108,7 @@ class ChannelPruningDriver:
         layer_name: str,
         score_loader: Iterable | None = None,
         selection: str = "snnl",
-        n_per_round: int = 2,
+        n_per_round: int | None = 2,
         max_rounds: int = 3,
         max_f1_drop: float | None = 0.05,
         keep_unpruned_if_best: bool = True,
@@ -101,7 +119,11 @@ class ChannelPruningDriver:
         image_key: str = "image",
         group_key: str = "group",
         chunk_size: int = 128,
+        fraction_per_round: float | None = None,
     ) -> None:
+        self.network, self.layer_name = network, layer_name
+        self.layer, _, _ = find_following_modules(network, layer_name)
+        n_per_round = channels_per_round(self.layer.out_channels, n_per_round, fraction_per_round)
         if n_per_round < 1 or max_rounds < 1:
             raise ValueError(f"n_per_round and max_rounds must be >= 1, got {n_per_round} and {max_rounds}.")
         if max_f1_drop is not None and not max_f1_drop >= 0:
@@ -109,8 +131,6 @@ class ChannelPruningDriver:
         self.selection = look_up_option(selection, PRUNING_SELECTIONS)
         if self.selection == "snnl" and score_loader is None:
             raise ValueError("selection='snnl' needs a score_loader (fixed, group-stratified scoring batches).")
-        self.network, self.layer_name = network, layer_name
-        self.layer, _, _ = find_following_modules(network, layer_name)
         if self.selection != "none" and n_per_round * max_rounds >= self.layer.out_channels:
             raise ValueError(
                 f"n_per_round*max_rounds={n_per_round * max_rounds} would prune all {self.layer.out_channels} "
@@ -118,6 +138,7 @@ class ChannelPruningDriver:
             )
         self.score_loader = score_loader
         self.n_per_round, self.max_rounds = int(n_per_round), int(max_rounds)
+        self.fraction_per_round = fraction_per_round
         self.max_f1_drop = None if max_f1_drop is None else float(max_f1_drop)
         self.keep_unpruned_if_best = bool(keep_unpruned_if_best)
         self.snnl_kwargs = {"temperature": temperature, "distance": distance, "legacy_self_term": legacy_self_term}
@@ -199,6 +220,11 @@ class ChannelPruningDriver:
         )
         return score
 
+    def record_test(self, metrics: dict[str, float]) -> None:
+        """Add the test split's figures (``macro_f1``, ``eodds_mean``, ``fate`` against the unpruned model's test
+        figures) to the current round's record, as ``test_<key>``. They are reported, never used for selection."""
+        self.history[-1].update({f"test_{k}": float(v) for k, v in metrics.items()})
+
     @property
     def finished(self) -> bool:
         """Whether ``max_rounds`` rounds were run."""
@@ -233,6 +259,8 @@ class ChannelPruningDriver:
             "rounds": copy.deepcopy(self.history),
             "settings": {
                 "n_per_round": self.n_per_round,
+                "fraction_per_round": self.fraction_per_round,
+                "layer_channels": int(self.layer.out_channels),
                 "max_rounds": self.max_rounds,
                 "max_f1_drop": self.max_f1_drop,
                 "keep_unpruned_if_best": self.keep_unpruned_if_best,

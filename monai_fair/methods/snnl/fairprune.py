@@ -43,7 +43,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 from torch.nn.utils import prune
 
-from monai_fair.methods.snnl.fate import FATE_FAIRNESS_KEY, FATEMetricHandler, scp_macro_f1
+from monai_fair.methods.snnl.metrics import FATE_FAIRNESS_KEY, FATEMetricHandler, scp_macro_f1
 from monai_fair.utils import check_group_ids, to_json_safe
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")

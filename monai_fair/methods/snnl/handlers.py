@@ -14,6 +14,10 @@ The logic lives elsewhere: channel choice, round records, the floor and the kept
 * trainer ``COMPLETED`` (also after a termination): restore the kept round, fold the masks, save the model and the
   JSON history.
 
+With a ``test_evaluator``, the test split is evaluated at round 0 and after every round as well, and its figures
+(``test_macro_f1``, ``test_eodds_mean``, ``test_fate`` against the unpruned model's test figures) go into each
+round's record, rejected rounds included; they never take part in the selection.
+
 The trainer must run ``max_rounds * finetune_epochs`` epochs (checked at ``STARTED``).
 """
 
@@ -24,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from monai.utils import IgniteInfo, min_version, optional_import
 
 from monai_fair.methods.snnl.driver import ChannelPruningDriver
-from monai_fair.methods.snnl.fate import FATE_OUTPUT_KEYS, FATEMetricHandler
+from monai_fair.methods.snnl.metrics import FATE_OUTPUT_KEYS, FATEMetricHandler
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 EarlyStopping, _ = optional_import("ignite.handlers", IgniteInfo.OPT_IMPORT_VERSION, min_version, "EarlyStopping")
@@ -53,6 +57,8 @@ class SNNLPruningHandler:
         save_path: where the kept network's ``state_dict`` goes (masks folded in); ``None``: not saved.
         history_path: where the JSON summary goes (every round's channels and validation figures, the floor, the
             kept round and why); ``None``: not saved.
+        test_evaluator: optional evaluator of the test split (same outputs as ``evaluator``); its figures are recorded
+            for every round and never select.
     """
 
     def __init__(
@@ -67,6 +73,7 @@ class SNNLPruningHandler:
         metric_prefix: str = "val_",
         save_path: str | None = None,
         history_path: str | None = None,
+        test_evaluator: Engine | None = None,
     ) -> None:
         if finetune_epochs < 1:
             raise ValueError(f"finetune_epochs must be >= 1, got {finetune_epochs}.")
@@ -76,12 +83,16 @@ class SNNLPruningHandler:
         self.prefix = metric_prefix
         self.metric = FATEMetricHandler(fate_lambda, None, num_groups, min_group_size, prefix=metric_prefix)
         self.save_path, self.history_path = save_path, history_path
+        self.test_evaluator = test_evaluator
+        self.test_metric = FATEMetricHandler(fate_lambda, None, num_groups, min_group_size, prefix="test_")
         self.early_stopping: Any = None
         self._score = 0.0
 
     def attach(self, trainer: Engine) -> None:
         """Attach the FATE metric to the evaluator and the round logic to ``trainer``."""
         self.metric.attach(self.evaluator, self.prefix + "scp")
+        if self.test_evaluator is not None:
+            self.test_metric.attach(self.test_evaluator, "test_scp")
         self.early_stopping = EarlyStopping(self.patience, lambda _: self._score, trainer)
         trainer.add_event_handler(Events.STARTED, self.started)
         trainer.add_event_handler(Events.EPOCH_COMPLETED(every=self.finetune_epochs), self.round_completed)
@@ -92,6 +103,18 @@ class SNNLPruningHandler:
         self.evaluator.run()
         metrics = self.evaluator.state.metrics
         return {k: float(metrics[self.prefix + k]) for k in FATE_OUTPUT_KEYS}
+
+    def record_test(self, first: bool = False) -> None:
+        """Run the test evaluator (if any) and record its figures in the current round (``first``: round 0, which
+        also sets the test FATE's reference)."""
+        if self.test_evaluator is None:
+            return
+        self.test_evaluator.run()
+        metrics = {k: float(self.test_evaluator.state.metrics["test_" + k]) for k in FATE_OUTPUT_KEYS}
+        if first:
+            self.test_metric.metric_fn.set_baseline(metrics["macro_f1"], metrics["eodds_mean"])
+            metrics["fate"] = 0.0
+        self.driver.record_test(metrics)
 
     def started(self, trainer: Engine) -> None:
         expected = self.driver.max_rounds * self.finetune_epochs
@@ -104,11 +127,13 @@ class SNNLPruningHandler:
         self.metric.metric_fn.set_baseline(metrics["macro_f1"], metrics["eodds_mean"])
         self.early_stopping.reset()
         self._score = self.driver.begin(metrics)
+        self.record_test(first=True)
         self.early_stopping(self.evaluator)  # round 0 sets the score to beat
         self.driver.prune_next()
 
     def round_completed(self, trainer: Engine) -> None:
         self._score = self.driver.end_round(self.evaluate())
+        self.record_test()
         self.early_stopping(self.evaluator)  # may terminate the trainer
         if not (trainer.should_terminate or self.driver.finished):
             self.driver.prune_next()

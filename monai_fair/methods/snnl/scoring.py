@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from monai_fair.methods.snnl.loss import check_snnl_options, snnl_kernel, snnl_label_index, snnl_sample_stats
+from monai_fair.methods.snnl.losses import check_snnl_options, snnl_kernel, snnl_label_index, snnl_sample_stats
 from monai_fair.utils import LayerCatcher, check_group_ids
 
 _CACHE_BYTES = 1 << 20  # per-block (C_block, b, b) logits budget: ~L2-sized
@@ -79,7 +79,7 @@ def snnl_channel_scores(
     Args:
         activations: ``(b, C, *spatial)`` layer output (or ``(b, C)``).
         groups: ``(b,)`` group ids (the SNNL labels).
-        temperature, distance, legacy_self_term: see :func:`monai_fair.methods.snnl.loss.snnl_per_anchor`.
+        temperature, distance, legacy_self_term: see :func:`monai_fair.methods.snnl.losses.snnl_per_anchor`.
         chunk_size: at most this many channels per batched ``(chunk, b, b)`` computation (bounds memory at
             ``chunk * b * b``); on CPU blocks are further capped at ~1 MiB of fp32 logits so they stay in cache.
 

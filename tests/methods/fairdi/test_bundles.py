@@ -170,6 +170,43 @@ def test_fairdi_classification_heads_online_killed_student_resumes(bundle_copy, 
     assert not list(models.glob("resume_*.pt"))
 
 
+def test_fairdi_reimplementation_preset_is_one_config_id(bundle_copy, tmp_path):
+    """``fairdi_preset: "reimplementation"``: head teachers on the frozen stage-0 backbone, a student that keeps the
+    frozen stage-0 backbone with a new head, FairVision's FIS distance; the teachers stage writes the premise check."""
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLES_DIR / "fairdi_classification" / "configs" / "train.json"))
+    parser["fairdi_preset"] = "reimplementation"
+    got = {k: parser.get_parsed_content(k) for k in ("teacher_mode", "student_init", "student_freeze_backbone")}
+    assert got == {"teacher_mode": "heads", "student_init": "baseline", "student_freeze_backbone": True}
+    assert parser.get_parsed_content("fis") == {
+        "c": 0.5,
+        "individual_temperature": 1.0,
+        "group_temperature": 1.0,
+        "group_distance": "wasserstein",
+        "distance_scale": "absolute",
+    }
+    root = bundle_copy("fairdi_classification")
+    small_resnet = {"_target_": "monai.networks.nets.resnet10", "spatial_dims": 2, "n_input_channels": 3}
+    overrides = dict(
+        TINY,
+        dataset_dir=str(tmp_path / "data"),
+        fairdi_preset="reimplementation",
+        network_def=dict(small_resnet, num_classes=2, widen_factor=0.25),
+    )
+    run_bundle_cli(root, ["train.json"], overrides)
+    models = root / "models"
+    record = json.loads((models / "teachers.json").read_text())
+    assert record["premise"]["checked"] and record["premise"]["metric"] == "auc"
+    assert isinstance(record["premise"]["teachers_beating_stage0"], list) and record["premise"]["verdict"]
+    assert {"heads.0.weight", "heads.1.weight"} <= set(torch.load(models / "teachers.pt", weights_only=True))
+    base = torch.load(models / "baseline.pt", weights_only=True)
+    student = torch.load(models / "model.pt", weights_only=True)
+    base, student = base.get("model", base), student.get("model", student)
+    backbone = [k for k in base if not k.startswith("fc.")]
+    assert all(torch.equal(base[k], student[k]) for k in backbone)  # frozen stage-0 backbone, BatchNorm included
+    assert not torch.equal(base["fc.weight"], student["fc.weight"])  # a new head
+
+
 @pytest.mark.parametrize("bundle", ["fairdi_classification", "fairdi_segmentation"])
 def test_fairdi_verify_net_in_out(bundle_copy, bundle):
     verify_net_in_out(bundle_copy(bundle))

@@ -1,22 +1,13 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
-"""FairDi engines: the student trainer and the handlers that load, cache and train the group teachers.
+"""FairDi handlers: they load, initialise, select and cache the group teachers around the stage trainers.
 
-FairDi (Masroor, Hassan et al., "Fair Distillation: Teaching Fairness from Biased Teachers in Medical Imaging",
-arXiv 2411.11939) has three stages, each one MONAI trainer (see ``bundles/fairdi_classification``):
-
-0. a model trained on all data (the FIS loss by default), the teachers' starting point;
-1. the K group teachers (:class:`monai_fair.methods.fairdi.GroupTeachers`) trained *together* as one network on
-   group-balanced batches (:func:`group_balanced_sampler`): each sample reaches only its own group's teacher, so
-   each teacher learns from its own group only, and every teacher gets the same number of optimiser steps and
-   samples whatever its group's size. :class:`TeacherBaselineInit` initialises them from stage 0;
-   :class:`GroupTeacherSelector` keeps each teacher at its best epoch on its own group's validation data;
-2. the student (:class:`FairDiStudentTrainer`), taught sample by sample by its own group's teacher.
-   :class:`GroupTeachersLoader` loads the teachers when the student starts and (optionally) caches their outputs
-   once under deterministic transforms, so a student epoch costs about a plain epoch.
-
-Nothing here runs when a bundle config is *resolved*: teachers are loaded and outputs cached when the trainer
-starts. The student never sees the group at inference.
+FairDi (Masroor, Hassan et al., arXiv 2411.11939) has three stages, each one MONAI trainer (see
+``bundles/fairdi_classification`` and :mod:`monai_fair.methods.fairdi.stages`). The teachers' stage uses
+:class:`TeacherBaselineInit` (start every teacher from stage 0) and :class:`GroupTeacherSelector` (keep each teacher
+at its best epoch on its own group's validation data); the student's stage uses :class:`GroupTeachersLoader` (load
+the teachers when the student starts and optionally cache their outputs once under deterministic transforms, so a
+student epoch costs about a plain epoch). Nothing here runs when a bundle config is *resolved*.
 """
 
 from __future__ import annotations
@@ -33,40 +24,35 @@ from typing import Any
 import numpy as np
 import torch
 from monai.data import DataLoader, Dataset
-from monai.engines.utils import IterationEvents
 from monai.handlers import from_engine
 from monai.utils import CommonKeys as Keys
 from monai.utils import IgniteInfo, convert_to_tensor, look_up_option, min_version, optional_import
 
-from monai_fair.engines.group_trainer import GroupSupervisedTrainer
-from monai_fair.engines.utils import GroupAwareLoss, LossInputBinder, get_batch_group
-from monai_fair.methods.fairdi.teachers import GroupTeachers
+from monai_fair.engines.utils import get_batch_group
+from monai_fair.methods.fairdi.networks import GroupTeachers
+from monai_fair.methods.fairdi.trainer import TEACHER_KEY
 from monai_fair.metrics import FairnessMetricWarning, GroupClassificationMetric, GroupSegmentationMetric
-from monai_fair.utils.validation import check_group_ids
+from monai_fair.networks import freeze_backbone
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 
 __all__ = [
-    "FairDiStudentTrainer",
-    "TeacherOutputWriter",
-    "GroupTeachersLoader",
     "TeacherBaselineInit",
+    "StudentBaselineInit",
     "GroupTeacherSelector",
+    "GroupTeachersLoader",
     "cache_teacher_outputs",
-    "teacher_eligible_groups",
-    "group_balanced_sampler",
     "TEACHER_CRITERIA",
-    "TEACHER_KEY",
+    "load_stage_state",
 ]
 
 logger = logging.getLogger(__name__)
-TEACHER_KEY = "teacher_logits"
 #: teacher selection criteria per task
 TEACHER_CRITERIA = {"classification": ("balanced_accuracy", "auc"), "segmentation": ("dice",)}
 _TASKS = ("classification", "segmentation")
 
 
-def _load_state(path: str, what: str, stage_file: str) -> dict:
+def load_stage_state(path: str, what: str, stage_file: str) -> dict:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} checkpoint '{path}' not found; run the {stage_file} stage first.")
     try:
@@ -89,66 +75,6 @@ def _atomic_save(obj: Any, path: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-
-
-class TeacherOutputWriter:
-    """Put the own-group teacher logits of the batch in ``engine.state.output[teacher_key]``.
-
-    Cached outputs (``batch[teacher_key]``, see :class:`GroupTeachersLoader`) are used when present; otherwise the
-    ``teachers`` run online, in eval mode and without gradient, on the batch's (possibly augmented) images.
-    """
-
-    def __init__(self, teachers: GroupTeachers | None, teacher_key: str = TEACHER_KEY, group_key: str = "group"):
-        self.teachers = teachers
-        self.teacher_key = teacher_key
-        self.group_key = group_key
-
-    def __call__(self, engine: Any) -> None:
-        batch, out = engine.state.batch, engine.state.output
-        if self.teacher_key in batch:
-            # a plain tensor: a MetaTensor's per-op metadata handling would run through the whole distillation loss
-            t = convert_to_tensor(batch[self.teacher_key], track_meta=False)
-            out[self.teacher_key] = t.to(engine.state.device, non_blocking=True)
-            return
-        if self.teachers is None:
-            raise KeyError(
-                f"batch has no cached '{self.teacher_key}' and no online teachers were given; attach a "
-                "monai_fair.methods.fairdi.GroupTeachersLoader(cache=True) or pass `teachers`."
-            )
-        group = get_batch_group(batch, self.group_key, engine.state.device)
-        self.teachers.eval()
-        with torch.no_grad():
-            out[self.teacher_key] = self.teachers(out[Keys.IMAGE], group)
-
-
-class FairDiStudentTrainer(GroupSupervisedTrainer):
-    """MONAI trainer for the FairDi student: ``loss_function(pred, label, group, teacher_logits)``.
-
-    Args:
-        loss_function: e.g. :class:`monai_fair.methods.fairdi.FairDistillationLoss`.
-        teachers: :class:`monai_fair.methods.fairdi.GroupTeachers` for the online mode (batches without cached
-            outputs); ``None`` requires cached ``teacher_key`` entries in every batch.
-        teacher_key: key of the cached own-group teacher logits in the batch.
-        group_key: key of the group id (training only; the student network never receives it).
-        args, kwargs: the other arguments of :class:`monai.engines.SupervisedTrainer`.
-    """
-
-    def __init__(
-        self,
-        *args: Any,
-        loss_function: Callable,
-        teachers: GroupTeachers | None = None,
-        teacher_key: str = TEACHER_KEY,
-        group_key: str = "group",
-        **kwargs: Any,
-    ) -> None:
-        adapter = GroupAwareLoss(loss_function, keys=(group_key, teacher_key))
-        super().__init__(*args, loss_function=adapter, group_key=group_key, loss_takes_group=False, **kwargs)
-        self.teachers = teachers
-        self.teacher_key = teacher_key
-        # registered after GroupOutputWriter, so the group is in the output first; then both are bound to the loss
-        self.add_event_handler(IterationEvents.FORWARD_COMPLETED, TeacherOutputWriter(teachers, teacher_key, group_key))
-        self.add_event_handler(IterationEvents.FORWARD_COMPLETED, LossInputBinder(adapter))
 
 
 def cache_teacher_outputs(
@@ -227,7 +153,7 @@ class GroupTeachersLoader:
         engine.add_event_handler(Events.STARTED, self)
 
     def __call__(self, engine: Any) -> None:
-        self.teachers.load_state_dict(_load_state(self.load_path, "teachers", "teachers (train_teachers.json)"))
+        self.teachers.load_state_dict(load_stage_state(self.load_path, "teachers", "teachers (train_teachers.json)"))
         self.teachers.to(engine.state.device).eval()
         if not self.cache:
             return
@@ -247,6 +173,44 @@ class GroupTeachersLoader:
         dataset.set_data(items)
 
 
+class StudentBaselineInit:
+    """Student-stage handler: at ``Events.STARTED`` give the student the stage-0 backbone and a new head.
+
+    FairDi's public re-implementation trains the student as a new linear head on the frozen stage-0 (FIS) backbone.
+    This handler loads every stage-0 entry except the head ``head_name`` (which keeps the student's fresh
+    initialisation) and, with ``freeze_backbone``, freezes the rest of the network
+    (:func:`monai_fair.networks.freeze_backbone`: no gradients, BatchNorm and dropout kept in eval mode); without it
+    the backbone is only warm-started and fine-tuned with the head. List it before the stage's
+    :class:`monai_fair.handlers.TrainingResumeHandler`, so that a resumed run continues from its own saved student.
+    ``load_path=None`` (the bundle's ``student_init: "scratch"``) keeps the fresh network and trains all of it.
+    """
+
+    def __init__(
+        self, network: torch.nn.Module, load_path: str | None, head_name: str = "fc", freeze_backbone: bool = False
+    ) -> None:
+        self.network = network
+        self.load_path = load_path
+        self.head_name = head_name
+        self.freeze_backbone = bool(freeze_backbone)
+        if self.freeze_backbone and load_path is None:
+            raise ValueError("student_freeze_backbone needs the stage-0 backbone (student_init: 'baseline').")
+
+    def attach(self, engine: Any) -> None:
+        engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Any) -> None:
+        if self.load_path is None:
+            return
+        state = load_stage_state(self.load_path, "stage-0", "baseline (train_baseline.json)")
+        prefix = f"{self.head_name}."
+        if not any(k.startswith(prefix) for k in state):
+            raise KeyError(f"the stage-0 state dict has no '{self.head_name}' head entries ({prefix}weight).")
+        own = self.network.state_dict()
+        self.network.load_state_dict({**own, **{k: v for k, v in state.items() if not k.startswith(prefix)}})
+        if self.freeze_backbone:
+            freeze_backbone(self.network, self.head_name)
+
+
 class TeacherBaselineInit:
     """Teachers-stage handler: at ``Events.STARTED`` initialise every teacher from the stage-0 checkpoint.
 
@@ -264,70 +228,7 @@ class TeacherBaselineInit:
 
     def __call__(self, engine: Any) -> None:
         if self.load_path is not None:
-            self.teachers.load_baseline(_load_state(self.load_path, "stage-0", "baseline (train_baseline.json)"))
-
-
-def _group_counts(data: Sequence[Mapping], num_groups: int, group_key: str) -> np.ndarray:
-    g = check_group_ids([d[group_key] for d in data], num_groups, name=f"datalist '{group_key}'")
-    return np.bincount(g.numpy(), minlength=num_groups)
-
-
-def teacher_eligible_groups(
-    data: Sequence[Mapping],
-    num_groups: int,
-    min_group_size: int = 20,
-    task: str = "classification",
-    group_key: str = "group",
-    label_key: str = "label",
-) -> list[bool]:
-    """Which groups get a teacher of their own: at least ``min_group_size`` training items and, for
-    classification, both classes. The others keep the stage-0 model as their teacher (with a warning that gives no
-    count, so no small group's size is logged)."""
-    task = look_up_option(task, _TASKS)
-    counts = _group_counts(data, num_groups, group_key)
-    ok = counts >= max(int(min_group_size), 1)
-    if task == "classification":
-        g = np.array([int(d[group_key]) for d in data], dtype=int)
-        y = np.array([int(np.asarray(d[label_key]).reshape(-1)[0]) for d in data], dtype=int)
-        classes = np.zeros((num_groups, max(int(y.max(initial=0)) + 1, 2)), dtype=bool)
-        classes[g, y] = True
-        ok &= classes.sum(1) >= 2
-    for k in np.flatnonzero(~ok).tolist():
-        warnings.warn(
-            f"FairDi: group {k} has too few training samples (teacher_min_group_size={min_group_size}) or a single "
-            "class for a teacher of its own; its teacher is the stage-0 model.",
-            stacklevel=2,
-        )
-    return ok.tolist()
-
-
-def group_balanced_sampler(
-    data: Sequence[Mapping],
-    eligible: Sequence[bool],
-    num_samples: int | None = None,
-    group_key: str = "group",
-    seed: int | None = None,
-) -> torch.utils.data.WeightedRandomSampler:
-    """Sampler drawing every eligible group equally often (with replacement) and never an ineligible group.
-
-    Sample ``i`` of group ``g`` has weight ``1 / n_g`` if ``eligible[g]`` else 0, so each of the ``K'`` eligible
-    groups makes ``1/K'`` of every batch in expectation. Teacher training is therefore sized in samples
-    (``num_samples`` per epoch, default one pass's worth of the whole training set), not in epochs of a group:
-    each teacher sees about ``num_samples / K'`` samples of its group per epoch, however small the group.
-    """
-    num_groups = len(eligible)
-    counts = _group_counts(data, num_groups, group_key)
-    ok = torch.as_tensor(list(eligible), dtype=torch.bool) & (torch.as_tensor(counts) > 0)
-    if not bool(ok.any()):
-        raise ValueError(
-            "no group has enough training samples (and both classes) for a teacher of its own; lower "
-            "teacher_min_group_size or run the baseline stage alone."
-        )
-    per_group = torch.where(ok, 1.0 / torch.as_tensor(counts, dtype=torch.float64).clamp_min(1), 0.0)
-    g = torch.as_tensor([int(d[group_key]) for d in data])
-    gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
-    n = int(num_samples) if num_samples is not None else len(data)
-    return torch.utils.data.WeightedRandomSampler(per_group[g], num_samples=n, replacement=True, generator=gen)
+            self.teachers.load_baseline(load_stage_state(self.load_path, "stage-0", "baseline (train_baseline.json)"))
 
 
 def _member_prefix(teachers: GroupTeachers, k: int) -> str:
@@ -360,6 +261,14 @@ class GroupTeacherSelector:
         min_group_size: privacy: a group with fewer validation samples gets no figures in the JSON or the log
             (only its selected epoch).
         output_transform: gives ``(pred, label, group)`` from the evaluator's state.
+        premise_check: before the first epoch, evaluate the teachers as they start, i.e. the stage-0 model when
+            they are initialised from it (the bundle passes ``teacher_init_from_baseline``), and write FairDi's
+            **premise check** into the JSON: each teacher's own-group validation ``premise_metric`` (AUC, or Dice)
+            at its selected epoch against stage 0's on the same group. If no teacher beats stage 0 on its group,
+            the JSON's verdict (and a warning) says that FairDi has nothing to distil.
+
+    Premise: FairDi's group teachers are meant to be better on their own group than the model trained on everyone;
+    when none is, the student is taught stage 0 again and the method cannot help on that data.
     """
 
     def __init__(
@@ -373,8 +282,12 @@ class GroupTeacherSelector:
         threshold: float = 0.5,
         min_group_size: int = 1,
         output_transform: Callable = from_engine(["pred", "label", "group"]),
+        premise_check: bool = True,
     ) -> None:
         self.task = look_up_option(task, _TASKS)
+        self.premise_check = bool(premise_check)
+        self.premise_metric = "auc" if self.task == "classification" else "dice"
+        self._stage0_pass = False
         self.min_group_size = int(min_group_size)
         self.criterion = look_up_option(criterion, TEACHER_CRITERIA[self.task])
         self.teachers = teachers
@@ -389,6 +302,8 @@ class GroupTeacherSelector:
         self.best_rate = torch.full((k,), float("nan"), dtype=torch.float64)
         self.best_state: dict[str, torch.Tensor] | None = None
         self.val_size = torch.zeros(k, dtype=torch.long)
+        self.best_premise = torch.full((k,), float("nan"), dtype=torch.float64)
+        self.stage0_premise = torch.full((k,), float("nan"), dtype=torch.float64)
         self._metric: Any = None
         self._trainer: Any = None
 
@@ -399,6 +314,8 @@ class GroupTeacherSelector:
             "best_epoch": self.best_epoch.clone(),
             "best_rate": self.best_rate.clone(),
             "val_size": self.val_size.clone(),
+            "best_premise": self.best_premise.clone(),
+            "stage0_premise": self.stage0_premise.clone(),
             "best_state": dict(self.best_state or {}),
         }
 
@@ -407,6 +324,10 @@ class GroupTeacherSelector:
         self.best_epoch = state["best_epoch"].clone().long()
         self.best_rate = state["best_rate"].clone().to(torch.float64)
         self.val_size = state["val_size"].clone().long()
+        k = self.teachers.num_groups
+        nan = torch.full((k,), float("nan"), dtype=torch.float64)
+        self.best_premise = state.get("best_premise", nan).clone().to(torch.float64)
+        self.stage0_premise = state.get("stage0_premise", nan).clone().to(torch.float64)
         self.best_state = dict(state["best_state"]) or None
 
     # --- events -------------------------------------------------------------------------------------------------
@@ -418,9 +339,16 @@ class GroupTeacherSelector:
         self.evaluator.add_event_handler(Events.ITERATION_COMPLETED, self._update)
         self.evaluator.add_event_handler(Events.EPOCH_COMPLETED, self._select)
 
-    def _started(self, _: Any) -> None:
+    def _started(self, engine: Any) -> None:
         if self.best_state is None:  # starting point: the stage-0 initialisation (a resumed run restores its own)
             self.best_state = {k: v.detach().cpu().clone() for k, v in self.teachers.state_dict().items()}
+        fresh = int(getattr(engine.state, "epoch", 0) or 0) == 0
+        if self.premise_check and fresh and bool(torch.isnan(self.stage0_premise).all()):
+            self._stage0_pass = True  # the evaluator's next epoch measures the teachers as they start (stage 0)
+            try:
+                self.evaluator.run()
+            finally:
+                self._stage0_pass = False
 
     def _reset(self, _: Any) -> None:
         k = self.teachers.num_groups
@@ -440,6 +368,10 @@ class GroupTeacherSelector:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FairnessMetricWarning)
             groups = self._metric.aggregate()["groups"]
+        if self._stage0_pass:
+            for k in range(self.teachers.num_groups):
+                self.stage0_premise[k] = float(groups[k].get(self.premise_metric, float("nan")))
+            return
         epoch = int(self._trainer.state.epoch) if self._trainer is not None else 0
         improved = []
         for k in range(self.teachers.num_groups):
@@ -451,6 +383,7 @@ class GroupTeacherSelector:
             best = float(self.best_value[k])
             if math.isfinite(value) and usable and (math.isnan(best) or value > best):
                 self.best_value[k], self.best_epoch[k], self.best_rate[k] = value, epoch, rate
+                self.best_premise[k] = float(groups[k].get(self.premise_metric, float("nan")))
                 improved.append(k)
         if not improved:
             return
@@ -463,6 +396,9 @@ class GroupTeacherSelector:
     def _completed(self, _: Any) -> None:
         if not os.path.isfile(self.save_path):
             self._write()
+        premise = self.premise()
+        if premise["checked"] and not premise["teachers_beating_stage0"]:
+            warnings.warn(f"FairDi premise check: {premise['verdict']}", stacklevel=2)
         never = [k for k in range(self.teachers.num_groups) if int(self.best_epoch[k]) == 0]
         if never:
             warnings.warn(
@@ -471,6 +407,36 @@ class GroupTeacherSelector:
                 + "); they stay the stage-0 model.",
                 stacklevel=2,
             )
+
+    def premise(self) -> dict[str, Any]:
+        """FairDi's premise check (see the class docstring): which assessed groups' teachers beat stage 0 on their
+        own group's validation data, and the verdict. Groups below ``min_group_size`` are not assessed."""
+        metric = self.premise_metric
+        if not self.premise_check:
+            return {"checked": False, "verdict": "premise check disabled"}
+        assessed = [k for k in range(self.teachers.num_groups) if int(self.val_size[k]) >= self.min_group_size]
+        # a teacher never selected stays the stage-0 model: its figure is stage 0's
+        teacher = torch.where(self.best_epoch > 0, self.best_premise, self.stage0_premise)
+        pairs = [(k, float(teacher[k]), float(self.stage0_premise[k])) for k in assessed]
+        pairs = [(k, t, s) for k, t, s in pairs if math.isfinite(t) and math.isfinite(s)]
+        if not pairs:
+            why = (f"no group has a finite own-group {metric} for both a selected teacher and stage 0 with >= "
+                   f"min_group_size={self.min_group_size} validation samples")  # fmt: skip
+            return {"checked": False, "metric": metric, "verdict": why}
+        beating = [k for k, t, s in pairs if t > s]
+        if beating:
+            verdict = (f"the teachers of groups {beating} beat the stage-0 model on their own group's validation "
+                       f"{metric}: there is something to distil")  # fmt: skip
+        else:
+            verdict = (f"FairDi has nothing to distil: no group's teacher beats the stage-0 model on its own group's "
+                       f"validation {metric}, so the student can only be taught stage 0 again")  # fmt: skip
+        return {
+            "checked": True,
+            "metric": metric,
+            "assessed_groups": [k for k, _, _ in pairs],
+            "teachers_beating_stage0": beating,
+            "verdict": verdict,
+        }
 
     def _write(self) -> None:
         _atomic_save(self.best_state, self.save_path)
@@ -481,12 +447,17 @@ class GroupTeacherSelector:
                 groups[str(k)][self.criterion] = _finite_or_none(self.best_value[k])
                 if self.task == "classification":
                     groups[str(k)]["selection_rate"] = _finite_or_none(self.best_rate[k])
+                if self.premise_check:
+                    teacher = self.best_premise[k] if int(self.best_epoch[k]) > 0 else self.stage0_premise[k]
+                    groups[str(k)][f"{self.premise_metric}_teacher"] = _finite_or_none(teacher)
+                    groups[str(k)][f"{self.premise_metric}_stage0"] = _finite_or_none(self.stage0_premise[k])
             else:  # privacy: no figure of a group below min_group_size
                 groups[str(k)]["suppressed"] = f"fewer than min_group_size={self.min_group_size} validation samples"
         record = {
             "criterion": self.criterion,
             "require_usable_threshold": self.require_usable_threshold,
             "groups": groups,
+            "premise": self.premise(),
         }
         if self.task == "classification":
             record["threshold"] = self.threshold

@@ -106,3 +106,26 @@ def test_nc_bundle_zoo_ids_and_no_side_effects(bundles_dir, tmp_path):
 def test_nc_bundle_verify_net_in_out(bundle_copy):
     root = bundle_copy("neural_collapse_classification")
     verify_net_in_out(root)
+
+
+def test_terminal_phase_preset_is_one_config_id(bundles_dir, tmp_path):
+    """``nc_preset: "terminal_phase"``: SGD with momentum 0.9, 150 epochs, the rate divided by 10 at 1/3 and 2/3 of
+    training (the terminal phase of training the paper studies); a 3-epoch run of it here."""
+    import torch
+
+    parser = ConfigParser()
+    parser.read_config(str(bundles_dir / "neural_collapse_classification" / "configs" / "train.json"))
+    parser["nc_preset"] = "terminal_phase"
+    assert parser.get_parsed_content("epochs") == 150 and parser.get_parsed_content("lr_milestones") == [50, 100]
+    overrides = dict(TINY, epochs=3, bundle_root=str(tmp_path / "b"), dataset_dir=str(tmp_path / "data"))
+    overrides["device"] = "$torch.device('cpu')"
+    for key, value in overrides.items():
+        parser[key] = value
+    optimizer = parser.get_parsed_content("optimizer")
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0.9
+    parser.get_parsed_content("initialize")
+    trainer = parser.get_parsed_content("train#trainer")
+    trainer.run()
+    # milestones max(1, round(0.33 * 3)) = 1 and round(0.67 * 3) = 2: decayed after epochs 1 and 2
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0001)
+    assert (tmp_path / "b" / "models" / "model.pt").exists()

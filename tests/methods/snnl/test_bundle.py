@@ -70,6 +70,10 @@ def test_snnl_bundle_stages_arms_evaluate_infer(bundle_copy, tmp_path):
     assert hist["layer_name"] == "features.12" and hist["best_round"] >= 1 and hist["selection"] == "snnl"
     assert len(hist["pruned_channels"]) == 2 * hist["best_round"]
     assert hist["settings"]["fairness_metric"].startswith("eodds_mean") and "max_f1_drop" in hist["settings"]
+    # every round carries its validation and test figures, rejected rounds included
+    for r in hist["rounds"]:
+        assert {"macro_f1", "eodds_mean", "fate", "test_macro_f1", "test_eodds_mean", "test_fate"} <= set(r)
+    assert hist["rounds"][0]["test_fate"] == 0.0
     for part in ("before", "after"):
         report = json.loads((root / "eval" / part / "report.json").read_text())
         assert set(report) >= {"overall", "groups", "fairness"}
@@ -105,6 +109,27 @@ def test_snnl_bundle_stages_arms_evaluate_infer(bundle_copy, tmp_path):
         rows = list(csv.DictReader(f))
     n_test = len(json.loads((tmp_path / "data" / "datalist.json").read_text())["test"])
     assert len(rows) == n_test and {"case_id", "pred"} <= set(rows[0])
+
+
+@pytest.mark.parametrize(
+    "schedule, expected",
+    [
+        ("scp", {"finetune_optimizer": "adam", "finetune_lr": 1e-4, "finetune_epochs": 6, "finetune_lr_step": 3,
+                 "finetune_sampler": "class_balanced", "n_per_round": None, "fraction_per_round": 0.015,
+                 "fate_patience": 3}),
+        ("short", {"finetune_optimizer": "sgd", "finetune_lr": 0.01, "finetune_epochs": 2, "finetune_lr_step": None,
+                   "finetune_sampler": "shuffle", "n_per_round": 4, "fraction_per_round": None, "fate_patience": 1}),
+    ],
+)  # fmt: skip
+def test_finetune_schedule_is_one_config_id(bundles_dir, schedule, expected):
+    parser = ConfigParser()
+    root = bundles_dir / "snnl_pruning_classification" / "configs"
+    parser.read_config([str(root / "train.json"), str(root / "prune.json")])
+    parser["finetune_schedule"] = schedule
+    got = {k: parser.get_parsed_content(k) for k in expected}
+    assert got == pytest.approx(expected)
+    parser["finetune_lr"] = 0.5  # each value stays its own id
+    assert parser.get_parsed_content("prune#optimizer").param_groups[0]["lr"] == 0.5
 
 
 def test_stage_outputs_are_required(bundles_dir, tmp_path):

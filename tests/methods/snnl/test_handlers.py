@@ -17,6 +17,7 @@ from monai_fair.engines import GroupSupervisedEvaluator, GroupSupervisedTrainer
 from monai_fair.methods.snnl import (
     ChannelPruningDriver,
     SNNLPruningHandler,
+    channels_per_round,
     compute_fate,
     compute_scp_accuracy_fairness,
     scp_macro_f1,
@@ -36,7 +37,7 @@ def _data(n=48, seed=0):
     return items
 
 
-def _engines(tmp_path, patience=1, finetune_epochs=1, max_rounds=3, **driver_kw):
+def _engines(tmp_path, patience=1, finetune_epochs=1, max_rounds=3, with_test=False, **driver_kw):
     torch.manual_seed(0)
     net = SmallVGGNet(channels=(4, 8, 12))
     data = _data()
@@ -63,6 +64,11 @@ def _engines(tmp_path, patience=1, finetune_epochs=1, max_rounds=3, **driver_kw)
         num_groups=2,
         save_path=str(tmp_path / "m.pt"),
         history_path=str(tmp_path / "h.json"),
+        test_evaluator=GroupSupervisedEvaluator(
+            device="cpu", val_data_loader=DataLoader(_data(seed=1), batch_size=16), network=net, postprocessing=post
+        )
+        if with_test
+        else None,
     )
     handler.attach(trainer)
     return net, trainer, handler, data
@@ -204,3 +210,31 @@ def test_undefined_fate_is_not_eligible(tmp_path):
     _scripted(handler, [0.8, 0.8, 0.8], [0.2, float("nan"), 0.25])
     trainer.run()
     assert handler.summary["best_round"] == 2
+
+
+def test_every_round_records_test_figures_rejected_rounds_included(tmp_path):
+    net, trainer, handler, _ = _engines(
+        tmp_path, n_per_round=1, max_rounds=2, patience=2, keep_unpruned_if_best=False, max_f1_drop=0.05, with_test=True
+    )
+    _scripted(handler, [0.88, 0.39, 0.86], [0.2, 0.02, 0.15])  # validation: round 1 is rejected by the floor
+    trainer.run()
+    rounds = json.loads((tmp_path / "h.json").read_text())["rounds"]
+    assert [r["meets_floor"] for r in rounds] == [True, False, True]
+    for r in rounds:
+        assert {"test_macro_f1", "test_eodds_mean", "test_fate"} <= set(r)
+    assert rounds[0]["test_fate"] == 0.0
+    f1b, eob = rounds[0]["test_macro_f1"], rounds[0]["test_eodds_mean"]
+    for r in rounds[1:]:  # test FATE is against the unpruned model's *test* figures
+        assert math.isclose(r["test_fate"], compute_fate(r["test_macro_f1"], r["test_eodds_mean"], f1b, eob))
+
+
+def test_fraction_per_round():
+    net = SmallVGGNet(channels=(4, 64))
+    driver = ChannelPruningDriver(net, "features.4", [], n_per_round=None, fraction_per_round=0.015, max_rounds=8)
+    assert driver.n_per_round == 1  # max(1, round(0.96))
+    assert channels_per_round(512, None, 0.014) == 7  # SCP's example: 7 of 512
+    assert channels_per_round(512, 3, 0.5) == 3  # an explicit count wins
+    with pytest.raises(ValueError, match="fraction_per_round must be in"):
+        channels_per_round(64, None, 1.5)
+    with pytest.raises(ValueError, match="n_per_round or fraction_per_round"):
+        channels_per_round(64)
