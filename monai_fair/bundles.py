@@ -143,10 +143,27 @@ def _is_output(name: str) -> bool:
     return name in _OUTPUTS or name.endswith(".pyc")
 
 
-def split_named(split: str, metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """Metrics renamed after the split they score: ``{"auc": m}`` on ``"test"`` -> ``{"test_auc": m}``
-    (``validation_*`` on the validation split); evaluation configs call it so a name never misstates its split."""
-    return {f"{split}_{name}": metric for name, metric in metrics.items()}
+#: split prefixes a metric name may carry already (the zoo's ``val_`` included); :func:`split_named` replaces them
+_SPLIT_PREFIXES = ("validation_", "val_", "test_", "training_", "train_")
+
+
+def split_named(split: str, metrics: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Metrics named after the split they score: the name's split prefix (``val_``, ``test_``, ...; or none) is
+    replaced by ``<split>_``, so ``{"test_auc": m}`` scoring the validation split becomes
+    ``{"validation_auc": m}``. Evaluation configs pass their evaluator's metrics through it, so that a logged or
+    saved name never misstates the split (``eval_split``) it was computed on.
+
+    Raises:
+        ValueError: two names that become the same.
+    """
+    out: dict[str, Any] = {}
+    for name, metric in (metrics or {}).items():
+        base = next((name[len(p) :] for p in _SPLIT_PREFIXES if name.startswith(p)), name)
+        key = f"{split}_{base}"
+        if key in out:
+            raise ValueError(f"metrics {sorted(metrics or {})} give {key!r} twice on split {split!r}")
+        out[key] = metric
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ versions
