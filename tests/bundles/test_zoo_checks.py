@@ -160,3 +160,28 @@ def test_multi_gpu_keeps_the_single_process_steps(bundle):
     requires = [i for i, e in enumerate(run) if "require_model(" in e]
     assert requires and run[requires[-1] - 1] == "$dist.barrier()", f"{bundle}: {run}"
     assert any("require_model(" in e for e in single["run"])
+
+
+@pytest.mark.parametrize("bundle", NETWORKS)
+def test_eval_metrics_are_measured_figures(bundle):
+    """``eval_metrics`` holds numbers, each traceable to the benchmark that ``eval_metrics_source`` names."""
+    meta = json.loads((BUNDLES / bundle / "configs" / "metadata.json").read_text())
+    metrics, source = meta["eval_metrics"], meta["eval_metrics_source"]
+    assert metrics and all(isinstance(v, (int, float)) for v in metrics.values()), metrics
+    assert (REPO / source["benchmark"].split(",")[0]).is_file(), source
+    if "figures" not in source:  # figures quoted from the benchmark's text
+        text = (REPO / source["benchmark"].split(",")[0]).read_text()
+        assert all(f"{v:.3f}" in text for v in metrics.values()), metrics
+        return
+    trial = json.loads((REPO / source["figures"]).read_text())[source["scenario"]]
+    assert source["cases"] == trial["n_test_cases"]
+    for name, value in metrics.items():
+        figure, threshold = name[len("test_") :], None
+        if figure.endswith("_at_validation_threshold"):
+            figure, threshold = figure[: -len("_at_validation_threshold")], "validation"
+        rows = [h for h in trial["headline"] if h["figure"] == figure and h["threshold"] == threshold]
+        if source["arm"] == trial["reference"]:
+            measured = rows[0]["base"]
+        else:
+            measured = next(h["other"] for h in rows if h["arm"] == source["arm"])
+        assert value == pytest.approx(measured, abs=5e-5), (name, value, measured)
