@@ -30,13 +30,13 @@ NETWORKS = [b for b in ALL if (BUNDLES / b / "configs" / "inference.json").is_fi
 #: the model zoo's documented alternative): APPLE's perturbed segmentor runs the deployed network through forward
 #: hooks and takes ``*args, **kwargs``
 TRACED = {"apple_segmentation"}
-#: bundles with a torchrun config (baseline_segmentation has none; fairness_trial runs other bundles)
+#: bundles with a torchrun config (every bundle with a network; fairness_trial runs other bundles)
 MULTI_GPU = sorted(b for b in ALL if (BUNDLES / b / "configs" / "multi_gpu_train.json").is_file())
 
 
 def test_bundle_sets():
     assert len(ALL) == 8 and "fairness_trial" not in NETWORKS and len(NETWORKS) == 7, (ALL, NETWORKS)
-    assert set(MULTI_GPU) == set(NETWORKS) - {"baseline_segmentation"}, MULTI_GPU
+    assert MULTI_GPU == NETWORKS, MULTI_GPU
 
 
 @pytest.mark.parametrize("bundle", ALL)

@@ -76,7 +76,15 @@ def _readme_torchrun() -> list[str]:
     return shlex.split(lines[0])
 
 
-def test_readme_torchrun_command_on_a_fresh_bundle(tmp_path):
+#: per bundle: small, quick overrides appended to the README's command (1 epoch on a little synthetic data)
+FRESH = {
+    "baseline_classification": ["--batch_size", "8", "--spatial_size", "[32,32]", "--synthetic#n_samples", "96"],
+    "baseline_segmentation": ["--batch_size", "2", "--patch_size", "[32,32]", "--synthetic#n_samples", "40"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(FRESH))
+def test_readme_torchrun_command_on_a_fresh_bundle(name, tmp_path):
     """The README's command, as written, in a folder written by ``bundle get``: rank 0 generates the default
     synthetic datalist behind a barrier, every rank checks it, and the run ends with the model written."""
     import sys
@@ -86,9 +94,8 @@ def test_readme_torchrun_command_on_a_fresh_bundle(tmp_path):
 
     cmd = _readme_torchrun()
     assert cmd[0] == "torchrun" and "--nproc_per_node=2" in cmd and "--standalone" in cmd, cmd
-    bundle = get_bundle("baseline_classification", tmp_path / "fresh")
-    tiny = ["--epochs", "1", "--batch_size", "8", "--spatial_size", "[32,32]"]
-    tiny += ["--synthetic#n_samples", "96", "--synthetic#image_size", "32"]
+    bundle = get_bundle(name, tmp_path / "fresh")
+    tiny = ["--epochs", "1", "--synthetic#image_size", "32", *FRESH[name]]
     run([sys.executable, "-m", "torch.distributed.run", *cmd[1:], *tiny], bundle)
     assert (bundle / "data" / "synthetic" / "datalist.json").is_file()
     assert (bundle / "models" / "model.pt").is_file()
