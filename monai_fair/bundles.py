@@ -35,6 +35,7 @@ __all__ = [
     "bundle_path",
     "list_bundles",
     "get_bundle",
+    "missing_packages",
     "archive_bundle",
     "split_named",
     "read_pins",
@@ -120,6 +121,22 @@ def get_bundle(name: str, dest: str | os.PathLike, overwrite: bool = False) -> P
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns(*_OUTPUTS), dirs_exist_ok=True)
     return dest
+
+
+def missing_packages(name: str) -> list[str]:
+    """The distributions bundle ``name``'s ``metadata.json`` requires (``required_packages_version``) that are not
+    installed, e.g. ``itk`` (reads the classification bundles' RGB DICOMs) or ``nibabel`` (the NIfTI of the
+    segmentation bundles): extras of monai-fair (``itk``, ``nifti``, ``all``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    meta = json.loads((bundle_path(name) / "configs" / "metadata.json").read_text())
+    missing = []
+    for dist in meta.get("required_packages_version", {}):
+        try:
+            version(dist)
+        except PackageNotFoundError:
+            missing.append(dist)
+    return missing
 
 
 def archive_bundle(name: str, out_dir: str | os.PathLike) -> Path:
@@ -243,6 +260,12 @@ def _cmd_get(args: argparse.Namespace) -> int:
         print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2
     print(f"{args.name} written to {out}")
+    if args.name != OVERLAYS and missing_packages(args.name):
+        print(
+            f"warning: {args.name} needs {', '.join(missing_packages(args.name))}, not installed here: install "
+            "monai-fair with the extra `all` (or `itk` / `nifti`)",
+            file=sys.stderr,
+        )
     if args.name != OVERLAYS:
         cd = "" if out.resolve() == Path.cwd().resolve() else f"cd {out} && "
         print(f"Train it there with:\n  {cd}python -m monai.bundle run --config_file configs/train.json")

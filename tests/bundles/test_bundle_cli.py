@@ -91,3 +91,18 @@ def test_sync_versions_command():
         timeout=120,
     )
     assert proc.returncode == 0 and "matches" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_get_warns_about_missing_readers(tmp_path, capsys, monkeypatch):
+    import importlib.metadata
+
+    real = importlib.metadata.version
+
+    def version(dist):
+        if dist == "itk":
+            raise importlib.metadata.PackageNotFoundError(dist)
+        return real(dist)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    assert main(["bundle", "get", "baseline_classification", str(tmp_path / "b")]) == 0
+    assert "needs itk, not installed" in capsys.readouterr().err
