@@ -83,6 +83,7 @@ FRESH = {
 }
 
 
+@pytest.mark.xdist_group("ddp_readme")  # its own group (--standalone picks a free port): balances the two workers
 @pytest.mark.parametrize("name", sorted(FRESH))
 def test_readme_torchrun_command_on_a_fresh_bundle(name, tmp_path):
     """The README's command, as written, in a folder written by ``bundle get``: rank 0 generates the default
