@@ -106,3 +106,14 @@ def test_get_warns_about_missing_readers(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(importlib.metadata, "version", version)
     assert main(["bundle", "get", "baseline_classification", str(tmp_path / "b")]) == 0
     assert "needs itk, not installed" in capsys.readouterr().err
+
+
+def test_monailabel_init_app_takes_a_packaged_bundle_by_name(tmp_path):
+    """MONAI Label's app folder from a bundle name (found like the trial finds them), without a checkout path."""
+    from monai_fair.apps.monailabel.__main__ import main as label_main
+
+    assert label_main(["init-app", str(tmp_path / "app"), "--bundle", "apple_segmentation"]) == 0
+    served = tmp_path / "app" / "model" / "apple_segmentation"
+    src = REPO / "bundles" / "apple_segmentation" / "configs" / "train.json"
+    assert (served / "configs" / "train.json").read_text() == src.read_text()
+    assert label_main(["init-app", str(tmp_path / "app"), "--bundle", "no_such_bundle"]) == 2
