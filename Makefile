@@ -7,15 +7,15 @@ PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraint
 BUNDLE := bundles/baseline_classification
 PYTEST_ARGS ?=
 
-.PHONY: all venv label-env demo test test-fast lint docs bench clean-outputs
+.PHONY: all venv label-env demo test test-fast lint docs bench wheel clean-outputs
 
 all: test
 
-$(BIN)/.installed: setup.cfg pyproject.toml constraints.txt
+$(BIN)/.installed: setup.cfg setup.py pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip setuptools wheel
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[test,tracking,docs]"
+	$(PIP) -e ".[all,test,tracking,docs]"
 	touch $@
 
 venv: $(BIN)/.installed
@@ -53,6 +53,12 @@ test-fast: venv
 bench: venv
 	$(PIP) -e ".[bench]"
 	@echo "Run the scripts in benchmarks/ individually; each prints the command used in docs/benchmarks.md."
+
+## wheel: dist/monai_fair-*.whl and the sdist, bundles included (install: see README, "Installation")
+wheel: venv
+	rm -rf build dist
+	$(BIN)/python -m pip wheel --no-deps --no-build-isolation -q -w dist .
+	$(BIN)/python -c "from setuptools import build_meta as b; b.build_sdist('dist')"
 
 clean-outputs:
 	rm -rf bundles/*/models bundles/*/eval bundles/*/data bundles/*/runs site

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "report": ("monai_fair.report.cli", "add_report_parser", "fairness report from a predictions CSV"),
     "compare": ("monai_fair.report.cli", "add_compare_parser", "paired comparison of models on the same cases"),
     "trial": ("monai_fair.trial.cli", "add_trial_parser", "run methods against ERM over seeds; comparison report"),
+    "bundle": ("monai_fair.bundles", "add_bundle_parser", "list the bundles, or write one (zoo layout) to a folder"),
 }
 
 

@@ -93,9 +93,11 @@ class Arm:
 
 
 def default_bundles_dir() -> Path:
-    """The ``bundles`` folder of a monai-fair source checkout (``$MONAI_FAIR_BUNDLES`` overrides it)."""
+    """The bundles folder: ``$MONAI_FAIR_BUNDLES``, else :func:`monai_fair.bundles.bundles_dir` (installed/checkout)."""
+    from monai_fair.bundles import bundles_dir  # the installed package data, else the checkout's bundles/
+
     env = os.environ.get("MONAI_FAIR_BUNDLES")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "bundles"
+    return Path(env) if env else bundles_dir()
 
 
 _BC = "baseline_classification/configs/"

@@ -1,7 +1,8 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
 """Every trainable bundle follows the model zoo's id rules (parsed with MONAI's ``ConfigParser``), keeps its ``$``
-expressions short, names test-split metrics ``test_*`` and resolves its data ids without writing files."""
+expressions short, names its evaluation metrics after the split scored (``test_*``, ``validation_*``) and resolves
+its data ids without writing files."""
 
 from __future__ import annotations
 
@@ -105,24 +106,37 @@ def test_bundle_layout_and_short_expressions(bundle):
     assert not long_exprs, f"$ expressions over 120 characters (move the logic into Python): {long_exprs}"
 
 
-@pytest.mark.parametrize("bundle", TRAINABLE)
-def test_evaluation_metrics_are_named_test(bundle):
-    cfg = BUNDLES / bundle / "configs" / "evaluate.json"
+#: bundles whose evaluate.json takes ``eval_split`` (APPLE evaluates before/after perturbation on ``evaluate#split``)
+SPLIT_EVALUATED = [b for b in TRAINABLE if b != "apple_segmentation"]
+
+
+def _evaluation_metric_names(bundle: str, split: str) -> list[str]:
+    """The names the evaluator of ``train.json + evaluate.json`` logs and saves when it scores ``split``."""
+    parser = _parser(bundle, ("evaluate.json",))
+    parser.update({"eval_split": split, "num_groups": 2, "group_names": ["F", "M"]})
     names = []
+    for key in ("key_val_metric", "additional_metrics"):
+        if f"validate#evaluator#{key}" in parser:
+            names += list(parser.get_parsed_content(f"validate#evaluator#{key}") or {})
+    return names
 
-    def walk(obj):
-        if isinstance(obj, dict):
-            for k, v in obj.items():
-                if k in ("key_val_metric", "key_metric", "additional_metrics") and isinstance(v, dict):
-                    names.extend(v)
-                walk(v)
-        elif isinstance(obj, list):
-            for v in obj:
-                walk(v)
 
-    walk(json.loads(cfg.read_text()))
-    wrong = [n for n in names if not n.startswith("test_")]
-    assert not wrong, f"{bundle}/configs/evaluate.json names test-split metrics {wrong}; use test_*"
+@pytest.mark.parametrize("bundle", SPLIT_EVALUATED)
+@pytest.mark.parametrize("split", ["test", "validation"])
+def test_evaluation_metrics_are_named_by_the_split_scored(bundle, split):
+    names = _evaluation_metric_names(bundle, split)
+    assert names, f"{bundle}: its evaluation computes no metric"
+    wrong = [n for n in names if not n.startswith(f"{split}_")]
+    assert not wrong, f"{bundle}/configs/evaluate.json scoring {split!r} names metrics {wrong}; use {split}_*"
+
+
+def test_apple_evaluation_metrics_are_named_test():
+    """APPLE scores its ``evaluate#split`` (test) before and after the perturbation, with test_* names."""
+    cfg = json.loads((BUNDLES / "apple_segmentation" / "configs" / "evaluate.json").read_text())
+    assert cfg["evaluate"]["split"] == "test"
+    for stage in ("before", "after"):
+        names = [*cfg["evaluate"][stage]["key_val_metric"], *cfg["evaluate"][stage]["additional_metrics"]]
+        assert names and all(n.startswith("test_") for n in names), names
 
 
 @pytest.mark.parametrize("bundle", TRAINABLE)

@@ -98,8 +98,10 @@ def assert_ddp_matches_single(ddp_dir: Path, single_dir: Path, n_val: int, requi
         assert len(va) == len(vb) > 0, part
         np.testing.assert_allclose(va, vb, atol=1e-5, equal_nan=True, err_msg=part)
     m_ddp, m_single = read_metrics(ddp_dir / "metrics.csv"), read_metrics(single_dir / "metrics.csv")
-    # evaluate.json names its figures test_* (whatever split it scores); the DDP run's validation names them val_*
-    m_single = {("val_" + k[5:] if k.startswith("test_") else k): v for k, v in m_single.items()}
+    # evaluate.json names its figures after the split scored (validation_*); the training run's validation: val_*
+    m_single = {
+        ("val_" + k[len("validation_") :] if k.startswith("validation_") else k): v for k, v in m_single.items()
+    }
     keys = sorted(set(m_ddp) & set(m_single))
     assert required_metrics <= set(keys), (m_ddp, m_single)
     for key in keys:

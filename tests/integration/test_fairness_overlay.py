@@ -88,7 +88,7 @@ def test_segmentation_overlay_on_zoo_bundle(tmp_path):
     shutil.copytree(FIXTURES / "zoo_segmentation", bundle)
     ov = {"fair_datalist": str(datalist), "fair_min_group_size": 1, "train#trainer#max_epochs": 1}
     out = run_overlay(bundle, ["train.json"], "fairness_segmentation.json", ov)
-    assert "val_worst_group_dice" in out and "val_dice_gap" in out
+    assert "validation_worst_group_dice" in out and "validation_dice_gap" in out
     assert (bundle / "models" / "model.pt").is_file()
     assert (bundle / "eval" / "fairness" / "report.json").is_file()  # written after the validation
     card = json.loads((bundle / "eval" / "fairness" / "fairness_card.json").read_text())  # and the fairness card
@@ -138,7 +138,7 @@ def test_classification_overlay_on_zoo_bundle(tmp_path):
         "fairness_classification.json",
         {**ov, "fair_datalist": str(datalist), "fair_min_group_size": 1},
     )
-    assert "val_worst_group_auc" in cmd_out and "val_eodds" in cmd_out
+    assert "validation_worst_group_auc" in cmd_out and "validation_eodds" in cmd_out
     (bundle / "configs" / "evaluate.json").write_text(
         json.dumps(
             {
@@ -155,7 +155,8 @@ def test_classification_overlay_on_zoo_bundle(tmp_path):
         )
     )
     ov2 = {**ov, "fair_datalist": str(datalist), "fair_min_group_size": 1, "fair_eval_split": "test"}
-    run_overlay(bundle, ["train.json", "evaluate.json"], "fairness_classification.json", ov2)
+    out2 = run_overlay(bundle, ["train.json", "evaluate.json"], "fairness_classification.json", ov2)
+    assert "test_worst_group_auc" in out2 and "validation_worst_group_auc" not in out2  # named by the split scored
     report = json.loads((bundle / "eval" / "fairness" / "report.json").read_text())
     items, names = load_fair_datalist(datalist, split="test")
     parser = _parsed(bundle, ["train.json", "evaluate.json"], "fairness_classification.json", ov2)

@@ -63,3 +63,40 @@ def test_ddp_gloo_matches_single_process(name, tmp_path):
     )
     n_val = len(json.loads(Path(datalist).read_text())["validation"])
     assert_ddp_matches_single(bundle / "eval" / "ddp", bundle / "eval" / "single", n_val, {"val_auc"})
+
+
+def _readme_torchrun() -> list[str]:
+    """The README's torchrun command (the one line of its code blocks that starts with ``torchrun``)."""
+    import shlex
+
+    from tests.integration.ddp_utils import REPO
+
+    lines = [ln.strip() for ln in (REPO / "README.md").read_text().splitlines() if ln.strip().startswith("torchrun ")]
+    assert len(lines) == 1, f"README.md should show one torchrun command, found {lines}"
+    return shlex.split(lines[0])
+
+
+#: per bundle: small, quick overrides appended to the README's command (1 epoch on a little synthetic data)
+FRESH = {
+    "baseline_classification": ["--batch_size", "8", "--spatial_size", "[32,32]", "--synthetic#n_samples", "96"],
+    "baseline_segmentation": ["--batch_size", "2", "--patch_size", "[32,32]", "--synthetic#n_samples", "40"],
+}
+
+
+@pytest.mark.xdist_group("ddp_readme")  # its own group (--standalone picks a free port): balances the two workers
+@pytest.mark.parametrize("name", sorted(FRESH))
+def test_readme_torchrun_command_on_a_fresh_bundle(name, tmp_path):
+    """The README's command, as written, in a folder written by ``bundle get``: rank 0 generates the default
+    synthetic datalist behind a barrier, every rank checks it, and the run ends with the model written."""
+    import sys
+
+    from monai_fair.bundles import get_bundle
+    from tests.integration.ddp_utils import run
+
+    cmd = _readme_torchrun()
+    assert cmd[0] == "torchrun" and "--nproc_per_node=2" in cmd and "--standalone" in cmd, cmd
+    bundle = get_bundle(name, tmp_path / "fresh")
+    tiny = ["--epochs", "1", "--synthetic#image_size", "32", *FRESH[name]]
+    run([sys.executable, "-m", "torch.distributed.run", *cmd[1:], *tiny], bundle)
+    assert (bundle / "data" / "synthetic" / "datalist.json").is_file()
+    assert (bundle / "models" / "model.pt").is_file()

@@ -1,6 +1,6 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
-"""MONAI Label app serving monai-fair bundles (optional extra ``pip install monai-fair[label]``).
+"""MONAI Label app serving monai-fair bundles (optional extra ``label`` of the monai-fair wheel or checkout).
 
 * :class:`~monai_fair.apps.monailabel.infer.FairBundleInferTask`: inference task for a monai-fair segmentation or
   classification bundle (e.g. APPLE's perturbed segmentor, a FairDi student), read from the bundle's

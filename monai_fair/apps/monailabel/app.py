@@ -141,7 +141,7 @@ class FairnessLabelApp(MONAILabelApp):
 
     def infer(self, request: dict[str, Any], datastore: Any = None) -> Any:
         """MONAI Label's inference, with errors turned into HTTP errors that carry their message; a bundle without
-        trained weights is a 409 saying so."""
+        trained weights is a 409 saying so, an image id the datastore does not hold a 404."""
         model = request.get("model")
         path = self.bundles.get(model) if isinstance(model, str) else None
         if path is not None and model in self._infers and not has_trained_model(path):
@@ -149,6 +149,11 @@ class FairnessLabelApp(MONAILabelApp):
                 status_code=409,
                 detail=f"model {model!r} has no trained weights (models/model.pt in {path}): train it first",
             )
+        image = request.get("image")
+        if path is not None and isinstance(image, str) and not os.path.exists(image):
+            store = datastore if datastore is not None else self.datastore()
+            if not store.get_image_uri(image):  # MONAI Label would pass "" on and fail reading it
+                raise HTTPException(status_code=404, detail=f"image {image!r} not found in the datastore")
         try:
             return super().infer(request, datastore)
         except Exception as e:
