@@ -84,6 +84,7 @@ from scipy import ndimage
 from monai_fair.data.datalist import ITEM_KEYS
 from monai_fair.data.dicom import write_dicom_image
 from monai_fair.data.groups import GroupSpec
+from monai_fair.utils.io import atomic_write_json
 
 __all__ = [
     "CLASSIFICATION_DEFAULTS",
@@ -557,9 +558,7 @@ def _write_datalist(
     }
     data.update(extra)
     path = out_dir / DATALIST_NAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    atomic_write_json(path, data, indent=1)
     return path
 
 

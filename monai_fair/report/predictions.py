@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from monai_fair.report.inputs import ClassificationInputs
+
 __all__ = [
     "AUTO_COLUMNS",
     "PredictionTable",
@@ -63,15 +65,18 @@ class ReportInputError(ValueError):
     """A user-facing input problem (file, column or value); the CLIs print its one-line message and exit 2."""
 
 
-@dataclass
-class PredictionTable:
-    """The columns of a predictions CSV, converted and validated.
+@dataclass(kw_only=True)
+class PredictionTable(ClassificationInputs):
+    """The columns of a predictions CSV, converted and validated: the report's
+    :class:`~monai_fair.report.inputs.ClassificationInputs` plus where they came from.
 
     Attributes:
         path: the CSV file.
         y: ``(N,)`` integer class ids, or ``None`` when the table has no label column (``require_label=False``).
         y_score: ``(N,)`` positive-class probability (binary) or ``(N, C)`` class probabilities, or ``None``.
-        y_pred: ``(N,)`` predicted class ids (thresholded/argmax scores, or the predicted-label column).
+        y_pred: ``(N,)`` predicted class ids of the predicted-label column, or ``None`` when the decisions are the
+            thresholded/argmax scores (they are in ``decisions``).
+        decisions: ``(N,)`` predicted class ids however they came (the column, or thresholded/argmax scores).
         group: ``(N,)`` integer group ids into ``group_names``, or ``None``.
         group_names: names of the group ids.
         case_id: ``(N,)`` case ids (strings) or ``None``.
@@ -85,22 +90,13 @@ class PredictionTable:
     """
 
     path: Path
-    y: np.ndarray | None
-    y_score: np.ndarray | None
-    y_pred: np.ndarray | None
-    group: np.ndarray | None
-    group_names: list[str]
-    case_id: np.ndarray | None
-    cluster: np.ndarray | None
-    class_names: list[str]
-    threshold: float | None
-    threshold_source: str
-    n_omitted: int = 0
+    decisions: np.ndarray | None = None
+    case_id: np.ndarray | None = None
     columns: dict[str, str | list[str]] = field(default_factory=dict)
     omitted_ids: np.ndarray | None = None
 
     def __len__(self) -> int:
-        for a in (self.y, self.y_pred, self.group, self.case_id):
+        for a in (self.y, self.decisions, self.group, self.case_id):
             if a is not None:
                 return len(a)
         return 0
@@ -477,7 +473,8 @@ def read_prediction_table(
         path=path,
         y=y,
         y_score=y_score,
-        y_pred=y_pred,
+        y_pred=y_pred if pr_c is not None else None,
+        decisions=y_pred,
         group=group,
         group_names=names,
         case_id=case_ids[keep] if case_ids is not None else None,

@@ -14,7 +14,13 @@ import argparse
 import json
 from typing import Any
 
+from monai_fair.report.cli import STATISTICS_OPTIONS
+from monai_fair.utils.cli import add_argument_group, option_values
+
 __all__ = ["add_trial_parser"]
+
+#: report options the trial does not take (its seeds are the runs' seeds; its bootstrap is paired)
+_NOT_TRIAL_OPTIONS = ("seed", "stratified_bootstrap")
 
 
 def _override(text: str) -> tuple[str, Any]:
@@ -33,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
     from monai_fair.trial.runner import run_trial
 
     extra = load_arms(args.arms_file) if args.arms_file else None
-    report_options = {"n_bootstrap": args.n_bootstrap, "ci": args.ci, "min_group_size": args.min_group_size}
+    report_options = option_values(args, STATISTICS_OPTIONS, skip=_NOT_TRIAL_OPTIONS)
     res = run_trial(
         args.datalist,
         args.task,
@@ -80,9 +86,7 @@ def add_trial_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="subprocess: each run its own 'python -m monai.bundle run' (isolated; default); inprocess: "
         "monai.bundle.run in this interpreter (no start-up per run; small trials)",
     )
-    p.add_argument("--n-bootstrap", dest="n_bootstrap", type=int, default=1000)
-    p.add_argument("--ci", type=float, default=0.95)
-    p.add_argument("--min-group-size", dest="min_group_size", type=int, default=10)
+    add_argument_group(p, "statistics", STATISTICS_OPTIONS, skip=_NOT_TRIAL_OPTIONS)
     p.add_argument("--no-progress", dest="no_progress", action="store_true")
     p.set_defaults(func=_run)
     return p

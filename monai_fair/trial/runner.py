@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from monai_fair.trial.arms import Arm, default_bundles_dir, resolve_arms
+from monai_fair.utils.io import atomic_write_json
 
 __all__ = ["Step", "Run", "plan_runs", "run_trial", "run_trial_bundle", "execute_runs"]
 
@@ -105,9 +106,7 @@ class Run:
             return {}
 
     def write_record(self, record: Mapping[str, Any]) -> None:
-        tmp = self.run_dir / "run.json.tmp"
-        tmp.write_text(json.dumps(record, indent=1))
-        os.replace(tmp, self.run_dir / "run.json")
+        atomic_write_json(self.run_dir / "run.json", record, indent=1)
 
 
 def _hash_file(path: Path, h: Any) -> None:

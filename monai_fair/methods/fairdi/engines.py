@@ -21,11 +21,9 @@ starts. The student never sees the group at inference.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -42,6 +40,7 @@ from monai_fair.engines.group_trainer import GroupSupervisedTrainer
 from monai_fair.engines.utils import GroupAwareLoss, LossInputBinder, get_batch_group
 from monai_fair.methods.fairdi.teachers import GroupTeachers
 from monai_fair.metrics import FairnessMetricWarning, GroupClassificationMetric, GroupSegmentationMetric
+from monai_fair.utils.io import atomic_path, atomic_write_json
 from monai_fair.utils.validation import check_group_ids
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
@@ -77,18 +76,11 @@ def _load_state(path: str, what: str, stage_file: str) -> dict:
 
 def _atomic_save(obj: Any, path: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-    os.close(fd)
-    try:
-        if path.endswith(".json"):
-            with open(tmp, "w") as f:
-                json.dump(obj, f, indent=2)
-        else:
-            torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    if path.endswith(".json"):
+        atomic_write_json(path, obj, indent=2)
+        return
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 class TeacherOutputWriter:

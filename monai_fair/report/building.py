@@ -1,6 +1,8 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
-"""Fairness report writer: ``report.json``, ``report.md`` and PNG plots from predictions, labels and groups.
+"""Building the fairness report dictionary (``report.json``) from typed inputs: :func:`build_fairness_report`.
+
+The Markdown of a report is :mod:`monai_fair.report.markdown`, its files and plots :mod:`monai_fair.report.files`.
 
 What the report holds (``report.json``; ``report.md`` and the summary line show the same):
 
@@ -25,11 +27,9 @@ The hidden groups' cases still count in ``overall``. No per-case value is writte
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -48,35 +48,29 @@ from monai_fair.metrics import (
     suppress_groups,
 )
 from monai_fair.metrics.utils import group_label, to_flat_tensor
-from monai_fair.report.glossary import glossary_lines, readable_name
-from monai_fair.report.plots import (
-    plot_forest,
-    plot_group_bars,
-    plot_group_roc,
-    plot_message,
-    plot_reliability,
-)
+from monai_fair.report.inputs import ClassificationInputs, ReportInputs, ReportOptions, SegmentationInputs
 from monai_fair.utils.serialization import to_json_safe
 
-__all__ = [
-    "VERDICTS",
-    "build_fairness_report",
-    "format_report_markdown",
-    "format_report_summary",
-    "is_gap_figure",
-    "write_fairness_report",
-]
+__all__ = ["VERDICTS", "CLS_HEADLINE", "SEG_HEADLINE", "build_fairness_report", "is_gap_figure", "verdict_rule"]
 
 #: headline fairness figures of the Markdown summary and the card (the JSON holds all)
 CLS_HEADLINE = ("auc_gap", "worst_group_auc", "es_auc", "eodds", "demographic_parity", "accuracy_gap", "ece_gap")
+
 SEG_HEADLINE = ("dice_gap", "worst_group_dice", "es_dice", "iou_gap", "ser")
+
 #: the three verdicts of a difference-type figure
 VERDICTS = ("disparity", "no disparity shown", "insufficient evidence")
-_VERDICT_RULE = (
-    "disparity: the group values differ (test of equal group values at alpha = 0.05; for a signed difference, the "
-    "CI excludes 0) and the estimate exceeds the tolerance; no disparity shown: the whole CI lies within "
-    "± tolerance (an equivalence claim, two one-sided tests); insufficient evidence: otherwise"
-)
+
+
+def verdict_rule(alpha: float) -> str:
+    """The verdict rule in words, at significance level ``alpha`` (recorded in the report and its Markdown)."""
+    return (
+        f"disparity: the group values differ (test of equal group values at alpha = {alpha:g}; for a signed "
+        "difference, the CI excludes 0) and the estimate exceeds the tolerance; no disparity shown: the whole CI lies "
+        "within ± tolerance (an equivalence claim, two one-sided tests); insufficient evidence: otherwise"
+    )
+
+
 #: figures computed from the thresholded predictions (degenerate when a group is predicted all one class)
 _THRESHOLD_FIGURES = (
     "accuracy_gap",
@@ -90,6 +84,7 @@ _THRESHOLD_FIGURES = (
     "eodds_mean",
     "demographic_parity",
 )
+
 #: per-group metric whose detectable gap bounds a fairness figure that is not named ``<metric>_gap``
 _MDG_METRIC = {"eopp1": "tpr", "eopp0": "fpr", "demographic_parity": "selection_rate"}
 
@@ -200,78 +195,58 @@ def _pass_on_warnings(caught: list[warnings.WarningMessage], hide: list[int], na
 
 
 def _group_results(
-    task: str,
-    y: Any,
+    inputs: ReportInputs,
     g: torch.Tensor,
     num_groups: int,
-    y_score: Any,
-    y_pred: Any,
-    dice: Any,
-    iou: Any,
-    threshold: float,
-    min_group_size: int,
-    alpha: float,
+    options: ReportOptions,
     common: dict[str, Any],
     hide: list[int],
     names: list[str],
 ) -> tuple[dict[str, Any], dict[str, Any], tuple[str, ...], tuple[str, ...]]:
     """The task's metric results, detectable gaps and metric names; warnings naming a hidden group are dropped."""
+    mgs, alpha = options.min_group_size, options.alpha
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FairnessMetricWarning)
-        if task == "classification":
-            out = _classification_results(y, g, num_groups, y_score, y_pred, threshold, min_group_size, alpha, common)
+        if isinstance(inputs, ClassificationInputs):
+            out = _classification_results(
+                inputs.y, g, num_groups, inputs.y_score, inputs.y_pred, inputs.decision_threshold, mgs, alpha, common
+            )
         else:
-            out = _segmentation_results(dice, iou, g, num_groups, min_group_size, alpha, common)
+            out = _segmentation_results(inputs.dice, inputs.iou, g, num_groups, mgs, alpha, common)
     _pass_on_warnings(caught, hide, names)
     return out
 
 
-def build_fairness_report(
-    task: str,
-    y: Any,
-    group: Any,
-    group_names: Sequence[str] | None,
-    *,
-    y_score: Any = None,
-    y_pred: Any = None,
-    dice: Any = None,
-    iou: Any = None,
-    min_group_size: int = 10,
-    n_bootstrap: int = 200,
-    seed: int = 0,
-    ci: float = 0.95,
-    threshold: float = 0.5,
-    threshold_source: str | None = None,
-    stratified_bootstrap: bool = False,
-    cluster: Any = None,
-    tolerance: float = 0.05,
-    alpha: float = 0.05,
-    attribute: str | None = None,
-    split: str | None = None,
-    n_omitted: int = 0,
-    class_names: Sequence[str] | None = None,
-) -> dict[str, Any]:
-    """The report dictionary written by :func:`write_fairness_report` (nothing is written); see the module docstring."""
-    if task not in ("classification", "segmentation"):
-        raise ValueError(f"task must be 'classification' or 'segmentation', got {task!r}.")
-    if tolerance < 0:
-        raise ValueError(f"tolerance must be >= 0, got {tolerance}.")
-    g, num_groups, names, n_g, hide = _groups_and_suppression(group, group_names, min_group_size)
+def build_fairness_report(inputs: ReportInputs, options: ReportOptions | None = None) -> dict[str, Any]:
+    """The report dictionary (``report.json``; nothing is written); see the module docstring.
+
+    Args:
+        inputs: :class:`~monai_fair.report.inputs.ClassificationInputs` or
+            :class:`~monai_fair.report.inputs.SegmentationInputs` (what both prediction-table readers return); the
+            task follows from the type.
+        options: statistics and context (:class:`~monai_fair.report.inputs.ReportOptions`; default: its defaults).
+
+    Returns:
+        the JSON-safe report dictionary.
+    """
+    if not isinstance(inputs, (ClassificationInputs, SegmentationInputs)):
+        raise TypeError(f"inputs must be ClassificationInputs or SegmentationInputs, got {type(inputs).__name__}.")
+    options = options or ReportOptions()
+    cls = isinstance(inputs, ClassificationInputs)
+    g, num_groups, names, n_g, hide = _groups_and_suppression(inputs.group, inputs.group_names, options.min_group_size)
     common: dict[str, Any] = dict(
         group_names=names,
-        min_group_size=max(int(min_group_size), 1),
-        n_bootstrap=n_bootstrap,
-        ci=ci,
-        seed=seed,
-        stratified_bootstrap=stratified_bootstrap,
-        cluster=cluster,
+        min_group_size=max(int(options.min_group_size), 1),
+        n_bootstrap=options.n_bootstrap,
+        ci=options.ci,
+        seed=options.seed,
+        stratified_bootstrap=options.stratified_bootstrap,
+        cluster=inputs.cluster,
     )
-    res, mdg, group_metrics, fairness_names = _group_results(
-        task, y, g, num_groups, y_score, y_pred, dice, iou, threshold, min_group_size, alpha, common, hide, names
-    )
+    res, mdg, group_metrics, fairness_names = _group_results(inputs, g, num_groups, options, common, hide, names)
     shown = [k for k in res["groups"] if k not in hide and int(n_g[k]) > 0]
     return _assemble(
-        task,
+        inputs.task,
         res,
         mdg,
         names,
@@ -279,22 +254,22 @@ def build_fairness_report(
         hide,
         group_metrics,
         fairness_names,
-        min_group_size=min_group_size,
-        n_bootstrap=n_bootstrap,
-        seed=seed,
-        ci=ci,
-        alpha=alpha,
-        threshold=threshold if task == "classification" else None,
-        threshold_source=threshold_source,
-        y_pred_given=y_pred is not None,
-        binary=task == "classification" and "selection_rate" in res["overall"],
-        stratified_bootstrap=stratified_bootstrap,
-        cluster=cluster is not None,
-        tolerance=tolerance,
-        attribute=attribute,
-        split=split,
-        n_omitted=n_omitted,
-        class_names=class_names,
+        min_group_size=options.min_group_size,
+        n_bootstrap=options.n_bootstrap,
+        seed=options.seed,
+        ci=options.ci,
+        alpha=options.alpha,
+        threshold=inputs.decision_threshold if cls else None,
+        threshold_source=inputs.threshold_source if cls else None,
+        y_pred_given=cls and inputs.y_pred is not None,
+        binary=cls and "selection_rate" in res["overall"],
+        stratified_bootstrap=options.stratified_bootstrap,
+        cluster=inputs.cluster is not None,
+        tolerance=options.tolerance,
+        attribute=options.attribute,
+        split=options.split,
+        n_omitted=inputs.n_omitted,
+        class_names=inputs.class_names if cls else None,
     )
 
 
@@ -464,7 +439,7 @@ def _assemble(
         "ci_methods": {m: method_of(m) for m in [*metrics, *fairness_names]} if method else {},
         "tolerance": float(info["tolerance"]),
         "alpha": float(info["alpha"]),
-        "verdict_rule": _VERDICT_RULE,
+        "verdict_rule": verdict_rule(info["alpha"]),
         "detectable_gap_rule": (
             f"smallest true difference between the two smallest reported groups detected by a two-sided test at "
             f"alpha = {info['alpha']:g} with power {mdg.get('power', 0.8):g}"
@@ -483,279 +458,3 @@ def _assemble(
         "metrics": metrics,
     }
     return to_json_safe(report)
-
-
-def write_fairness_report(
-    out_dir: str | Path,
-    task: str,
-    y: Any,
-    group: Any,
-    group_names: Sequence[str] | None,
-    *,
-    y_score: Any = None,
-    y_pred: Any = None,
-    dice: Any = None,
-    iou: Any = None,
-    min_group_size: int = 10,
-    n_bootstrap: int = 200,
-    seed: int = 0,
-    ci: float = 0.95,
-    threshold: float = 0.5,
-    threshold_source: str | None = None,
-    stratified_bootstrap: bool = False,
-    cluster: Any = None,
-    tolerance: float = 0.05,
-    attribute: str | None = None,
-    split: str | None = None,
-    n_omitted: int = 0,
-    class_names: Sequence[str] | None = None,
-    plots: bool = True,
-) -> dict[str, Any]:
-    """Compute the group fairness report and write ``report.json``, ``report.md`` and PNG plots to ``out_dir``.
-
-    Args:
-        out_dir: output folder (created).
-        task: ``"classification"`` or ``"segmentation"``.
-        y: ``(N,)`` labels (classification; for segmentation only its length is used and it may be ``None``).
-        group: ``(N,)`` integer group ids; ``group_names[k]`` names group ``k``.
-        group_names: names of the groups (index = id), used as keys of ``groups`` in the report.
-        y_score: ``(N,)`` positive-class or ``(N, C)`` class probabilities (classification; gives AUC and ROC).
-        y_pred: ``(N,)`` predicted labels (classification; optional when ``y_score`` is given).
-        dice, iou: ``(N,)`` per-image scores (segmentation).
-        min_group_size: groups with fewer samples are suppressed everywhere (see the module docstring).
-        n_bootstrap, seed, ci: seeded percentile bootstrap CIs of per-group metrics and fairness metrics.
-        threshold: binary decision threshold on ``y_score``.
-        threshold_source: where the threshold came from, in words ("default 0.5", "user", "fitted on validation").
-        stratified_bootstrap: resample within each group (group sizes fixed) instead of over all samples.
-        cluster: ``(N,)`` patient (cluster) ids: the bootstrap resamples patients with all their cases.
-        tolerance: largest gap that counts as negligible (verdicts), in the figure's units.
-        attribute: name of the attribute the groups come from (titles).
-        split: name of the evaluated split (titles).
-        n_omitted: cases left out before the report (missing values), stated in the report.
-        class_names: names of the classes (recorded).
-        plots: write the PNGs.
-
-    Returns:
-        the report dictionary (as in ``report.json``; ``files`` lists what was written).
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if task == "segmentation" and y is None:
-        y = torch.zeros(to_flat_tensor(group, "group").numel())
-    report = build_fairness_report(
-        task,
-        y,
-        group,
-        group_names,
-        y_score=y_score,
-        y_pred=y_pred,
-        dice=dice,
-        iou=iou,
-        min_group_size=min_group_size,
-        n_bootstrap=n_bootstrap,
-        seed=seed,
-        ci=ci,
-        threshold=threshold,
-        threshold_source=threshold_source,
-        stratified_bootstrap=stratified_bootstrap,
-        cluster=cluster,
-        tolerance=tolerance,
-        attribute=attribute,
-        split=split,
-        n_omitted=n_omitted,
-        class_names=class_names,
-    )
-    files = ["report.json", "report.md"]
-    if plots:
-        files += _write_plots(out, report, task, y, group, group_names, y_score)
-    report["files"] = files
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    (out / "report.md").write_text(format_report_markdown(report))
-    return report
-
-
-_NO_GROUP = (
-    "No group can be shown: every group has fewer cases than min_group_size, or is hidden so that it cannot be "
-    "derived from overall minus the reported groups (secondary suppression)."
-)
-
-
-def report_title(report: dict[str, Any], what: str) -> str:
-    """Plot title: what, the attribute, the split and the CI level."""
-    parts = [what, f"by {report.get('attribute') or 'group'}"]
-    if report.get("split"):
-        parts.append(f"split: {report['split']}")
-    if report.get("ci_method"):
-        parts.append(f"{int(round(100 * report['ci_level']))}% CI")
-    return " — ".join([parts[0], ", ".join(parts[1:])])
-
-
-def _write_plots(
-    out: Path, report: dict[str, Any], task: str, y: Any, group: Any, group_names: Any, y_score: Any
-) -> list[str]:
-    files = []
-    rows = [("overall", report["overall"])] + list(report["groups"].items())
-    if not report["groups"]:
-        plot_message(out / "group_metrics.png", report_title(report, "Per-group metrics"), _NO_GROUP)
-    else:
-        plot_group_bars(rows, report["metrics"], out / "group_metrics.png", report_title(report, "Per-group metrics"))
-    files.append("group_metrics.png")
-    fr = []
-    for m, e in report["figures"].items():
-        if "verdict" not in e or e["value"] is None:
-            continue
-        lo, hi = (e["ci"] or [None, None])[:2]
-        note = e["verdict"] or ""
-        fr.append((readable_name(m), e["value"], lo, hi, note))
-    why = report["notes"][-1] if report["notes"] and len(report["groups"]) < 2 else "no gap figure is defined"
-    plot_forest(
-        fr,
-        out / "gaps_forest.png",
-        report_title(report, "Fairness gaps")
-        + ("\n" + ", ".join(f"{n} (n={e['n']})" for n, e in report["groups"].items()) if report["groups"] else ""),
-        f"gap (max − min over groups); band: ± tolerance {report['tolerance']:g}",
-        tolerance=report["tolerance"],
-        empty_message=why,
-    )
-    files.append("gaps_forest.png")
-    if task == "classification" and y_score is not None:
-        s = to_flat_tensor(y_score, "y_score", torch.float64)
-        if (s.ndim == 1 or (s.ndim == 2 and s.shape[1] <= 2)) and not report["groups"]:
-            plot_message(out / "roc_curves.png", report_title(report, "ROC per group"), _NO_GROUP)
-            files.append("roc_curves.png")
-        elif s.ndim == 1 or (s.ndim == 2 and s.shape[1] <= 2):
-            s = s.reshape(s.shape[0], -1)[:, -1]
-            g = to_flat_tensor(group, "group").reshape(-1).long()
-            yy = to_flat_tensor(y, "y")
-            yy = (yy.argmax(1) if yy.ndim == 2 and yy.shape[1] > 1 else yy.reshape(-1)).long()
-            gnames = list(report["groups"].keys())
-            all_names = list(group_names) if group_names is not None else []
-            ids = [all_names.index(n) if n in all_names else int(n) for n in gnames]
-            keep = ~torch.isnan(s)
-            plot_group_roc(
-                s[keep],
-                yy[keep],
-                g[keep],
-                ids,
-                gnames,
-                [report["groups"][n]["auc"] for n in gnames],
-                out / "roc_curves.png",
-                title=report_title(report, "ROC per group"),
-            )
-            files.append("roc_curves.png")
-    rel = report.get("reliability")
-    if rel:
-        ov = report["overall"]
-        curves = [("overall", {**rel["overall"], "n": ov["n"], "ece": ov.get("ece")})]
-        curves += [
-            (n, {**rel["groups"][n], "n": e["n"], "ece": e.get("ece")})
-            for n, e in report["groups"].items()
-            if n in rel["groups"]
-        ]
-        plot_reliability(curves, out / "reliability.png", report_title(report, "Reliability (calibration)"))
-        files.append("reliability.png")
-    return files
-
-
-def _fmt(v: Any) -> str:
-    return "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
-
-
-def _fmt_ci(entry: dict[str, Any], m: str) -> str:
-    s = _fmt(entry.get(m))
-    ci = (entry.get("ci") or {}).get(m)
-    if ci is not None and entry.get(m) is not None and ci[0] is not None:
-        s += f" [{_fmt(ci[0])}, {_fmt(ci[1])}]"
-    return s
-
-
-def format_report_markdown(report: dict[str, Any]) -> str:
-    """``report.md``: context, flags and notes, per-group table, fairness figures with verdicts, glossary."""
-    metrics = report.get("metrics") or [m for m in report["overall"] if m not in ("n", "ci")]
-    lines = [f"# Fairness report ({report['task']})", ""]
-    lines.append(f"- Groups from: **{report.get('attribute') or 'group'}**; split: **{report.get('split') or 'n/a'}**.")
-    th = report.get("threshold")
-    if th:
-        lines.append(f"- Decision threshold: {_fmt(th.get('value'))} (source: {th['source']}).")
-    if report.get("ci_method"):
-        lines.append(f"- Intervals: {int(round(100 * report['ci_level']))}% CIs, {report['ci_method']}.")
-    else:
-        lines.append("- Intervals: none (n_bootstrap = 0); no verdict can be given.")
-    lines.append(
-        f"- Suppression: groups with fewer than {report['min_group_size']} cases are hidden, with secondary "
-        f"suppression; hidden groups: {report['suppressed_groups']}."
-    )
-    lines.append(f"- Verdict tolerance: ±{report['tolerance']:g} ({report['verdict_rule']}).")
-    if report.get("flags") or report.get("notes"):
-        lines += ["", "## Flags and notes", ""]
-        lines += [f"- **flag**: {f}" for f in report.get("flags", [])]
-        lines += [f"- {n}" for n in report.get("notes", [])]
-    lines += ["", "## Per-group metrics", ""]
-    lines += [
-        "| group | n | " + " | ".join(readable_name(m) for m in metrics) + " |",
-        "|" + "---|" * (len(metrics) + 2),
-    ]
-    for name, entry in [("overall", report["overall"]), *report["groups"].items()]:
-        lines.append(f"| {name} | {entry['n']} | " + " | ".join(_fmt_ci(entry, m) for m in metrics) + " |")
-    methods = report.get("ci_methods") or {}
-    if methods:
-        by: dict[str, list[str]] = {}
-        for m in metrics:
-            if methods.get(m):
-                by.setdefault(methods[m], []).append(readable_name(m))
-        lines += [""] + [f"CI method of {', '.join(ms)}: {meth}." for meth, ms in by.items()]
-    lines += ["", "## Fairness figures", ""]
-    lines += [
-        "| figure | value | CI | CI method | verdict | smallest detectable gap |",
-        "|---|---|---|---|---|---|",
-    ]
-    shown_keys = []
-    for m, e in report.get("figures", {}).items():
-        if e["value"] is None and m not in _headline(report):
-            continue
-        shown_keys.append(m)
-        c = e.get("ci")
-        lines.append(
-            f"| {readable_name(m)} (`{m}`) | {_fmt(e['value'])} | "
-            + (f"[{_fmt(c[0])}, {_fmt(c[1])}]" if c else "")
-            + f" | {e.get('ci_method') or ''} | {(e.get('verdict') or '') + (' (flag!)' if e.get('caveat') else '')} | "
-            + (f"{_fmt(e.get('min_detectable_gap'))} |" if "verdict" in e else " |")
-        )
-    lines += ["", "## Glossary", ""]
-    lines += glossary_lines(["n", *metrics, *shown_keys])
-    return "\n".join(lines) + "\n"
-
-
-def _headline(report: dict[str, Any]) -> tuple[str, ...]:
-    return CLS_HEADLINE if report["task"] == "classification" else SEG_HEADLINE
-
-
-def format_report_summary(report: dict[str, Any]) -> str:
-    """A few printable lines: overall performance and the headline fairness figures with CIs and verdicts."""
-    task = report["task"]
-    ov = report["overall"]
-    keys = ("accuracy", "auc") if task == "classification" else ("dice", "iou")
-    first = f"fairness report ({task}): n={ov['n']}, " + ", ".join(f"{k}={_fmt(ov.get(k))}" for k in keys)
-    first += f", {len(report['groups'])} groups reported, {report['suppressed_groups']} suppressed"
-    parts = []
-    for m in _headline(report):
-        e = report.get("figures", {}).get(m)
-        if e is None:
-            continue
-        s = f"{m}={_fmt(e['value'])}"
-        if e.get("ci"):
-            s += f" [{_fmt(e['ci'][0])}, {_fmt(e['ci'][1])}]"
-        if e.get("verdict"):
-            s += f" ({e['verdict']}" + (", flag!" if e.get("caveat") else "")
-            s += f"; detectable >= {_fmt(e['min_detectable_gap'])})" if e.get("min_detectable_gap") else ")"
-        parts.append(s)
-    tol = (
-        f"; verdicts at tolerance {report['tolerance']:g}"
-        if any(e.get("verdict") for e in report["figures"].values())
-        else ""
-    )
-    lines = [first + tol, "  " + ", ".join(parts)]
-    if len(report["groups"]) < 2:
-        lines.append("  " + report["notes"][-1])
-    lines += [f"  flag: {f}" for f in report.get("flags", [])]
-    return "\n".join(lines)
