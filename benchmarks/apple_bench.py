@@ -61,7 +61,7 @@ from monai_fair.methods.apple import (
     unet_skip_modules,
 )
 from monai_fair.metrics import compute_group_segmentation_metrics
-from monai_fair.metrics.group_segmentation import compute_per_image_dice_iou
+from monai_fair.metrics.cumulative import compute_per_image_dice_iou
 
 GROUPS = ("F", "M")
 

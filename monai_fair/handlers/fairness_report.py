@@ -13,8 +13,7 @@ from monai.handlers import from_engine
 from monai.metrics import Cumulative
 from monai.utils import IgniteInfo, min_version, optional_import
 
-from monai_fair.metrics.group_classification import GroupClassificationMetric
-from monai_fair.metrics.group_segmentation import GroupSegmentationMetric
+from monai_fair.metrics.cumulative import GroupClassificationMetric, GroupSegmentationMetric
 from monai_fair.report.card import find_bundle_metadata, write_fairness_card
 from monai_fair.report.files import write_fairness_report
 from monai_fair.report.inputs import ClassificationInputs, ReportOptions, SegmentationInputs

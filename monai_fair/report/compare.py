@@ -170,7 +170,7 @@ def compare_arrays(
 def _read_segmentation_scores(path: Path, opts: Mapping[str, Any]) -> PredictionTable:
     """A segmentation table with per-image ``dice`` (and optional ``iou``) columns, as a :class:`PredictionTable`
     whose ``y_score`` holds Dice and ``y_pred`` IoU (or ``None``)."""
-    header, cols = read_csv_columns(path)
+    header, cols = read_csv_columns(path, numeric=("dice", "iou"))
     grp_c = pick_column(header, opts.get("group_col"), "group", path, True)
     id_c = pick_column(header, opts.get("id_col"), "id", path, True)
     clu_c = pick_column(header, opts.get("cluster_col"), "cluster", path, False)

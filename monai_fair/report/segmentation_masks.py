@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from monai.utils import optional_import
 
-from monai_fair.metrics.group_segmentation import compute_per_image_dice_iou
+from monai_fair.metrics.cumulative import compute_per_image_dice_iou
 from monai_fair.report.inputs import SegmentationInputs
 from monai_fair.report.predictions import (
     ReportInputError,
@@ -64,7 +64,7 @@ def read_segmentation_table(
     if not has_nib:
         raise ImportError("nibabel is needed for --task segmentation.")
     path = Path(path)
-    header, cols = read_csv_columns(path)
+    header, cols = read_csv_columns(path, numeric=("dice", "iou"))
     if "dice" in header and label_col is None and pred_col is None:
         return _scores_from_columns(path, header, cols, group_col, cluster_col, group_aliases, group_names, nan_policy)
     lab_c = pick_column(header, label_col, "label", path, True)

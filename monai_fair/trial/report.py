@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from monai_fair.report.inputs import ReportOptions
-from monai_fair.trial.arms import REFERENCE, Arm
+from monai_fair.trial.arms import REFERENCE, Arm, eval_tag
 
 __all__ = ["HEADLINE", "write_trial_report", "format_trial_summary", "threshold_scores"]
 
@@ -109,8 +109,6 @@ class _Runs:
     """Prediction files and timings of every (arm, seed)."""
 
     def __init__(self, out: Path, arms: Sequence[Arm], seeds: Sequence[int]) -> None:
-        from monai_fair.trial.runner import eval_tag
-
         self.out, self.arms, self.seeds = out, list(arms), list(seeds)
         registry = {a.name: a for a in arms}
         self.tag = {a.name: eval_tag(a, registry) for a in arms}

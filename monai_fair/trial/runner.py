@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from monai_fair.trial.arms import Arm, default_bundles_dir, resolve_arms
+from monai_fair.trial.arms import checkpoint_tag as _checkpoint_tag
 from monai_fair.utils.io import atomic_write_json
 
 __all__ = ["Step", "Run", "plan_runs", "run_trial", "run_trial_bundle", "execute_runs"]
@@ -122,17 +123,6 @@ def _hash_step(step: Step, h: Any) -> None:
         _hash_file(f, h)
     ov = {k: v for k, v in step.overrides.items() if k != "bundle_root"}
     h.update(json.dumps(ov, sort_keys=True, default=str).encode())
-
-
-def _checkpoint_tag(checkpoint: str | None) -> str:
-    return "model" if checkpoint is None else Path(checkpoint).stem
-
-
-def eval_tag(arm: Arm, registry: Mapping[str, Arm]) -> str:
-    """Prefix of the prediction files an arm is scored on (post-processing arms use their recipe's default)."""
-    if arm.post is not None and not arm.evaluate:
-        return _checkpoint_tag(None)
-    return _checkpoint_tag(arm.checkpoint)
 
 
 def plan_runs(
