@@ -43,14 +43,15 @@ from monai_fair.metrics.core import (
     collect_replicates,
     setup_groups,
 )
+from monai_fair.metrics.figures import figure_keys
 from monai_fair.metrics.inputs import parse_labels, parse_model
 from monai_fair.metrics.resampling import bootstrap_cell_counts, bootstrap_scheme, bootstrap_weights, describe_bootstrap
 from monai_fair.metrics.utils import masked_range
 
 __all__ = ["compute_group_calibration", "CALIBRATION_GROUP_METRICS", "CALIBRATION_FAIRNESS_METRICS"]
 
-CALIBRATION_GROUP_METRICS = ("ece", "brier")
-CALIBRATION_FAIRNESS_METRICS = ("ece_gap", "brier_gap")
+CALIBRATION_GROUP_METRICS = figure_keys("classification", "group", scores=True)
+CALIBRATION_FAIRNESS_METRICS = figure_keys("classification", "fairness", scores=True, formula=False)
 _NAN = float("nan")
 
 

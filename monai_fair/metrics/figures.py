@@ -36,6 +36,9 @@ __all__ = [
     "get_figure",
     "figure_keys",
     "headline_figures",
+    "is_difference",
+    "formula_figures",
+    "tested_rates",
     "figure_table_markdown",
 ]
 
@@ -523,6 +526,28 @@ def headline_figures(task: str) -> tuple[str, ...]:
     """The headline figures of ``task`` in rank order (Markdown summary, card)."""
     ranked = [f for f in FIGURES.values() if f.task == task and f.headline is not None]
     return tuple(f.key for f in sorted(ranked, key=lambda f: f.headline))  # type: ignore[arg-type, return-value]
+
+
+def is_difference(key: str) -> bool:
+    """Whether a fairness figure is a between-group difference (reference 0) that gets a verdict; an unregistered
+    key counts when it is named ``<metric>_gap``."""
+    f = FIGURES.get(key)
+    return f.difference if f is not None else key.endswith("_gap")
+
+
+def formula_figures(task: str, per_group: Any, overall: Any, mask: Any) -> dict[str, Any]:
+    """Values of the registered figures of ``task`` that carry a ``formula`` (see the module docstring)."""
+    return {
+        f.key: f.formula(per_group, overall, mask)
+        for f in FIGURES.values()
+        if f.task == task and f.scope == "fairness" and f.formula is not None
+    }
+
+
+def tested_rates() -> dict[str, str]:
+    """``{figure: per-group metric}`` of the difference figures whose test is not that of ``<metric>_gap``
+    (e.g. ``eopp1`` -> ``tpr``, ``demographic_parity`` -> ``selection_rate``)."""
+    return {f.key: f.rate for f in FIGURES.values() if f.difference and f.rate is not None and f.key != f"{f.rate}_gap"}
 
 
 def figure_table_markdown() -> str:

@@ -69,6 +69,7 @@ from monai_fair.metrics.core import (
     setup_groups,
 )
 from monai_fair.metrics.delong import DeLongAUC, auc_differences, normal_interval
+from monai_fair.metrics.figures import figure_keys, formula_figures
 from monai_fair.metrics.group_counts import GroupAUC
 from monai_fair.metrics.homogeneity import homogeneity_test
 from monai_fair.metrics.inputs import parse_labels, parse_model
@@ -91,26 +92,10 @@ __all__ = [
     "AUC_CI_METHODS",
 ]
 
-#: per-group (and overall) metric names, in report order
-CLASSIFICATION_GROUP_METRICS = ("accuracy", "balanced_accuracy", "auc", "f1", "tpr", "fpr", "tnr", "selection_rate")
-#: fairness metric names
-CLASSIFICATION_FAIRNESS_METRICS = (
-    "accuracy_gap",
-    "balanced_accuracy_gap",
-    "auc_gap",
-    "f1_gap",
-    "tpr_gap",
-    "fpr_gap",
-    "worst_group_accuracy",
-    "worst_group_auc",
-    "es_accuracy",
-    "es_auc",
-    "eopp0",
-    "eopp1",
-    "eodds",
-    "eodds_mean",
-    "demographic_parity",
-)
+#: per-group (and overall) metric names, in report order (the built-in figures of :mod:`monai_fair.metrics.figures`)
+CLASSIFICATION_GROUP_METRICS = figure_keys("classification", "group")
+#: fairness figure names computed here (registered figures with a formula follow them in every result)
+CLASSIFICATION_FAIRNESS_METRICS = figure_keys("classification", "fairness", formula=False)
 FAIRNESS_FORMS = ("range", "signed")
 #: ``"delong"``: DeLong CIs for AUC, parametric draws from the joint DeLong covariance for AUC-derived figures;
 #: ``"bootstrap"``: AUC recomputed on every resample (weighted rank statistic, O(B N))
@@ -198,6 +183,7 @@ def _fairness(
     out["demographic_parity"] = torch.where(
         defined.any(-1), torch.where(defined, dp_c, torch.zeros_like(dp_c)).sum(-1), torch.full_like(dp_c[..., 0], _NAN)
     )
+    out.update(formula_figures("classification", per_group, overall, mask))
     return out
 
 
@@ -502,7 +488,7 @@ def compute_group_classification_metrics(
         cluster=cluster,
     )
     pg, ov, fair = eng.point()
-    result = build_result(eng.setup, eng.y.numel(), (pg, ov, fair), CLASSIFICATION_FAIRNESS_METRICS)
+    result = build_result(eng.setup, eng.y.numel(), (pg, ov, fair), figure_keys("classification", "fairness"))
     result["fairness_form"] = eng.form
     if n_bootstrap > 0 and eng.y.numel() > 0:
         _intervals(result, eng, pg, int(n_bootstrap), ci, seed, stratified_bootstrap, cluster, auc_ci)

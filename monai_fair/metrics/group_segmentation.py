@@ -24,6 +24,7 @@ from monai_fair.metrics.core import (
     option,
     setup_groups,
 )
+from monai_fair.metrics.figures import figure_keys, formula_figures
 from monai_fair.metrics.resampling import bootstrap_scheme, bootstrap_weights, describe_bootstrap
 from monai_fair.metrics.utils import (
     FairnessMetricWarning,
@@ -41,20 +42,12 @@ __all__ = [
     "ES_VARIANTS",
 ]
 
-SEGMENTATION_GROUP_METRICS = ("dice", "iou")
+#: per-group metric names (the built-in figures of :mod:`monai_fair.metrics.figures`)
+SEGMENTATION_GROUP_METRICS = figure_keys("segmentation", "group")
 #: the three published "ES" forms (see :func:`compute_group_segmentation_metrics`)
 ES_VARIANTS = ("fairseg", "fairseg_std", "fairmedfm")
-SEGMENTATION_FAIRNESS_METRICS = (
-    "dice_gap",
-    "iou_gap",
-    "worst_group_dice",
-    "worst_group_iou",
-    "es_dice",
-    "es_iou",
-    "ser",
-    "ser_iou",
-    *(f"es_{m}_{v}" for m in ("dice", "iou") for v in ES_VARIANTS),
-)
+#: fairness figure names computed here (registered figures with a formula follow them in every result)
+SEGMENTATION_FAIRNESS_METRICS = figure_keys("segmentation", "fairness", formula=False)
 _NAN = float("nan")
 
 
@@ -89,6 +82,7 @@ def _seg_fairness(
         err_min = 1.0 - masked_max(v, mask)
         ok = (err_min > 0) & two
         out["ser" if m == "dice" else "ser_iou"] = torch.where(ok, err_max / err_min.clamp_min(1e-300), nan)
+    out.update(formula_figures("segmentation", means, overall, mask))
     return out
 
 
@@ -222,7 +216,7 @@ def compute_group_segmentation_metrics(
         cluster=cluster,
     )
     pg, ov, fair = eng.point()
-    res = build_result(eng.setup, eng.g.numel(), (pg, ov, fair), SEGMENTATION_FAIRNESS_METRICS)
+    res = build_result(eng.setup, eng.g.numel(), (pg, ov, fair), figure_keys("segmentation", "fairness"))
     best = [v for k, v in res["groups"].items() if v["n"] > 0]
     if res["fairness_nan_reason"].get("ser") and len(best) >= 2 and all(v["dice"] == v["dice"] for v in best):
         warnings.warn("SER is undefined (NaN): the best group has a perfect Dice.", FairnessMetricWarning, stacklevel=2)

@@ -10,6 +10,8 @@ import math
 
 import torch
 
+from monai_fair.metrics.figures import FIGURES, tested_rates
+
 __all__ = ["homogeneity_test", "bootstrap_homogeneity", "gap_tests", "normal_quantile"]
 
 _NAN = float("nan")
@@ -50,10 +52,6 @@ def bootstrap_homogeneity(point: torch.Tensor, reps: torch.Tensor, mask: torch.T
     return homogeneity_test(point[mask], cov)[0]
 
 
-#: per-group metric whose homogeneity test decides a binary fairness figure that is not named ``<metric>_gap``
-_FIGURE_METRIC = {"eopp1": "tpr", "eopp0": "tnr", "demographic_parity": "selection_rate", "eodds_mean": "eodds_c"}
-
-
 def gap_tests(point: dict[str, torch.Tensor], reps: dict[str, torch.Tensor], mask: torch.Tensor, binary: bool):
     """Homogeneity p-value of every range-type fairness figure from per-group values ``(G,)`` and bootstrap
     replicates ``(B, G)``: ``<m>_gap`` tests metric ``m``; for binary tasks ``eopp1``/``eopp0``/DP/``eodds_mean``
@@ -68,8 +66,12 @@ def gap_tests(point: dict[str, torch.Tensor], reps: dict[str, torch.Tensor], mas
         pt["eodds_c"], rp["eodds_c"] = 0.5 * (pt["tpr"] + pt["fpr"]), 0.5 * (rp["tpr"] + rp["fpr"])
     p = {m: bootstrap_homogeneity(pt[m], rp[m], mask) for m in pt}
     out = {f"{m}_gap": v for m, v in p.items() if m != "eodds_c"}
+    rates = tested_rates()
+    registered = {f.key for f in FIGURES.values() if f.formula is not None}
     if binary and "tpr" in p:
-        out.update({f: p[m] for f, m in _FIGURE_METRIC.items() if m in p})
+        out.update({f: p[m] for f, m in rates.items() if m in p})
         defined = [v for v in (p["tpr"], p.get("fpr", _NAN)) if v == v]
         out["eodds"] = min(1.0, 2 * min(defined)) if defined else _NAN
+    else:  # registered figures with a formula are tested on their rate in every task
+        out.update({f: p[m] for f, m in rates.items() if m in p and f in registered})
     return out

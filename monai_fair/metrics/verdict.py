@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from monai_fair.metrics.figures import is_difference
 from monai_fair.metrics.group_counts import segment_auc
 from monai_fair.metrics.homogeneity import bootstrap_homogeneity, gap_tests, homogeneity_test, normal_quantile
 from monai_fair.metrics.inputs import parse_labels, parse_model
@@ -89,7 +90,7 @@ def fairness_verdicts(result: dict[str, Any], tol: float | dict[str, float], alp
     "p_value", "alpha"}}``."""
     out = {}
     for name, ci in result.get("fairness_ci", {}).items():
-        if not (name.endswith("_gap") or name in DIFFERENCE_FIGURES):
+        if not is_difference(name):
             continue
         t = tol.get(name, _NAN) if isinstance(tol, dict) else float(tol)
         if t != t:

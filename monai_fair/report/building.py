@@ -35,10 +35,6 @@ from typing import Any
 import torch
 
 from monai_fair.metrics import (
-    CLASSIFICATION_FAIRNESS_METRICS,
-    CLASSIFICATION_GROUP_METRICS,
-    SEGMENTATION_FAIRNESS_METRICS,
-    SEGMENTATION_GROUP_METRICS,
     FairnessMetricWarning,
     compute_group_calibration,
     compute_group_classification_metrics,
@@ -47,16 +43,12 @@ from monai_fair.metrics import (
     disparity_verdict,
     suppress_groups,
 )
+from monai_fair.metrics.figures import figure_keys, get_figure, headline_figures, is_difference
 from monai_fair.metrics.utils import group_label, to_flat_tensor
 from monai_fair.report.inputs import ClassificationInputs, ReportInputs, ReportOptions, SegmentationInputs
 from monai_fair.utils.serialization import to_json_safe
 
-__all__ = ["VERDICTS", "CLS_HEADLINE", "SEG_HEADLINE", "build_fairness_report", "is_gap_figure", "verdict_rule"]
-
-#: headline fairness figures of the Markdown summary and the card (the JSON holds all)
-CLS_HEADLINE = ("auc_gap", "worst_group_auc", "es_auc", "eodds", "demographic_parity", "accuracy_gap", "ece_gap")
-
-SEG_HEADLINE = ("dice_gap", "worst_group_dice", "es_dice", "iou_gap", "ser")
+__all__ = ["VERDICTS", "build_fairness_report", "headline_figures", "is_gap_figure", "verdict_rule"]
 
 #: the three verdicts of a difference-type figure
 VERDICTS = ("disparity", "no disparity shown", "insufficient evidence")
@@ -71,27 +63,15 @@ def verdict_rule(alpha: float) -> str:
     )
 
 
-#: figures computed from the thresholded predictions (degenerate when a group is predicted all one class)
-_THRESHOLD_FIGURES = (
-    "accuracy_gap",
-    "balanced_accuracy_gap",
-    "f1_gap",
-    "tpr_gap",
-    "fpr_gap",
-    "eopp0",
-    "eopp1",
-    "eodds",
-    "eodds_mean",
-    "demographic_parity",
-)
-
-#: per-group metric whose detectable gap bounds a fairness figure that is not named ``<metric>_gap``
-_MDG_METRIC = {"eopp1": "tpr", "eopp0": "fpr", "demographic_parity": "selection_rate"}
+#: a detectable gap is computed for FPR; TNR = 1 - FPR on the same negatives has the same variance, hence the same
+#: detectable gap (the registry names TNR as the rate of eopp0, whose test is on TNR)
+_SAME_DETECTABLE_GAP = {"tnr": "fpr"}
 
 
 def is_gap_figure(key: str) -> bool:
-    """Whether a fairness key is a between-group difference (reference 0), i.e. gets a disparity verdict."""
-    return key.endswith("_gap") or key in ("eopp0", "eopp1", "eodds", "eodds_mean", "demographic_parity")
+    """Whether a fairness key is a between-group difference (reference 0), i.e. gets a disparity verdict (the
+    registry's ``difference``, :func:`monai_fair.metrics.figures.is_difference`)."""
+    return is_difference(key)
 
 
 def _f(v: Any) -> float | None:
@@ -152,11 +132,12 @@ def _classification_results(
     """Classification metrics (with calibration when there are scores), detectable gaps and the metric names."""
     binary_scores = False
     res = compute_group_classification_metrics(y_score, y, g, num_groups, threshold, y_pred=y_pred, **common)
-    group_metrics, fairness_names = CLASSIFICATION_GROUP_METRICS, CLASSIFICATION_FAIRNESS_METRICS
+    group_metrics = figure_keys("classification", "group")
+    fairness_names = figure_keys("classification", "fairness")
     if y_score is not None:
         _merge_calibration(res, compute_group_calibration(y_score, y, g, num_groups, **common))
-        group_metrics = (*group_metrics, "ece", "brier")
-        fairness_names = (*fairness_names, "ece_gap", "brier_gap")
+        group_metrics = (*group_metrics, *figure_keys("classification", "group", scores=True))
+        fairness_names = (*fairness_names, *figure_keys("classification", "fairness", scores=True))
         s = to_flat_tensor(y_score, "y_score")
         binary_scores = s.ndim == 1 or (s.ndim == 2 and s.shape[1] <= 2)
     mdg: dict[str, Any] = {}
@@ -181,7 +162,7 @@ def _segmentation_results(
         raise ValueError("task='segmentation' needs per-image `dice` (and optionally `iou`).")
     res = compute_group_segmentation_metrics(dice, iou, g, num_groups, **common)
     mdg = detectable_gaps(g, dice=dice, min_group_size=min_group_size, alpha=alpha)
-    return res, mdg, SEGMENTATION_GROUP_METRICS, SEGMENTATION_FAIRNESS_METRICS
+    return res, mdg, figure_keys("segmentation", "group"), figure_keys("segmentation", "fairness")
 
 
 def _pass_on_warnings(caught: list[warnings.WarningMessage], hide: list[int], names: list[str]) -> None:
@@ -281,7 +262,9 @@ def _detectable(mdg: dict[str, Any], figure: str) -> tuple[float | None, str | N
             return None, None
         best = min(c, key=lambda e: e["detectable_gap"])
         return _f(best["detectable_gap"]), f"{best['variance_model']} (the smaller of the TPR and FPR gaps)"
-    m = _MDG_METRIC.get(figure, figure[: -len("_gap")] if figure.endswith("_gap") else None)
+    f = get_figure(figure)
+    m = f.rate if f is not None else (figure[: -len("_gap")] if figure.endswith("_gap") else None)
+    m = _SAME_DETECTABLE_GAP.get(m, m) if m else m
     e = figs.get(m) if m else None
     d = _f(e["detectable_gap"]) if e else None
     return (d, e["variance_model"]) if d else (None, None)  # 0: a degenerate variance (e.g. a rate of 0), not a gap
@@ -364,7 +347,8 @@ def _selection_flags(
                 )
     if flags:  # figures at the threshold are degenerate for a group predicted all one class
         for m, e in figures.items():
-            if m in _THRESHOLD_FIGURES and e["value"] is not None:
+            f = get_figure(m)
+            if f is not None and f.threshold and e["value"] is not None:
                 e["caveat"] = "a group's selection rate is 0 or 1 at the threshold (see flags)"
     return flags
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from monai_fair.report.building import CLS_HEADLINE, SEG_HEADLINE
+from monai_fair.metrics.figures import headline_figures
 from monai_fair.report.glossary import describe
 from monai_fair.utils.io import atomic_write_text
 
@@ -66,7 +66,7 @@ def build_fairness_card(
         data: what the data is (e.g. ``{"source": "datalist.json"}``); the split and attribute come from the report.
     """
     task = report["task"]
-    headline = CLS_HEADLINE if task == "classification" else SEG_HEADLINE
+    headline = headline_figures(task)
     overall_keys = _CLS_OVERALL if task == "classification" else _SEG_OVERALL
     ov = report["overall"]
     ci_o = ov.get("ci") or {}

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from monai_fair.metrics.figures import get_figure
 from monai_fair.report.predictions import (
     PredictionTable,
     ReportInputError,
@@ -53,8 +54,13 @@ __all__ = [
 ]
 
 COMPARE_VERDICTS = ("better", "worse", "no evidence")
-#: per-group figures shown in the forest plot (the JSON and Markdown hold every figure)
-_PLOT_GROUP_FIGURES = ("auc", "accuracy", "tpr", "fpr", "dice")
+
+
+def _plotted(key: str) -> bool:
+    """Whether the forest plot shows a per-group figure (the registry's ``plotted``; the JSON and Markdown hold
+    every figure)."""
+    f = get_figure(key)
+    return f is not None and f.plotted
 
 
 def _verdict(direction: str, diff: float | None, p_holm: float | None, alpha: float) -> str:
@@ -440,7 +446,7 @@ def write_compare_report(out_dir: str | Path, result: dict[str, Any], plots: boo
         for c in result["comparisons"]:
             rows = []
             for f in c["figures"]:
-                if f["scope"] == "group" and f["figure"] not in _PLOT_GROUP_FIGURES:
+                if f["scope"] == "group" and not _plotted(f["figure"]):
                     continue
                 ci = f.get("ci") or [None, None]
                 note = f"{f['verdict']} (p {_fmt(f.get('p_value'), 2)}, Holm {_fmt(f.get('p_holm'), 2)})"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from monai_fair.report.building import CLS_HEADLINE, SEG_HEADLINE
+from monai_fair.metrics.figures import headline_figures
 from monai_fair.report.glossary import glossary_lines, readable_name
 
 __all__ = ["format_report_markdown", "format_report_summary", "report_title"]
@@ -92,7 +92,7 @@ def format_report_markdown(report: dict[str, Any]) -> str:
 
 
 def _headline(report: dict[str, Any]) -> tuple[str, ...]:
-    return CLS_HEADLINE if report["task"] == "classification" else SEG_HEADLINE
+    return headline_figures(report["task"])
 
 
 def format_report_summary(report: dict[str, Any]) -> str:
