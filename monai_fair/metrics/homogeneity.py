@@ -26,7 +26,9 @@ def homogeneity_test(values: torch.Tensor, cov: torch.Tensor) -> tuple[float, in
     """Wald chi-square test that all ``K`` entries of ``values`` are equal, given their covariance ``(K, K)``.
 
     NaN entries (undefined groups) are left out. Returns the p-value and the degrees of freedom ``K - 1`` (NaN and
-    0 with fewer than two entries or a zero covariance)."""
+    0 with fewer than two entries or a zero covariance). A singular contrast covariance (e.g. two groups whose rate
+    is constant on every resample) is tested in the directions that have variance (its rank is the degrees of
+    freedom); a non-zero difference in a direction without variance gives ``p = 0``."""
     ok = ~torch.isnan(values) & ~torch.isnan(torch.diagonal(cov))
     v, s = values[ok], cov[ok][:, ok]
     k = v.numel()
@@ -36,9 +38,17 @@ def homogeneity_test(values: torch.Tensor, cov: torch.Tensor) -> tuple[float, in
     d, sd = lmat @ v, lmat @ s @ lmat.t()
     if not bool((torch.diagonal(sd) > 0).all()):
         return (_NAN if bool((d == 0).all()) else 0.0), k - 1
-    stat = float(d @ torch.linalg.solve(sd, d))
-    half = torch.tensor([(k - 1) / 2.0, stat / 2.0], dtype=torch.float64)
-    return float(torch.special.gammaincc(half[0], half[1])), k - 1
+    try:
+        stat, df = float(d @ torch.linalg.solve(sd, d)), k - 1
+    except torch.linalg.LinAlgError:  # singular (e.g. two groups with a constant rate): test where there is variance
+        evals, evecs = torch.linalg.eigh(sd)
+        var = evals > evals.max() * 1e-12
+        proj = evecs.t() @ d
+        if bool((proj[~var].abs() > 1e-12 * max(1.0, float(d.abs().max()))).any()):
+            return 0.0, k - 1  # a difference without variance is certain (as with a zero covariance)
+        stat, df = float((proj[var] ** 2 / evals[var]).sum()), int(var.sum())
+    half = torch.tensor([df / 2.0, stat / 2.0], dtype=torch.float64)
+    return float(torch.special.gammaincc(half[0], half[1])), df
 
 
 def bootstrap_homogeneity(point: torch.Tensor, reps: torch.Tensor, mask: torch.Tensor) -> float:
