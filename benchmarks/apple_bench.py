@@ -71,7 +71,7 @@ from monai_fair.methods.apple import (
     unet_skip_modules,
 )
 from monai_fair.metrics import compare_models, compute_group_segmentation_metrics
-from monai_fair.metrics.group_segmentation import compute_per_image_dice_iou
+from monai_fair.metrics.cumulative import compute_per_image_dice_iou
 
 GROUPS = ("F", "M")
 #: the bundle's presets (one source of truth for the perturber, discriminator and privacy term of each)

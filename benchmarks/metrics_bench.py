@@ -20,6 +20,14 @@ recorded: on a shared machine the wall time includes waiting for a core.
 
     python benchmarks/metrics_bench.py --n 1000000 --groups 8 --boot 1000 --fairlearn-n 100000 --fairlearn-boot 20
 
+``--population`` times the population-scale path instead, side by side with pandas' own read of the same file:
+``python -m monai_fair report`` (a fresh process: imports, CSV reader, statistics with ``--boot`` replicates,
+report files, no plots) on a ``--n``-row predictions CSV with ``--groups`` groups, ``pandas.read_csv`` of that
+file, the report's CSV reader alone, and the cluster bootstrap (``--patients`` patients) of
+``compute_group_classification_metrics``:
+
+    python benchmarks/metrics_bench.py --population --n 1000000 --groups 8 --patients 250000 --boot 1000
+
 Needs the ``bench`` extra (fairlearn, pandas).
 """
 
@@ -90,8 +98,59 @@ def _summary(wall: list[float], cpu: list[float]) -> dict:
     }
 
 
+def population(args: argparse.Namespace) -> dict:
+    """Timings of the report CLI on a large predictions CSV, pandas' read of it and the cluster bootstrap."""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    import pandas as pd
+
+    from monai_fair.report.predictions import read_prediction_table
+
+    s, y, g = make_data(args.n, args.groups, args.seed, args.decimals)
+    per_group = max(args.patients // args.groups, 1)  # every patient in one group, ~n / patients cases each
+    patients = np.random.default_rng(args.seed + 7).integers(0, per_group, args.n) * args.groups + g
+    out: dict = {"n": args.n, "groups": args.groups, "patients": int(np.unique(patients).size), "boot": args.boot}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "predictions.csv"
+        pd.DataFrame(
+            {
+                "case_id": [f"c{i}" for i in range(args.n)],
+                "prob_neg": np.round(1 - s, 4),
+                "prob_pos": s,
+                "pred": (s >= 0.5).astype(np.int64),
+                "label": y,
+                "group": np.char.add("g", g.astype(str)),
+                "patient_id": np.char.add("p", patients.astype(str)),
+            }
+        ).to_csv(path, index=False)
+        out["csv_mb"] = round(path.stat().st_size / 2**20, 1)
+        out["pandas_read_csv"] = _summary(*_time(lambda: pd.read_csv(path), args.repeats))
+        out["report_reader"] = _summary(*_time(lambda: read_prediction_table(path), args.repeats))
+        cmd = [sys.executable, "-m", "monai_fair", "report", str(path), "--out", str(Path(tmp) / "report")]
+        cmd += ["--no-plots", "--n-bootstrap", str(args.boot)]
+        for name, extra in (("report_cli_iid", ["--cluster-col", "none"]), ("report_cli_cluster", [])):
+            walls = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                subprocess.run(cmd + extra, check=True, capture_output=True)
+                walls.append(round(time.perf_counter() - t0, 3))
+            out[name] = {"wall_median_s": statistics.median(walls), "wall_s": walls}
+    out["cluster_bootstrap"] = _summary(
+        *_time(
+            lambda: compute_group_classification_metrics(s, y, g, n_bootstrap=args.boot, cluster=patients),
+            args.repeats,
+        )
+    )
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--population", action="store_true", help="time the report CLI, pandas and the cluster bootstrap")
+    p.add_argument("--patients", type=int, default=250_000, help="patients of the cluster bootstrap (--population)")
     p.add_argument("--n", type=int, default=1_000_000)
     p.add_argument("--groups", type=int, default=8)
     p.add_argument("--boot", type=int, default=1000)
@@ -106,6 +165,11 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.population:
+        env = {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+        env["load_avg_1min"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        print(json.dumps({**population(args), **env}, indent=2))
+        return
     s, y, g = make_data(args.n, args.groups, args.seed, args.decimals)
     fs, fy, fg = make_data(args.fairlearn_n, args.groups, args.seed + 1, args.decimals)
 

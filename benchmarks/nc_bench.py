@@ -71,7 +71,7 @@ def _worker(method: str, n: int, dim: int, batch: int, threads: int, seed: int, 
     import torch
 
     from monai_fair.methods.neural_collapse.accumulator import NeuralCollapseAccumulator
-    from monai_fair.methods.neural_collapse.metrics import compute_neural_collapse_reference
+    from tests.methods.neural_collapse.nc_reference import compute_neural_collapse_reference
 
     torch.set_num_threads(threads)
     try:

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from monai_fair.data.groups import GroupSpec
+from monai_fair.utils.io import atomic_write_json
 
 __all__ = [
     "SPLIT_KEYS",
@@ -268,9 +269,7 @@ def write_fair_datalist(
         out.update(extra)
     if metadata:
         out["metadata"] = {str(k): dict(v) for k, v in metadata.items()}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(out, indent=1, default=_json_default))
-    os.replace(tmp, path)
+    atomic_write_json(path, out, indent=1, default=_json_default)
     return path
 
 

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from monai_fair.utils.io import atomic_write_json
+
 __all__ = ["inject_label_bias", "apply_label_bias_to_datalist"]
 
 
@@ -162,7 +164,5 @@ def apply_label_bias_to_datalist(
             return str(dst)
     data["training"] = new_items
     data["label_bias"] = record
-    tmp = dst.with_name(dst.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, dst)
+    atomic_write_json(dst, data, indent=1)
     return str(dst)

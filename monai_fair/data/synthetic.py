@@ -101,6 +101,7 @@ from monai_fair.data.synthetic_params import (
     _resolve_group_params,
     scenario_parameters,
 )
+from monai_fair.utils.io import atomic_write_json
 
 __all__ = [
     "CLASSIFICATION_DEFAULTS",
@@ -212,9 +213,7 @@ def _write_datalist(
     }
     data.update(extra)
     path = out_dir / DATALIST_NAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    atomic_write_json(path, data, indent=1)
     return path
 
 

@@ -33,6 +33,7 @@ import torch
 from monai.utils import IgniteInfo, look_up_option, min_version, optional_import
 
 from monai_fair.utils.distributed import is_rank_zero
+from monai_fair.utils.io import atomic_path, atomic_write_json
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
@@ -133,9 +134,8 @@ class FairCheckpointSelector:
 
     @staticmethod
     def _atomic_save(obj: Any, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
 
     def __call__(self, engine: Engine) -> None:
         metrics = engine.state.metrics
@@ -176,6 +176,4 @@ class FairCheckpointSelector:
             "chosen_index": choice,
             "chosen_epoch": None if choice is None else self.history[choice]["epoch"],
         }
-        tmp = self._history_path().with_suffix(".tmp")
-        tmp.write_text(json.dumps(rec, indent=1))
-        os.replace(tmp, self._history_path())
+        atomic_write_json(self._history_path(), rec, indent=1)

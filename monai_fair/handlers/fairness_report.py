@@ -13,12 +13,13 @@ from monai.handlers import from_engine
 from monai.metrics import Cumulative
 from monai.utils import IgniteInfo, min_version, optional_import
 
-from monai_fair.metrics.group_classification import GroupClassificationMetric
-from monai_fair.metrics.group_segmentation import GroupSegmentationMetric
+from monai_fair.metrics.cumulative import GroupClassificationMetric, GroupSegmentationMetric
 from monai_fair.report.card import find_bundle_metadata, write_fairness_card
-from monai_fair.report.writer import format_report_summary, write_fairness_report
+from monai_fair.report.files import write_fairness_report
+from monai_fair.report.inputs import ClassificationInputs, ReportOptions, SegmentationInputs
+from monai_fair.report.markdown import format_report_summary
+from monai_fair.utils.distributed import is_rank_zero
 
-idist, _ = optional_import("ignite", IgniteInfo.OPT_IMPORT_VERSION, min_version, "distributed")
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -47,7 +48,7 @@ class FairnessReportHandler:
     The report is also put in ``engine.state.fairness_report``. Buffers are reset when a run starts, so with
     periodic validation each run overwrites the report. Nothing per patient is logged, and every log line, warning
     and file shows only the reported groups (suppression with the secondary rule, see
-    :mod:`monai_fair.report.writer`).
+    :mod:`monai_fair.report.building`).
 
     Args:
         output_dir: folder of the report.
@@ -62,6 +63,7 @@ class FairnessReportHandler:
         plots: write the PNGs.
         log_summary: log the summary through ``engine.logger``.
         tolerance: largest gap that counts as negligible (the verdicts).
+        alpha: significance level of the tests behind the verdicts and the detectable gaps.
         threshold_source: where ``threshold`` came from, in words (default: "default 0.5" or "user").
         attribute: name of the attribute the groups come from (titles, card).
         split: name of the evaluated split (titles, card).
@@ -93,25 +95,29 @@ class FairnessReportHandler:
         card: bool = True,
         metadata_file: str | Path | None = None,
         record_in_metadata: bool = False,
+        alpha: float = 0.05,
     ) -> None:
         if task not in ("classification", "segmentation"):
             raise ValueError(f"task must be 'classification' or 'segmentation', got {task!r}.")
         self.output_dir = Path(output_dir)
         self.task = task
         self.group_names = list(group_names) if group_names is not None else None
-        self.min_group_size = min_group_size
+        self.options = ReportOptions(
+            min_group_size=min_group_size,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            ci=ci,
+            alpha=alpha,
+            tolerance=tolerance,
+            stratified_bootstrap=stratified_bootstrap,
+            attribute=attribute,
+            split=split,
+        )
         self.output_transform = output_transform
-        self.n_bootstrap = n_bootstrap
-        self.seed = seed
-        self.ci = ci
-        self.stratified_bootstrap = stratified_bootstrap
         self.threshold = threshold
         self.plots = plots
         self.log_summary = log_summary
-        self.tolerance = tolerance
         self.threshold_source = threshold_source or ("default 0.5" if threshold == 0.5 else "user")
-        self.attribute = attribute
-        self.split = split
         self.card = card
         self.metadata_file = metadata_file
         self.record_in_metadata = record_in_metadata
@@ -158,45 +164,25 @@ class FairnessReportHandler:
         if buf is None:
             engine.logger.warning("FairnessReportHandler: no samples were seen; no report written.")
             return
-        if idist.get_rank() != 0:
+        if not is_rank_zero():
             return
         a, b, g = buf
-        common: dict[str, Any] = {
-            "tolerance": self.tolerance,
-            "attribute": self.attribute,
-            "split": self.split,
-            "cluster": cluster,
-            "min_group_size": self.min_group_size,
-            "n_bootstrap": self.n_bootstrap,
-            "seed": self.seed,
-            "ci": self.ci,
-            "stratified_bootstrap": self.stratified_bootstrap,
-            "plots": self.plots,
-        }
-        if self.task == "classification":
-            common["threshold_source"] = self.threshold_source
-            y_score = a[:, 0] if a.shape[1] == 1 else a
-            report = write_fairness_report(
-                self.output_dir,
-                "classification",
-                b[:, 0],
-                g[:, 0],
-                self.group_names,
-                y_score=y_score,
+        inputs: ClassificationInputs | SegmentationInputs
+        if isinstance(self.buffer, GroupClassificationMetric):
+            inputs = ClassificationInputs(
+                y=b[:, 0],
+                group=g[:, 0],
+                group_names=self.group_names,
+                y_score=a[:, 0] if a.shape[1] == 1 else a,
                 threshold=self.threshold,
-                **common,
+                threshold_source=self.threshold_source,
+                cluster=cluster,
             )
         else:
-            report = write_fairness_report(
-                self.output_dir,
-                "segmentation",
-                None,
-                g[:, 0],
-                self.group_names,
-                dice=a[:, 0],
-                iou=b[:, 0],
-                **common,
+            inputs = SegmentationInputs(
+                dice=a[:, 0], iou=b[:, 0], group=g[:, 0], group_names=self.group_names, cluster=cluster
             )
+        report = write_fairness_report(self.output_dir, inputs, self.options, plots=self.plots)
         self.report = report
         engine.state.fairness_report = report  # type: ignore[attr-defined]
         if self.card:

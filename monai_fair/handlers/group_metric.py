@@ -16,8 +16,7 @@ from typing import Any
 from monai.handlers import IgniteMetricHandler, from_engine
 from monai.utils import IgniteInfo, min_version, optional_import
 
-from monai_fair.metrics.group_classification import GroupClassificationMetric
-from monai_fair.metrics.group_segmentation import GroupSegmentationMetric
+from monai_fair.metrics.cumulative import GroupClassificationMetric, GroupSegmentationMetric
 
 reinit__is_reduced, _ = optional_import(
     "ignite.metrics.metric", IgniteInfo.OPT_IMPORT_VERSION, min_version, "reinit__is_reduced", as_type="decorator"

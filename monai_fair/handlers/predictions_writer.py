@@ -36,6 +36,9 @@ from monai.metrics import compute_dice, compute_iou
 from monai.networks.utils import one_hot
 from monai.utils import IgniteInfo, look_up_option, min_version, optional_import, string_list_all_gather
 
+from monai_fair.utils.distributed import get_world_size, is_rank_zero
+from monai_fair.utils.io import atomic_write_text
+
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -213,12 +216,10 @@ class PredictionsWriter:
         has_group = any("group" in r for r in rows)
         cols = prediction_columns(self.task, self.class_names or [], has_label, has_group, self.cluster_col)
         lines = [_csv_line([_fmt(r.get(c, "")) for c in cols]) for r in rows]
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if get_world_size() > 1:
             lines = string_list_all_gather(lines, delimiter="\x1e")
-            if torch.distributed.get_rank() != 0:
-                return
+        if not is_rank_zero():
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(_csv_line(cols) + "\n" + "".join(line + "\n" for line in lines))
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, _csv_line(cols) + "\n" + "".join(line + "\n" for line in lines))
         self.logger.info(f"wrote {len(lines)} predictions to {self.path}")

@@ -30,7 +30,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
+from monai_fair.utils.distributed import is_rank_zero
+from monai_fair.utils.io import atomic_path
 from monai_fair.utils.serialization import to_builtin
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
@@ -188,18 +189,12 @@ class TrainingResumeHandler:
     def save(self, engine: Engine) -> None:
         """Write the resume file atomically (a temporary file in the same folder, then ``os.replace``)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(self.path) as tmp:
             torch.save(self._state(engine), tmp)
-            os.replace(tmp, self.path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
 
     def _epoch_completed(self, engine: Engine) -> None:
         epoch = engine.state.epoch
-        if (epoch % self.save_interval == 0 or epoch >= (engine.state.max_epochs or 0)) and _is_rank0():
+        if (epoch % self.save_interval == 0 or epoch >= (engine.state.max_epochs or 0)) and is_rank_zero():
             self.save(engine)
 
     def _completed(self, engine: Engine) -> None:
@@ -209,7 +204,7 @@ class TrainingResumeHandler:
     def remove(self) -> None:
         """Delete the resume file (rank 0 only). For multi-stage workflows whose earlier stages keep their file
         (``remove_on_completion=False``) so that a restart skips them: call it when the whole workflow is done."""
-        if self.enabled and self.path.exists() and _is_rank0():
+        if self.enabled and self.path.exists() and is_rank_zero():
             self.path.unlink()
 
     # --- loading ------------------------------------------------------------------------------------------------
@@ -254,10 +249,3 @@ class TrainingResumeHandler:
                 self.evaluator.state.best_metric_epoch = int(best_epoch)
         self.resumed_from_epoch = int(engine.state.epoch)
         self.logger.info(f"resuming training from {self.path} at epoch {self.resumed_from_epoch}")
-
-
-def _is_rank0() -> bool:
-    """Only rank 0 writes (all ranks hold the same states under DDP); every rank loads."""
-    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or (
-        torch.distributed.get_rank() == 0
-    )

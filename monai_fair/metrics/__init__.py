@@ -1,88 +1,119 @@
 # Copyright (c) monai-fair contributors
 # Licensed under the Apache License, Version 2.0
 """Group fairness metrics: functional ``compute_*`` and cumulative ``*Metric`` classes (MONAI style), with one shared
-core for validation, NaN policy, suppression and intervals (DeLong, iid / stratified / cluster bootstrap)."""
+core for validation, NaN policy, suppression and intervals (DeLong, iid / stratified / cluster bootstrap).
+
+Layers (a module imports only from the layers below it; ``tests/metrics/test_layers.py`` checks it):
+
+1. ``figures`` (the figure registry), ``utils``, ``suppression``, ``multiplicity``, ``resampling``,
+   ``group_counts``, ``inputs`` (input normalisation), ``homogeneity`` (tests of equal group values);
+2. ``core`` (groups, suppression, intervals, result), ``delong``;
+3. ``group_classification``, ``group_segmentation``, ``calibration`` (the ``compute_*`` statistics);
+4. ``verdict`` (verdicts, detectable gaps), ``comparison`` (paired model comparison);
+5. ``cumulative``: the ``*Metric`` classes, the only module that imports MONAI (``CumulativeIterationMetric``).
+
+The names below are resolved on first use (PEP 562), so ``from monai_fair.metrics import
+compute_group_classification_metrics`` imports torch and numpy but not MONAI.
+"""
 
 from __future__ import annotations
 
-from monai_fair.metrics.calibration import (
-    CALIBRATION_FAIRNESS_METRICS,
-    CALIBRATION_GROUP_METRICS,
-    compute_group_calibration,
-)
-from monai_fair.metrics.comparison import compare_models, figure_direction
-from monai_fair.metrics.delong import DeLongAUC, auc_differences, delong_group_auc
-from monai_fair.metrics.group_classification import (
-    AUC_CI_METHODS,
-    CLASSIFICATION_FAIRNESS_METRICS,
-    CLASSIFICATION_GROUP_METRICS,
-    FAIRNESS_FORMS,
-    ClassificationEngine,
-    GroupClassificationMetric,
-    compute_group_classification_metrics,
-)
-from monai_fair.metrics.group_counts import GroupAUC, segment_auc, weighted_confusion
-from monai_fair.metrics.group_segmentation import (
-    ES_VARIANTS,
-    SEGMENTATION_FAIRNESS_METRICS,
-    SEGMENTATION_GROUP_METRICS,
-    GroupSegmentationMetric,
-    SegmentationEngine,
-    compute_group_segmentation_metrics,
-    compute_per_image_dice_iou,
-)
-from monai_fair.metrics.multiplicity import holm_adjust
-from monai_fair.metrics.resampling import BOOTSTRAP_SCHEMES, bootstrap_cell_counts, bootstrap_weights
-from monai_fair.metrics.suppression import REASON_TOO_FEW_GROUPS, REASON_UNDEFINED, suppress_groups
-from monai_fair.metrics.utils import FairnessMetricWarning, equity_scaled
-from monai_fair.metrics.verdict import (
-    DIFFERENCE_FIGURES,
-    VERDICTS,
-    detectable_gaps,
-    disparity_verdict,
-    fairness_verdicts,
-    homogeneity_test,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "AUC_CI_METHODS",
-    "BOOTSTRAP_SCHEMES",
-    "CALIBRATION_FAIRNESS_METRICS",
-    "CALIBRATION_GROUP_METRICS",
-    "CLASSIFICATION_FAIRNESS_METRICS",
-    "CLASSIFICATION_GROUP_METRICS",
-    "ClassificationEngine",
-    "DIFFERENCE_FIGURES",
-    "DeLongAUC",
-    "ES_VARIANTS",
-    "FAIRNESS_FORMS",
-    "FairnessMetricWarning",
-    "GroupAUC",
-    "GroupClassificationMetric",
-    "GroupSegmentationMetric",
-    "REASON_TOO_FEW_GROUPS",
-    "REASON_UNDEFINED",
-    "SEGMENTATION_FAIRNESS_METRICS",
-    "SEGMENTATION_GROUP_METRICS",
-    "SegmentationEngine",
-    "VERDICTS",
-    "auc_differences",
-    "bootstrap_cell_counts",
-    "bootstrap_weights",
-    "compare_models",
-    "compute_group_calibration",
-    "compute_group_classification_metrics",
-    "compute_group_segmentation_metrics",
-    "compute_per_image_dice_iou",
-    "delong_group_auc",
-    "detectable_gaps",
-    "disparity_verdict",
-    "equity_scaled",
-    "fairness_verdicts",
-    "figure_direction",
-    "holm_adjust",
-    "homogeneity_test",
-    "segment_auc",
-    "suppress_groups",
-    "weighted_confusion",
-]
+#: public name -> module of :mod:`monai_fair.metrics` that defines it
+_WHERE = {
+    "AUC_CI_METHODS": "group_classification",
+    "BOOTSTRAP_SCHEMES": "resampling",
+    "CALIBRATION_FAIRNESS_METRICS": "calibration",
+    "CALIBRATION_GROUP_METRICS": "calibration",
+    "CLASSIFICATION_FAIRNESS_METRICS": "group_classification",
+    "CLASSIFICATION_GROUP_METRICS": "group_classification",
+    "ClassificationEngine": "group_classification",
+    "DIFFERENCE_FIGURES": "verdict",
+    "DeLongAUC": "delong",
+    "ES_VARIANTS": "group_segmentation",
+    "FAIRNESS_FORMS": "group_classification",
+    "FairnessMetricWarning": "utils",
+    "GroupAUC": "group_counts",
+    "GroupClassificationMetric": "cumulative",
+    "GroupCumulativeMetric": "cumulative",
+    "GroupSegmentationMetric": "cumulative",
+    "REASON_TOO_FEW_GROUPS": "suppression",
+    "REASON_UNDEFINED": "suppression",
+    "SEGMENTATION_FAIRNESS_METRICS": "group_segmentation",
+    "SEGMENTATION_GROUP_METRICS": "group_segmentation",
+    "SegmentationEngine": "group_segmentation",
+    "VERDICTS": "verdict",
+    "auc_differences": "delong",
+    "bootstrap_cell_counts": "resampling",
+    "bootstrap_weights": "resampling",
+    "compare_models": "comparison",
+    "compute_group_calibration": "calibration",
+    "compute_group_classification_metrics": "group_classification",
+    "compute_group_segmentation_metrics": "group_segmentation",
+    "compute_per_image_dice_iou": "cumulative",
+    "delong_group_auc": "delong",
+    "detectable_gaps": "verdict",
+    "disparity_verdict": "verdict",
+    "equity_scaled": "utils",
+    "fairness_verdicts": "verdict",
+    "figure_direction": "comparison",
+    "holm_adjust": "multiplicity",
+    "homogeneity_test": "verdict",
+    "segment_auc": "group_counts",
+    "suppress_groups": "suppression",
+    "weighted_confusion": "group_counts",
+}
+__all__ = sorted(_WHERE)
+
+if TYPE_CHECKING:
+    from .calibration import CALIBRATION_FAIRNESS_METRICS, CALIBRATION_GROUP_METRICS, compute_group_calibration
+    from .comparison import compare_models, figure_direction
+    from .cumulative import (
+        GroupClassificationMetric,
+        GroupCumulativeMetric,
+        GroupSegmentationMetric,
+        compute_per_image_dice_iou,
+    )
+    from .delong import DeLongAUC, auc_differences, delong_group_auc
+    from .group_classification import (
+        AUC_CI_METHODS,
+        CLASSIFICATION_FAIRNESS_METRICS,
+        CLASSIFICATION_GROUP_METRICS,
+        ClassificationEngine,
+        FAIRNESS_FORMS,
+        compute_group_classification_metrics,
+    )
+    from .group_counts import GroupAUC, segment_auc, weighted_confusion
+    from .group_segmentation import (
+        ES_VARIANTS,
+        SEGMENTATION_FAIRNESS_METRICS,
+        SEGMENTATION_GROUP_METRICS,
+        SegmentationEngine,
+        compute_group_segmentation_metrics,
+    )
+    from .multiplicity import holm_adjust
+    from .resampling import BOOTSTRAP_SCHEMES, bootstrap_cell_counts, bootstrap_weights
+    from .suppression import REASON_TOO_FEW_GROUPS, REASON_UNDEFINED, suppress_groups
+    from .utils import FairnessMetricWarning, equity_scaled
+    from .verdict import (
+        DIFFERENCE_FIGURES,
+        VERDICTS,
+        detectable_gaps,
+        disparity_verdict,
+        fairness_verdicts,
+        homogeneity_test,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

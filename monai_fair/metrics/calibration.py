@@ -43,21 +43,22 @@ from monai_fair.metrics.core import (
     collect_replicates,
     setup_groups,
 )
-from monai_fair.metrics.group_classification import _labels, _model
+from monai_fair.metrics.figures import figure_keys
+from monai_fair.metrics.inputs import parse_labels, parse_model
 from monai_fair.metrics.resampling import bootstrap_cell_counts, bootstrap_scheme, bootstrap_weights, describe_bootstrap
 from monai_fair.metrics.utils import masked_range
 
 __all__ = ["compute_group_calibration", "CALIBRATION_GROUP_METRICS", "CALIBRATION_FAIRNESS_METRICS"]
 
-CALIBRATION_GROUP_METRICS = ("ece", "brier")
-CALIBRATION_FAIRNESS_METRICS = ("ece_gap", "brier_gap")
+CALIBRATION_GROUP_METRICS = figure_keys("classification", "group", scores=True)
+CALIBRATION_FAIRNESS_METRICS = figure_keys("classification", "fairness", scores=True, formula=False)
 _NAN = float("nan")
 
 
 def _per_sample(y_score: Any, y: Any, n_bins: int):
     """Confidence, outcome, Brier term and bin of every sample, and the NaN rows."""
-    yt, nan_y = _labels(y)
-    s_cols, y_hat, nan_s, c = _model(y_score, None, yt, 0.5, None)
+    yt, nan_y = parse_labels(y)
+    s_cols, y_hat, nan_s, c = parse_model(y_score, None, yt, 0.5, None)
     if c == 2:
         conf, out = s_cols[:, 0], (yt == 1).to(torch.float64)
         brier = (conf - out) ** 2

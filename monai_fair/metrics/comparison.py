@@ -49,9 +49,9 @@ import torch
 
 from monai_fair.metrics.core import collect_replicates, option
 from monai_fair.metrics.delong import normal_interval
+from monai_fair.metrics.figures import figure_keys, get_figure
 from monai_fair.metrics.group_classification import (
     AUC_CI_METHODS,
-    CLASSIFICATION_FAIRNESS_METRICS,
     CLASSIFICATION_GROUP_METRICS,
     prepare_classification,
 )
@@ -69,17 +69,16 @@ from monai_fair.utils.serialization import to_json_safe
 __all__ = ["compare_models", "figure_direction", "COMPARISON_TASKS"]
 
 COMPARISON_TASKS = ("classification", "segmentation")
-_LOWER_IS_BETTER = ("fpr", "eopp0", "eopp1", "eodds", "eodds_mean", "demographic_parity", "ser", "ser_iou")
-_NO_DIRECTION = ("selection_rate",)
 _AUC_DERIVED = ("auc_gap", "worst_group_auc", "es_auc")
 
 
 def figure_direction(name: str) -> str:
     """``"lower"`` (lower is better: gaps, FPR, EOpp/EOdds/DP, SER, ECE, Brier), ``"none"`` (selection rate) or
     ``"higher"`` (performance, worst-group and ES figures)."""
-    if name.endswith("_gap") or name in _LOWER_IS_BETTER or name in ("ece", "brier"):
-        return "lower"
-    return "none" if name in _NO_DIRECTION else "higher"
+    f = get_figure(name)
+    if f is not None:  # the registry (monai_fair.metrics.figures)
+        return f.direction
+    return "lower" if name.endswith("_gap") else "higher"
 
 
 def _seeds(x: Any, name: str) -> list[Any]:
@@ -116,12 +115,13 @@ def _engine(task: str, y, group, base: list, other: list, kw: dict, base_iou: An
             base + other, [None] * (len(base) + len(other)), y, group, threshold=kw["threshold"],
             num_classes=None, fairness_form="range", **common,
         )  # fmt: skip
-        return eng, cl, CLASSIFICATION_GROUP_METRICS, CLASSIFICATION_FAIRNESS_METRICS
+        return eng, cl, CLASSIFICATION_GROUP_METRICS, figure_keys("classification", "fairness")
     ious = _seeds(base_iou, "base_iou") + _seeds(other_iou, "other_iou") if base_iou is not None else None
     eng, cl = prepare_segmentation(
         base + other, ious or [None] * (len(base) + len(other)), group, es_variant="fairseg", **common
     )
     fair = tuple(f for f in SEGMENTATION_FAIRNESS_METRICS if f.count("_") < 2 or f.startswith("worst"))  # no variants
+    fair += figure_keys("segmentation", "fairness", formula=True)
     if ious is None:  # Dice only
         return eng, cl, ("dice",), tuple(f for f in fair if "iou" not in f)
     return eng, cl, SEGMENTATION_GROUP_METRICS, fair

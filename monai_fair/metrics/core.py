@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from monai.utils import look_up_option
 
+from monai_fair.metrics.homogeneity import gap_tests
 from monai_fair.metrics.suppression import nan_reasons, suppress_groups
 from monai_fair.metrics.utils import FairnessMetricWarning, group_label, percentile_ci
-from monai_fair.utils import check_group_ids
+from monai_fair.utils.validation import check_group_ids
 
 __all__ = [
     "NAN_POLICIES",
@@ -44,11 +44,14 @@ Stats = dict[str, torch.Tensor]
 
 
 def option(value: Any, options: Sequence[str], name: str) -> Any:
-    """``look_up_option`` with one error that names the argument."""
-    try:
-        return look_up_option(value, options)
-    except (ValueError, KeyError) as e:
-        raise ValueError(f"{name} must be one of {list(options)}, got {value!r}.") from e
+    """MONAI's ``look_up_option`` for string options (exact match, else a stripped match), with one error that
+    names the argument; written here so that the statistics layer does not import MONAI (its package import loads
+    every MONAI submodule, ~10 s)."""
+    if isinstance(value, str):
+        for v in (value, value.strip()):
+            if v in options:
+                return v
+    raise ValueError(f"{name} must be one of {list(options)}, got {value!r}.")
 
 
 @dataclass
@@ -182,7 +185,7 @@ def build_result(
 @dataclass
 class Intervals:
     """Intervals ``(lo, hi)`` per figure (``groups``: ``(G,)`` tensors), the method of each figure and the
-    homogeneity tests of the range-type fairness figures (:func:`~monai_fair.metrics.verdict.gap_tests`)."""
+    homogeneity tests of the range-type fairness figures (:func:`~monai_fair.metrics.homogeneity.gap_tests`)."""
 
     groups: dict[str, tuple[torch.Tensor, torch.Tensor]]
     overall: dict[str, tuple[torch.Tensor, torch.Tensor]]
@@ -197,8 +200,6 @@ def bootstrap_intervals(
 ) -> Intervals:
     """Percentile intervals of replicates ``(per_group (B, G), overall (B,), fairness (B,))``, all named ``method``,
     and the homogeneity tests of the gaps from the point values ``(G,)`` and the replicate covariance."""
-    from monai_fair.metrics.verdict import gap_tests
-
     rg, ro, rf = reps
     ci_g, ci_o, ci_f = (percentile_intervals(r, ci) for r in reps)
     tests = gap_tests(point_groups, rg, setup.reported & (setup.counts > 0), binary)

@@ -41,7 +41,9 @@ import numpy as np
 import torch
 
 from monai_fair.metrics.group_counts import _tie_blocks
+from monai_fair.metrics.inputs import auc_inputs
 from monai_fair.metrics.resampling import cluster_index
+from monai_fair.metrics.suppression import suppress_groups
 
 __all__ = ["DeLongAUC", "normal_interval", "auc_differences", "delong_group_auc"]
 
@@ -237,9 +239,6 @@ def delong_group_auc(
         ``{"overall": {"auc", "se", "ci"}, "groups": {g: {"n", "auc", "se", "ci"}}, "differences": [...]
         (:func:`auc_differences`), "ci_method", "ci_level", "suppression"}``.
     """
-    from monai_fair.metrics.group_classification import auc_inputs
-    from monai_fair.metrics.suppression import suppress_groups
-
     scores, positive, g, num_groups = auc_inputs(y_score, y, group, num_groups)
     counts = torch.bincount(g, minlength=num_groups)
     rep = suppress_groups(counts, min_group_size)

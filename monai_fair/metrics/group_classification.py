@@ -58,21 +58,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.metrics import CumulativeIterationMetric
 
 from monai_fair.metrics.core import (
     GroupSetup,
     attach_intervals,
     bootstrap_intervals,
     build_result,
-    check_reduction,
     collect_replicates,
     option,
-    reduce_result,
     setup_groups,
 )
 from monai_fair.metrics.delong import DeLongAUC, auc_differences, normal_interval
+from monai_fair.metrics.figures import figure_keys, formula_figures
 from monai_fair.metrics.group_counts import GroupAUC
+from monai_fair.metrics.homogeneity import homogeneity_test
+from monai_fair.metrics.inputs import parse_labels, parse_model
 from monai_fair.metrics.resampling import bootstrap_cell_counts, bootstrap_scheme, bootstrap_weights, describe_bootstrap
 from monai_fair.metrics.utils import (
     FairnessMetricWarning,
@@ -81,42 +81,21 @@ from monai_fair.metrics.utils import (
     masked_max,
     masked_min,
     masked_range,
-    to_flat_tensor,
 )
-from monai_fair.metrics.verdict import homogeneity_test
-from monai_fair.utils import check_group_ids
 
 __all__ = [
     "compute_group_classification_metrics",
-    "GroupClassificationMetric",
     "ClassificationEngine",
     "CLASSIFICATION_GROUP_METRICS",
     "CLASSIFICATION_FAIRNESS_METRICS",
     "FAIRNESS_FORMS",
     "AUC_CI_METHODS",
-    "auc_inputs",
 ]
 
-#: per-group (and overall) metric names, in report order
-CLASSIFICATION_GROUP_METRICS = ("accuracy", "balanced_accuracy", "auc", "f1", "tpr", "fpr", "tnr", "selection_rate")
-#: fairness metric names
-CLASSIFICATION_FAIRNESS_METRICS = (
-    "accuracy_gap",
-    "balanced_accuracy_gap",
-    "auc_gap",
-    "f1_gap",
-    "tpr_gap",
-    "fpr_gap",
-    "worst_group_accuracy",
-    "worst_group_auc",
-    "es_accuracy",
-    "es_auc",
-    "eopp0",
-    "eopp1",
-    "eodds",
-    "eodds_mean",
-    "demographic_parity",
-)
+#: per-group (and overall) metric names, in report order (the built-in figures of :mod:`monai_fair.metrics.figures`)
+CLASSIFICATION_GROUP_METRICS = figure_keys("classification", "group")
+#: fairness figure names computed here (registered figures with a formula follow them in every result)
+CLASSIFICATION_FAIRNESS_METRICS = figure_keys("classification", "fairness", formula=False)
 FAIRNESS_FORMS = ("range", "signed")
 #: ``"delong"``: DeLong CIs for AUC, parametric draws from the joint DeLong covariance for AUC-derived figures;
 #: ``"bootstrap"``: AUC recomputed on every resample (weighted rank statistic, O(B N))
@@ -204,73 +183,8 @@ def _fairness(
     out["demographic_parity"] = torch.where(
         defined.any(-1), torch.where(defined, dp_c, torch.zeros_like(dp_c)).sum(-1), torch.full_like(dp_c[..., 0], _NAN)
     )
+    out.update(formula_figures("classification", per_group, overall, mask))
     return out
-
-
-def _labels(y: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(N,)`` long labels (one-hot rows -> argmax) and the rows whose label is NaN."""
-    yt = to_flat_tensor(y, "y")
-    if yt.ndim == 2 and yt.shape[1] > 1:  # one-hot labels
-        yt = yt.argmax(1)
-    yt = yt.reshape(-1)
-    nan_rows = torch.zeros(yt.numel(), dtype=torch.bool)
-    if yt.is_floating_point():
-        nan_rows = torch.isnan(yt)
-        yt = torch.nan_to_num(yt, nan=0.0)
-        if not torch.equal(yt, yt.round()):
-            raise ValueError("`y` must hold integer class labels (or one-hot rows).")
-    return yt.long(), nan_rows
-
-
-def _model(
-    y_score: Any, y_pred: Any, yt: torch.Tensor, threshold: float, num_classes: int | None
-) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, int]:
-    """One model's score columns ``(N, A)`` (or None), predictions ``(N,)``, NaN rows and number of classes."""
-    n = yt.numel()
-    s_cols, y_hat, nan_rows = None, None, torch.zeros(n, dtype=torch.bool)
-    if y_score is not None:
-        st = to_flat_tensor(y_score, "y_score", torch.float64)
-        if st.ndim not in (1, 2):
-            raise ValueError(f"`y_score` must be (N,) or (N, C), got shape {tuple(st.shape)}.")
-        st = st.reshape(-1, 1) if st.ndim == 1 else st
-        c_score = 2 if st.shape[1] == 1 else st.shape[1]
-        if st.shape[0] != n:
-            raise ValueError(f"`y_score` has {st.shape[0]} rows but `y` has {n}.")
-        if num_classes is not None and num_classes != c_score:
-            raise ValueError(f"num_classes={num_classes} but `y_score` has {c_score} class columns.")
-        num_classes = c_score
-        nan_rows = torch.isnan(st).any(1)
-        st = torch.nan_to_num(st, nan=0.0)
-        s_cols = st[:, -1:].contiguous() if c_score == 2 else st
-        y_hat = (s_cols[:, 0] >= threshold).long() if c_score == 2 else st.argmax(1)
-    if y_pred is not None:
-        yp = to_flat_tensor(y_pred, "y_pred")
-        yp = (yp.argmax(1) if yp.ndim == 2 and yp.shape[1] > 1 else yp).reshape(-1)
-        if yp.numel() != n:
-            raise ValueError(f"`y_pred` has {yp.numel()} entries but `y` has {n}.")
-        if yp.is_floating_point():
-            nan_rows = nan_rows | torch.isnan(yp)
-            yp = torch.nan_to_num(yp, nan=0.0)
-        y_hat = yp.long()
-        if num_classes is None:
-            num_classes = max(int(yt.max()) if n else 0, int(y_hat.max()) if n else 0, 1) + 1
-    if y_hat is None:
-        raise ValueError("give `y_score` (probabilities) and/or `y_pred` (predicted labels).")
-    if n and (int(y_hat.min()) < 0 or int(y_hat.max()) >= num_classes):
-        raise ValueError(f"`y_pred` labels must be in [0, {num_classes}).")
-    return s_cols, y_hat, nan_rows, int(num_classes)
-
-
-def auc_inputs(y_score: Any, y: Any, group: Any, num_groups: int | None):
-    """``scores (N, A)``, ``positive (N, A)``, group ids and ``G`` for AUC functions (NaN-free inputs required)."""
-    yt, nan_y = _labels(y)
-    s_cols, _, nan_s, c = _model(y_score, None, yt, 0.5, None)
-    if bool((nan_y | nan_s).any()):
-        raise ValueError("`y_score`/`y` contain NaN; drop those samples first.")
-    g = check_group_ids(group, num_groups, num_samples=yt.numel())
-    num_groups = num_groups if num_groups is not None else max(int(g.max()) + 1 if g.numel() else 1, 1)
-    positive = (yt == 1)[:, None] if c == 2 else yt[:, None] == torch.arange(c)[None, :]
-    return s_cols, positive, g, num_groups
 
 
 class ClassificationEngine:
@@ -442,8 +356,8 @@ def prepare_classification(
     Samples where any model's score or the label is NaN follow ``nan_policy`` (shared by the models, so they stay
     on the same cases). Returns the engine and the cluster ids of the kept samples."""
     form = option(fairness_form, FAIRNESS_FORMS, "fairness_form")
-    yt, nan_rows = _labels(y)
-    models = [_model(s, p, yt, threshold, num_classes) for s, p in zip(y_scores, y_preds)]
+    yt, nan_rows = parse_labels(y)
+    models = [parse_model(s, p, yt, threshold, num_classes) for s, p in zip(y_scores, y_preds)]
     c = models[0][3]
     if any(m[3] != c for m in models):
         raise ValueError(f"the models disagree on the number of classes: {[m[3] for m in models]}.")
@@ -574,102 +488,8 @@ def compute_group_classification_metrics(
         cluster=cluster,
     )
     pg, ov, fair = eng.point()
-    result = build_result(eng.setup, eng.y.numel(), (pg, ov, fair), CLASSIFICATION_FAIRNESS_METRICS)
+    result = build_result(eng.setup, eng.y.numel(), (pg, ov, fair), figure_keys("classification", "fairness"))
     result["fairness_form"] = eng.form
     if n_bootstrap > 0 and eng.y.numel() > 0:
         _intervals(result, eng, pg, int(n_bootstrap), ci, seed, stratified_bootstrap, cluster, auc_ci)
     return result
-
-
-def _stack_batch(x: Any, name: str) -> torch.Tensor:
-    """A batch-first tensor from a batch tensor or a MONAI decollated list of channel-first items."""
-
-    def _one(v: Any) -> torch.Tensor:
-        if isinstance(v, torch.Tensor):  # keep the device: NCCL gathers device tensors
-            v = v.detach()
-            return v.as_tensor() if hasattr(v, "as_tensor") else v
-        return to_flat_tensor(v, name)
-
-    if isinstance(x, (list, tuple)):
-        items = [_one(v) for v in x]
-        if not items:
-            return torch.zeros(0)
-        return torch.stack([i.reshape(-1) if i.ndim <= 1 else i for i in items])
-    return _one(x)
-
-
-class GroupClassificationMetric(CumulativeIterationMetric):
-    """Cumulative group fairness metric for classification (see :func:`compute_group_classification_metrics`).
-
-    Call as ``metric(y_pred, y, group=group)`` (or with ``cluster=patient_ids`` for the cluster bootstrap) once per
-    iteration; ``aggregate()`` computes the metrics on everything buffered. ``y_pred`` must be **probabilities**
-    (apply ``Activations(softmax=True)`` or ``sigmoid=True`` in postprocessing): ``(B,)``/``(B, 1)`` positive-class
-    probability or ``(B, C)`` class probabilities; one-hot predictions (``AsDiscrete(argmax=True, to_onehot=C)``)
-    also work but then AUC is computed from hard labels. ``y`` is ``(B,)``/``(B, 1)`` class ids or ``(B, C)``
-    one-hot. Batch tensors and MONAI decollated lists of per-sample tensors are both accepted. Scores, labels,
-    groups (and numeric cluster ids) are kept in the cumulative buffers, so ``get_buffer()`` gathers them across
-    DDP ranks before aggregation.
-
-    Args:
-        num_groups: number of groups ``K`` (default: inferred from the data).
-        threshold: decision threshold for binary tasks.
-        reduction: ``None``/``"none"`` returns the full result dict; a fairness key (e.g. ``"worst_group_auc"``,
-            ``"es_auc"``, ``"auc_gap"``, ``"eodds"``) or ``"overall_<metric>"`` returns that value as a scalar
-            tensor (for an Ignite key metric).
-        kwargs: further arguments of :func:`compute_group_classification_metrics` (``group_names``,
-            ``min_group_size``, ``fairness_form``, ``nan_policy``, ``n_bootstrap``, ...).
-    """
-
-    def __init__(
-        self,
-        num_groups: int | None = None,
-        threshold: float = 0.5,
-        reduction: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__()
-        self.num_groups = num_groups
-        self.threshold = threshold
-        self.reduction = check_reduction(reduction, CLASSIFICATION_GROUP_METRICS, CLASSIFICATION_FAIRNESS_METRICS)
-        self.kwargs = kwargs
-
-    def __call__(self, y_pred: Any, y: Any = None, group: Any = None, cluster: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
-        if y is None or group is None:
-            raise ValueError("GroupClassificationMetric needs y_pred, y and group=...")
-        ret = self._compute_tensor(_stack_batch(y_pred, "y_pred"), _stack_batch(y, "y"), group=group, cluster=cluster)
-        self.extend(*ret)
-        return ret
-
-    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None, **kwargs: Any) -> Any:
-        group, cluster = kwargs.get("group"), kwargs.get("cluster")
-        if y is None or group is None:
-            raise ValueError("GroupClassificationMetric needs y_pred, y and group=...")
-        score = y_pred.to(torch.float64)
-        g = _stack_batch(group, "group").reshape(-1).to(device=score.device, dtype=torch.float64)
-        score = score.reshape(score.shape[0], -1) if score.ndim > 1 else score.reshape(-1, 1)
-        lab = y.to(device=score.device, dtype=torch.float64)
-        lab = lab.reshape(lab.shape[0], -1) if lab.ndim > 1 else lab.reshape(-1, 1)
-        if lab.shape[1] > 1:
-            lab = lab.argmax(1, keepdim=True).to(torch.float64)
-        if not (score.shape[0] == lab.shape[0] == g.shape[0]):
-            raise ValueError(f"batch sizes differ: y_pred {score.shape[0]}, y {lab.shape[0]}, group {g.shape[0]}.")
-        if cluster is None:
-            return score, lab, g[:, None]
-        cl = _stack_batch(cluster, "cluster").reshape(-1, 1).to(device=score.device, dtype=torch.float64)
-        if cl.shape[0] != g.shape[0]:
-            raise ValueError(f"batch sizes differ: cluster {cl.shape[0]}, group {g.shape[0]}.")
-        return score, lab, g[:, None], cl
-
-    def aggregate(self) -> Any:  # type: ignore[override]
-        buf = self.get_buffer()
-        if buf is None:
-            raise ValueError("GroupClassificationMetric has no data: call it on at least one batch first.")
-        score, lab, g = buf[:3]
-        kwargs = dict(self.kwargs)
-        if len(buf) == 4:
-            kwargs["cluster"] = buf[3][:, 0]
-        y_score = score[:, 0] if score.shape[1] == 1 else score
-        res = compute_group_classification_metrics(
-            y_score, lab[:, 0], g[:, 0], self.num_groups, self.threshold, **kwargs
-        )
-        return reduce_result(res, self.reduction)

@@ -14,20 +14,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.metrics import CumulativeIterationMetric, compute_dice, compute_iou
-from monai.networks.utils import one_hot
 
 from monai_fair.metrics.core import (
     GroupSetup,
     attach_intervals,
     bootstrap_intervals,
     build_result,
-    check_reduction,
     collect_replicates,
     option,
-    reduce_result,
     setup_groups,
 )
+from monai_fair.metrics.figures import figure_keys, formula_figures
 from monai_fair.metrics.resampling import bootstrap_scheme, bootstrap_weights, describe_bootstrap
 from monai_fair.metrics.utils import (
     FairnessMetricWarning,
@@ -40,71 +37,18 @@ from monai_fair.metrics.utils import (
 
 __all__ = [
     "compute_group_segmentation_metrics",
-    "compute_per_image_dice_iou",
-    "GroupSegmentationMetric",
     "SEGMENTATION_GROUP_METRICS",
     "SEGMENTATION_FAIRNESS_METRICS",
     "ES_VARIANTS",
 ]
 
-SEGMENTATION_GROUP_METRICS = ("dice", "iou")
+#: per-group metric names (the built-in figures of :mod:`monai_fair.metrics.figures`)
+SEGMENTATION_GROUP_METRICS = figure_keys("segmentation", "group")
 #: the three published "ES" forms (see :func:`compute_group_segmentation_metrics`)
 ES_VARIANTS = ("fairseg", "fairseg_std", "fairmedfm")
-SEGMENTATION_FAIRNESS_METRICS = (
-    "dice_gap",
-    "iou_gap",
-    "worst_group_dice",
-    "worst_group_iou",
-    "es_dice",
-    "es_iou",
-    "ser",
-    "ser_iou",
-    *(f"es_{m}_{v}" for m in ("dice", "iou") for v in ES_VARIANTS),
-)
+#: fairness figure names computed here (registered figures with a formula follow them in every result)
+SEGMENTATION_FAIRNESS_METRICS = figure_keys("segmentation", "fairness", formula=False)
 _NAN = float("nan")
-
-
-def _on_device(x: Any, name: str) -> torch.Tensor:
-    if isinstance(x, torch.Tensor):
-        x = x.detach()
-        return x.as_tensor() if hasattr(x, "as_tensor") else x
-    return to_flat_tensor(x, name)
-
-
-def compute_per_image_dice_iou(
-    y_pred: Any, y: Any, include_background: bool = False, ignore_empty: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image Dice and IoU (mean over the foreground channels) with MONAI's ``compute_dice``/``compute_iou``.
-
-    Args:
-        y_pred: ``(B, C, spatial...)`` binarised one-hot prediction. Probabilities are binarised here
-            (argmax for ``C > 1``, ``>= 0.5`` for ``C = 1``).
-        y: ``(B, C, spatial...)`` one-hot ground truth, or ``(B, 1, spatial...)`` label map (one-hot encoded
-            to ``C`` channels here).
-        include_background: keep channel 0 (always kept when ``C = 1``).
-        ignore_empty: MONAI's flag; with ``False`` (default) an empty ground truth scores 1 if the prediction is
-            empty too, else 0, so no NaN arises.
-
-    Returns:
-        ``dice (B,)`` and ``iou (B,)`` as float64.
-    """
-    p = _on_device(y_pred, "y_pred").float()  # masks stay on their device; only the scores move to the CPU
-    t = _on_device(y, "y").float().to(p.device)
-    if p.ndim < 3:
-        raise ValueError(f"y_pred must be (B, C, spatial...), got shape {tuple(p.shape)}.")
-    c = p.shape[1]
-    if not bool(((p == 0) | (p == 1)).all()):
-        p = one_hot(p.argmax(1, keepdim=True), c, dim=1) if c > 1 else (p >= 0.5).float()
-    if t.shape[1] == 1 and c > 1:
-        t = one_hot(t.long(), c, dim=1)
-    if t.shape != p.shape:
-        raise ValueError(f"y_pred {tuple(p.shape)} and y {tuple(t.shape)} have different shapes.")
-    inc = include_background or c == 1
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        d = compute_dice(p, t, include_background=inc, ignore_empty=ignore_empty)
-        i = compute_iou(p, t, include_background=inc, ignore_empty=ignore_empty)
-    return torch.nanmean(d.double(), 1).cpu(), torch.nanmean(i.double(), 1).cpu()
 
 
 def _std(v: torch.Tensor, mask: torch.Tensor, ddof: int):
@@ -138,6 +82,7 @@ def _seg_fairness(
         err_min = 1.0 - masked_max(v, mask)
         ok = (err_min > 0) & two
         out["ser" if m == "dice" else "ser_iou"] = torch.where(ok, err_max / err_min.clamp_min(1e-300), nan)
+    out.update(formula_figures("segmentation", means, overall, mask))
     return out
 
 
@@ -271,7 +216,7 @@ def compute_group_segmentation_metrics(
         cluster=cluster,
     )
     pg, ov, fair = eng.point()
-    res = build_result(eng.setup, eng.g.numel(), (pg, ov, fair), SEGMENTATION_FAIRNESS_METRICS)
+    res = build_result(eng.setup, eng.g.numel(), (pg, ov, fair), figure_keys("segmentation", "fairness"))
     best = [v for k, v in res["groups"].items() if v["n"] > 0]
     if res["fairness_nan_reason"].get("ser") and len(best) >= 2 and all(v["dice"] == v["dice"] for v in best):
         warnings.warn("SER is undefined (NaN): the best group has a perfect Dice.", FairnessMetricWarning, stacklevel=2)
@@ -282,76 +227,3 @@ def compute_group_segmentation_metrics(
         iv = bootstrap_intervals(reps, {m: v[0, 0] for m, v in pg.items()}, eng.setup, ci, method, False)
         attach_intervals(res, iv, ci)
     return res
-
-
-class GroupSegmentationMetric(CumulativeIterationMetric):
-    """Cumulative group fairness metric for segmentation (see :func:`compute_group_segmentation_metrics`).
-
-    Call as ``metric(y_pred, y, group=group)``: each iteration computes per-image Dice and IoU with
-    :func:`compute_per_image_dice_iou` (``y_pred`` binarised one-hot, e.g. after ``AsDiscrete(argmax=True,
-    to_onehot=C)``; probabilities are binarised) and buffers only ``(dice, iou, group)`` per image, never masks;
-    ``get_buffer()`` gathers them across DDP ranks. Batch tensors and MONAI decollated lists are accepted.
-
-    Args:
-        num_groups: number of groups (default: inferred).
-        include_background: passed to the per-image Dice/IoU.
-        reduction: ``None``/``"none"`` for the full result dict, or one fairness key (``"worst_group_dice"``,
-            ``"es_dice"``, ``"dice_gap"``, ``"ser"``, ...) or ``"overall_dice"``/``"overall_iou"`` for a scalar.
-        kwargs: further arguments of :func:`compute_group_segmentation_metrics`.
-    """
-
-    def __init__(
-        self,
-        num_groups: int | None = None,
-        include_background: bool = False,
-        reduction: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__()
-        self.num_groups = num_groups
-        self.include_background = include_background
-        self.reduction = check_reduction(reduction, SEGMENTATION_GROUP_METRICS, SEGMENTATION_FAIRNESS_METRICS)
-        self.kwargs = kwargs
-
-    def __call__(self, y_pred: Any, y: Any = None, group: Any = None, cluster: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
-        if y is None or group is None:
-            raise ValueError("GroupSegmentationMetric needs y_pred, y and group=...")
-        if isinstance(y_pred, (list, tuple)):
-            y_pred = torch.stack([_on_device(v, "y_pred") for v in y_pred])
-        if isinstance(y, (list, tuple)):
-            y = torch.stack([_on_device(v, "y") for v in y])
-        ret = self._compute_tensor(_on_device(y_pred, "y_pred"), _on_device(y, "y"), group=group, cluster=cluster)
-        self.extend(*ret)
-        return ret
-
-    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None, **kwargs: Any) -> Any:
-        group, cluster = kwargs.get("group"), kwargs.get("cluster")
-        if y is None or group is None:
-            raise ValueError("GroupSegmentationMetric needs y_pred, y and group=...")
-        if isinstance(group, (list, tuple)):
-            group = torch.stack([to_flat_tensor(v, "group").reshape(-1) for v in group])
-        g = to_flat_tensor(group, "group").reshape(-1).to(torch.float64)
-        d, i = compute_per_image_dice_iou(y_pred, y, include_background=self.include_background)
-        if g.numel() != d.numel():
-            raise ValueError(f"batch sizes differ: y_pred {d.numel()}, group {g.numel()}.")
-        dev = y_pred.device  # buffers on the input device, as NCCL gathers device tensors
-        out = (d[:, None].to(dev), i[:, None].to(dev), g[:, None].to(dev))
-        if cluster is None:
-            return out
-        if isinstance(cluster, (list, tuple)):
-            cluster = torch.stack([to_flat_tensor(v, "cluster").reshape(-1) for v in cluster])
-        cl = to_flat_tensor(cluster, "cluster").reshape(-1, 1).to(device=dev, dtype=torch.float64)
-        if cl.shape[0] != g.numel():
-            raise ValueError(f"batch sizes differ: cluster {cl.shape[0]}, group {g.numel()}.")
-        return (*out, cl)
-
-    def aggregate(self) -> Any:  # type: ignore[override]
-        buf = self.get_buffer()
-        if buf is None:
-            raise ValueError("GroupSegmentationMetric has no data: call it on at least one batch first.")
-        d, i, g = buf[:3]
-        kwargs = dict(self.kwargs)
-        if len(buf) == 4:
-            kwargs["cluster"] = buf[3][:, 0]
-        res = compute_group_segmentation_metrics(d[:, 0], i[:, 0], g[:, 0], self.num_groups, **kwargs)
-        return reduce_result(res, self.reduction)

@@ -35,9 +35,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from monai_fair.metrics.figures import is_difference
 from monai_fair.metrics.group_counts import segment_auc
+from monai_fair.metrics.homogeneity import bootstrap_homogeneity, gap_tests, homogeneity_test, normal_quantile
+from monai_fair.metrics.inputs import parse_labels, parse_model
 from monai_fair.metrics.suppression import suppress_groups
-from monai_fair.utils import check_group_ids
+from monai_fair.utils.validation import check_group_ids
 
 __all__ = [
     "VERDICTS",
@@ -54,65 +57,6 @@ VERDICTS = ("disparity", "no disparity shown", "insufficient evidence")
 #: fairness figures that are differences (a verdict applies); others (worst group, ES, SER) are not
 DIFFERENCE_FIGURES = ("eopp0", "eopp1", "eodds", "eodds_mean", "demographic_parity")
 _NAN = float("nan")
-
-
-def _z(q: float) -> float:
-    return math.sqrt(2.0) * float(torch.special.erfinv(torch.tensor(2.0 * q - 1.0, dtype=torch.float64)))
-
-
-def homogeneity_test(values: torch.Tensor, cov: torch.Tensor) -> tuple[float, int]:
-    """Wald chi-square test that all ``K`` entries of ``values`` are equal, given their covariance ``(K, K)``.
-
-    NaN entries (undefined groups) are left out. Returns the p-value and the degrees of freedom ``K - 1`` (NaN and
-    0 with fewer than two entries or a zero covariance)."""
-    ok = ~torch.isnan(values) & ~torch.isnan(torch.diagonal(cov))
-    v, s = values[ok], cov[ok][:, ok]
-    k = v.numel()
-    if k < 2:
-        return _NAN, 0
-    lmat = torch.cat([-torch.ones(k - 1, 1, dtype=torch.float64), torch.eye(k - 1, dtype=torch.float64)], 1)
-    d, sd = lmat @ v, lmat @ s @ lmat.t()
-    if not bool((torch.diagonal(sd) > 0).all()):
-        return (_NAN if bool((d == 0).all()) else 0.0), k - 1
-    stat = float(d @ torch.linalg.solve(sd, d))
-    half = torch.tensor([(k - 1) / 2.0, stat / 2.0], dtype=torch.float64)
-    return float(torch.special.gammaincc(half[0], half[1])), k - 1
-
-
-def bootstrap_homogeneity(point: torch.Tensor, reps: torch.Tensor, mask: torch.Tensor) -> float:
-    """:func:`homogeneity_test` of the groups in ``mask`` with the covariance of bootstrap replicates ``(B, G)``."""
-    r = reps[:, mask]
-    keep = ~torch.isnan(r).any(1)
-    r = r[keep]
-    if r.shape[0] < 3:
-        return _NAN
-    cov = torch.cov(r.t()).reshape(r.shape[1], r.shape[1])
-    return homogeneity_test(point[mask], cov)[0]
-
-
-#: per-group metric whose homogeneity test decides a binary fairness figure that is not named ``<metric>_gap``
-_FIGURE_METRIC = {"eopp1": "tpr", "eopp0": "tnr", "demographic_parity": "selection_rate", "eodds_mean": "eodds_c"}
-
-
-def gap_tests(point: dict[str, torch.Tensor], reps: dict[str, torch.Tensor], mask: torch.Tensor, binary: bool):
-    """Homogeneity p-value of every range-type fairness figure from per-group values ``(G,)`` and bootstrap
-    replicates ``(B, G)``: ``<m>_gap`` tests metric ``m``; for binary tasks ``eopp1``/``eopp0``/DP/``eodds_mean``
-    test TPR/TNR/selection rate/(TPR+FPR)/2, and ``eodds`` is Bonferroni over TPR and FPR (``2 min(p_TPR, p_FPR)``).
-
-    A test without a p-value (e.g. every group has the same FPR on every resample: zero variance) cannot reject;
-    it counts as ``p = 1`` in the Bonferroni minimum, so a significant TPR gap still decides ``eodds``. ``eodds`` has
-    no p-value only when neither test has one.
-    """
-    pt, rp = dict(point), dict(reps)
-    if binary and "tpr" in pt and "fpr" in pt:
-        pt["eodds_c"], rp["eodds_c"] = 0.5 * (pt["tpr"] + pt["fpr"]), 0.5 * (rp["tpr"] + rp["fpr"])
-    p = {m: bootstrap_homogeneity(pt[m], rp[m], mask) for m in pt}
-    out = {f"{m}_gap": v for m, v in p.items() if m != "eodds_c"}
-    if binary and "tpr" in p:
-        out.update({f: p[m] for f, m in _FIGURE_METRIC.items() if m in p})
-        defined = [v for v in (p["tpr"], p.get("fpr", _NAN)) if v == v]
-        out["eodds"] = min(1.0, 2 * min(defined)) if defined else _NAN
-    return out
 
 
 def disparity_verdict(estimate: float, ci: Any, tol: float, p_value: float | None = None, alpha: float = 0.05) -> str:
@@ -146,7 +90,7 @@ def fairness_verdicts(result: dict[str, Any], tol: float | dict[str, float], alp
     "p_value", "alpha"}}``."""
     out = {}
     for name, ci in result.get("fairness_ci", {}).items():
-        if not (name.endswith("_gap") or name in DIFFERENCE_FIGURES):
+        if not is_difference(name):
             continue
         t = tol.get(name, _NAN) if isinstance(tol, dict) else float(tol)
         if t != t:
@@ -198,14 +142,12 @@ def _classification_inputs(y: Any, y_score: Any, y_pred: Any, threshold: float, 
     Parsed as in :func:`~monai_fair.metrics.compute_group_classification_metrics` (one-hot labels, ``(N,)`` or
     ``(N, C)`` scores, thresholded or arg-max predictions unless ``y_pred`` is given); rows with a NaN input are
     marked by a label of -1."""
-    from monai_fair.metrics.group_classification import _labels, _model
-
     if y is None:
         raise ValueError("detectable_gaps needs `dice` (segmentation) or `y` with `y_score` or `y_pred`.")
-    yt, nan_y = _labels(y)
+    yt, nan_y = parse_labels(y)
     if yt.numel() != n:
         raise ValueError(f"`y` has {yt.numel()} labels but `group` has {n} entries.")
-    s_cols, y_hat, nan_s, c = _model(y_score, y_pred, yt, threshold, None)
+    s_cols, y_hat, nan_s, c = parse_model(y_score, y_pred, yt, threshold, None)
     bad = (nan_y | nan_s).numpy()
     yv, yh = yt.numpy().copy(), y_hat.numpy()
     yv[bad] = -1
@@ -247,7 +189,7 @@ def detectable_gaps(
     if rep.numel() < 2:
         return out
     a, b = rep[torch.argsort(counts[rep], stable=True)[:2]].tolist()
-    zz = _z(1 - alpha / 2) + _z(power)
+    zz = normal_quantile(1 - alpha / 2) + normal_quantile(power)
     if dice is not None:
         d = np.asarray(dice, dtype=np.float64).reshape(-1)
         sel = [np.flatnonzero((g.numpy() == k) & ~np.isnan(d)) for k in (a, b)]

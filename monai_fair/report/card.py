@@ -12,13 +12,13 @@ bundle's ``configs/metadata.json`` (opt-in: it changes a file of the bundle).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from monai_fair.metrics.figures import headline_figures
 from monai_fair.report.glossary import describe
-from monai_fair.report.writer import CLS_HEADLINE, SEG_HEADLINE
+from monai_fair.utils.io import atomic_write_text
 
 __all__ = [
     "build_fairness_card",
@@ -66,7 +66,7 @@ def build_fairness_card(
         data: what the data is (e.g. ``{"source": "datalist.json"}``); the split and attribute come from the report.
     """
     task = report["task"]
-    headline = CLS_HEADLINE if task == "classification" else SEG_HEADLINE
+    headline = headline_figures(task)
     overall_keys = _CLS_OVERALL if task == "classification" else _SEG_OVERALL
     ov = report["overall"]
     ci_o = ov.get("ci") or {}
@@ -156,12 +156,6 @@ def _groups(card: Mapping[str, Any]) -> str:
     return ", ".join(f"{k} (n={v})" for k, v in g.items()) if g else "none shown"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def record_in_metadata(card: Mapping[str, Any], metadata_file: str | Path) -> Path:
     """Write the card's headline figures under the ``fairness`` key of a bundle's ``metadata.json`` (atomic)."""
     f = Path(metadata_file)
@@ -181,7 +175,7 @@ def record_in_metadata(card: Mapping[str, Any], metadata_file: str | Path) -> Pa
         },
         "min_group_size": (card.get("suppression") or {}).get("min_group_size"),
     }
-    _atomic_write(f, json.dumps(meta, indent=4) + "\n")
+    atomic_write_text(f, json.dumps(meta, indent=4) + "\n")
     return f
 
 

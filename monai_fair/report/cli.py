@@ -25,68 +25,113 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["add_compare_parser", "add_report_parser", "run_compare", "run_report", "DEFAULT_TOLERANCE"]
+from monai_fair.utils.cli import CliOption, add_argument_group, option_values
+
+if TYPE_CHECKING:
+    from monai_fair.report.inputs import ReportInputs, ReportOptions
+
+__all__ = [
+    "add_compare_parser",
+    "add_report_parser",
+    "run_compare",
+    "run_report",
+    "table_read_options",
+    "DEFAULT_TOLERANCE",
+    "STATISTICS_OPTIONS",
+    "TABLE_OPTIONS",
+]
 
 #: default tolerance of the verdicts: gaps up to 0.05 (5 percentage points of a rate, 0.05 AUC) are "no disparity"
 DEFAULT_TOLERANCE = 0.05
 
 
-def add_common_statistics_args(p: argparse.ArgumentParser, tolerance: bool = True) -> None:
-    """Arguments shared by ``report`` and ``compare``: bootstrap, CI level, suppression (and the tolerance)."""
-    p.add_argument("--min-group-size", type=int, default=10, help="groups with fewer cases are suppressed (10)")
-    p.add_argument("--n-bootstrap", type=int, default=1000, help="bootstrap replicates of the intervals (1000)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (0)")
-    p.add_argument("--ci", type=float, default=0.95, help="confidence level of the intervals (0.95)")
-    p.add_argument("--stratified-bootstrap", action="store_true", help="resample within each group (sizes fixed)")
-    if tolerance:
-        p.add_argument(
-            "--tolerance",
-            type=float,
-            default=DEFAULT_TOLERANCE,
-            help=f"largest gap that counts as negligible, in the figure's units ({DEFAULT_TOLERANCE})",
-        )
+_O = CliOption
+#: statistics options of ``report``, ``compare`` and ``trial`` (keywords of :class:`monai_fair.report.ReportOptions`)
+STATISTICS_OPTIONS = (
+    _O(("--min-group-size",), {"type": int, "default": 10, "help": "groups with fewer cases are suppressed (10)"}),
+    _O(("--n-bootstrap",), {"type": int, "default": 1000, "help": "bootstrap replicates of the intervals (1000)"}),
+    _O(("--seed",), {"type": int, "default": 0, "help": "bootstrap seed (0)"}),
+    _O(("--ci",), {"type": float, "default": 0.95, "help": "confidence level of the intervals (0.95)"}),
+    _O(
+        ("--stratified-bootstrap",),
+        {"action": "store_true", "help": "resample within each group (sizes fixed)"},
+    ),
+    _O(
+        ("--tolerance",),
+        {
+            "type": float,
+            "default": DEFAULT_TOLERANCE,
+            "help": f"largest gap that counts as negligible, in the figure's units ({DEFAULT_TOLERANCE})",
+        },
+    ),
+    _O(
+        ("--alpha",),
+        {"type": float, "default": 0.05, "help": "significance level of the tests behind the verdicts (0.05)"},
+    ),
+)
+#: column and value options of a classification predictions CSV (keywords of ``read_prediction_table``)
+TABLE_OPTIONS = (
+    _O(("--label-col",), {"default": None, "help": "true label column (default: label)"}),
+    _O(
+        ("--score-col",),
+        {
+            "nargs": "+",
+            "default": None,
+            "help": "positive-class probability column, or one per class (default: the prob_<class> columns, or score)",
+        },
+        kwarg="score_cols",
+    ),
+    _O(
+        ("--pred-col",),
+        {
+            "default": None,
+            "help": "predicted-label column; by default the scores are thresholded at --threshold (binary) or argmax",
+        },
+    ),
+    _O(("--threshold",), {"type": float, "default": None, "help": "binary decision threshold on the score (0.5)"}),
+    _O(("--group-col",), {"default": None, "help": "group column: names or ids 0..K-1 (default: group)"}),
+    _O(("--group-names",), {"default": None, "help": "comma-separated names of group ids 0..K-1"}),
+    _O(
+        ("--group-alias",),
+        {
+            "action": "append",
+            "default": None,
+            "metavar": "VALUE=NAME",
+            "help": "merge group spellings, e.g. --group-alias male=M (case and spaces are ignored anyway); repeatable",
+        },
+        kwarg="group_aliases",
+    ),
+    _O(("--positive-label",), {"default": None, "help": "the positive class of string labels (binary)"}),
+    _O(("--id-col",), {"default": None, "help": "case id column (default: case_id/id; 'none' for no ids)"}),
+    _O(
+        ("--cluster-col",),
+        {
+            "default": None,
+            "help": "patient (cluster) column for the cluster bootstrap (default: patient_id if present; 'none': off)",
+        },
+    ),
+    _O(
+        ("--nan-policy",),
+        {
+            "choices": ["omit", "error"],
+            "default": "omit",
+            "help": "a row with an empty/NaN value in a used column: drop and count it (omit), or stop naming it",
+        },
+    ),
+)
 
 
-def add_table_args(p: argparse.ArgumentParser, pred: bool = True) -> None:
-    """Column and value options of a classification predictions CSV (shared by ``report`` and ``compare``)."""
-    p.add_argument("--label-col", default=None, help="true label column (default: label)")
-    p.add_argument(
-        "--score-col",
-        nargs="+",
-        default=None,
-        help="positive-class probability column, or one per class (default: the prob_<class> columns, or score)",
-    )
-    if pred:
-        p.add_argument(
-            "--pred-col",
-            default=None,
-            help="predicted-label column; by default the scores are thresholded at --threshold (binary) or argmax",
-        )
-    p.add_argument("--threshold", type=float, default=None, help="binary decision threshold on the score (0.5)")
-    p.add_argument("--group-col", default=None, help="group column: names or ids 0..K-1 (default: group)")
-    p.add_argument("--group-names", default=None, help="comma-separated names of group ids 0..K-1")
-    p.add_argument(
-        "--group-alias",
-        action="append",
-        default=None,
-        metavar="VALUE=NAME",
-        help="merge group spellings, e.g. --group-alias male=M (case and spaces are ignored anyway); repeatable",
-    )
-    p.add_argument("--positive-label", default=None, help="the positive class of string labels (binary)")
-    p.add_argument("--id-col", default=None, help="case id column (default: case_id/id; 'none' for no ids)")
-    p.add_argument(
-        "--cluster-col",
-        default=None,
-        help="patient (cluster) column for the cluster bootstrap (default: patient_id if present; 'none': off)",
-    )
-    p.add_argument(
-        "--nan-policy",
-        choices=["omit", "error"],
-        default="omit",
-        help="a row with an empty/NaN value in a used column: drop and count it (omit), or stop naming it",
-    )
+def table_read_options(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Keywords of ``read_prediction_table`` from the parsed :data:`TABLE_OPTIONS` (group names and aliases
+    parsed)."""
+    from monai_fair.report.predictions import parse_group_aliases
+
+    read = option_values(args, TABLE_OPTIONS, skip=skip)
+    read["group_aliases"] = parse_group_aliases(read["group_aliases"])
+    read["group_names"] = [n.strip() for n in read["group_names"].split(",")] if read["group_names"] else None
+    return read
 
 
 def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -104,8 +149,8 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="default: segmentation when the CSV has a dice column, else classification",
     )
-    add_table_args(p)
-    add_common_statistics_args(p)
+    add_argument_group(p, "table columns and values", TABLE_OPTIONS)
+    add_argument_group(p, "statistics", STATISTICS_OPTIONS)
     p.add_argument("--attribute", default=None, help="name of the attribute the groups come from (plot titles)")
     p.add_argument("--split", default=None, help="name of the evaluated split (plot titles; default: the file name)")
     p.add_argument(
@@ -152,112 +197,52 @@ def _detect_task(path: Path) -> str:
     return "segmentation" if "dice" in header and not any(h.startswith("prob_") for h in header) else "classification"
 
 
-def _report_options(args: argparse.Namespace, path: Path) -> dict[str, Any]:
-    """Statistics and output options of ``report`` shared by both tasks (checked: a one-line error if out of range)."""
+def _report_options(args: argparse.Namespace, path: Path) -> ReportOptions:
+    """Statistics options of ``report`` shared by both tasks (checked: a one-line error if out of range)."""
+    from monai_fair.report.inputs import ReportOptions
     from monai_fair.report.predictions import ReportInputError
 
-    common: dict[str, Any] = {
-        "min_group_size": args.min_group_size,
-        "n_bootstrap": args.n_bootstrap,
-        "seed": args.seed,
-        "ci": args.ci,
-        "tolerance": args.tolerance,
-        "plots": not args.no_plots,
-        "stratified_bootstrap": args.stratified_bootstrap,
-        "split": args.split or path.stem,
-    }
     if args.n_bootstrap < 0 or not 0 < args.ci < 1 or args.tolerance < 0 or args.min_group_size < 1:
         raise ReportInputError("--n-bootstrap >= 0, 0 < --ci < 1, --tolerance >= 0 and --min-group-size >= 1.")
-    return common
+    if not 0 < args.alpha < 1:
+        raise ReportInputError(f"--alpha must be in (0, 1), got {args.alpha}.")
+    return ReportOptions.from_mapping({**option_values(args, STATISTICS_OPTIONS), "split": args.split or path.stem})
 
 
-def _classification_report(
-    args: argparse.Namespace, path: Path, groups: dict[str, Any], common: dict[str, Any]
-) -> dict[str, Any]:
-    """Read a classification predictions CSV and write its fairness report; returns the report."""
-    from monai_fair.report.predictions import read_prediction_table
-    from monai_fair.report.writer import write_fairness_report
+def _read_inputs(args: argparse.Namespace, path: Path, task: str) -> tuple[ReportInputs, str | None]:
+    """The report's inputs from the CSV (a classification table, or segmentation masks/scores) and the name of
+    the group column."""
+    read = table_read_options(args)
+    if task == "classification":
+        from monai_fair.report.predictions import read_prediction_table
 
-    t = read_prediction_table(
-        path,
-        label_col=args.label_col,
-        score_cols=args.score_col,
-        pred_col=args.pred_col,
-        group_col=args.group_col,
-        id_col=args.id_col,
-        cluster_col=args.cluster_col,
-        positive_label=args.positive_label,
-        threshold=args.threshold,
-        nan_policy=args.nan_policy,
-        **groups,
-    )
-    return write_fairness_report(
-        args.out,
-        "classification",
-        t.y,
-        t.group,
-        t.group_names,
-        y_score=t.y_score,
-        y_pred=t.y_pred if "pred" in t.columns else None,
-        threshold=t.threshold if t.threshold is not None else 0.5,
-        threshold_source=t.threshold_source,
-        cluster=t.cluster,
-        attribute=args.attribute or t.columns.get("group"),
-        n_omitted=t.n_omitted,
-        class_names=t.class_names,
-        **common,
-    )
-
-
-def _segmentation_report(
-    args: argparse.Namespace, path: Path, groups: dict[str, Any], common: dict[str, Any]
-) -> dict[str, Any]:
-    """Read a segmentation CSV (mask paths), compute Dice/IoU and write the fairness report; returns the report."""
+        t = read_prediction_table(path, **read)
+        return t, t.columns.get("group")  # type: ignore[return-value]
     from monai_fair.report.segmentation_masks import read_segmentation_table
-    from monai_fair.report.writer import write_fairness_report
 
-    dice, iou, group, gnames, n_omitted, cluster = read_segmentation_table(
+    keep = ("label_col", "pred_col", "group_col", "cluster_col", "group_aliases", "group_names", "nan_policy")
+    seg = read_segmentation_table(
         path,
-        label_col=args.label_col,
-        pred_col=args.pred_col,
-        group_col=args.group_col,
-        cluster_col=args.cluster_col,
-        **groups,
-        nan_policy=args.nan_policy,
+        **{k: read[k] for k in keep},
         num_classes=args.num_classes,
         include_background=args.include_background,
     )
-    return write_fairness_report(
-        args.out,
-        "segmentation",
-        None,
-        group,
-        gnames,
-        dice=dice,
-        iou=iou,
-        cluster=cluster,
-        attribute=args.attribute or args.group_col or "group",
-        n_omitted=n_omitted,
-        **common,
-    )
+    return seg, args.group_col or "group"
 
 
 def _run_report(args: argparse.Namespace) -> int:
     """Write the report and the fairness card, and print the summary (errors propagate to :func:`run_report`)."""
+    from dataclasses import replace
+
     from monai_fair.report.card import find_bundle_metadata, write_fairness_card
-    from monai_fair.report.predictions import parse_group_aliases
-    from monai_fair.report.writer import format_report_summary
+    from monai_fair.report.files import write_fairness_report
+    from monai_fair.report.markdown import format_report_summary
 
     path = Path(args.predictions)
-    names = [n.strip() for n in args.group_names.split(",")] if args.group_names else None
-    aliases = parse_group_aliases(args.group_alias)
-    common = _report_options(args, path)
-    task = args.task or _detect_task(path)
-    groups = {"group_aliases": aliases, "group_names": names}  # how the reader maps and names the groups
-    if task == "classification":
-        report = _classification_report(args, path, groups, common)
-    else:
-        report = _segmentation_report(args, path, groups, common)
+    options = _report_options(args, path)
+    inputs, group_col = _read_inputs(args, path, args.task or _detect_task(path))
+    options = replace(options, attribute=args.attribute or group_col)
+    report = write_fairness_report(args.out, inputs, options, plots=not args.no_plots)
     meta = args.record_in_metadata or find_bundle_metadata(path)
     write_fairness_card(
         args.out,
@@ -298,9 +283,14 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="default: segmentation when the CSVs have a dice column (per-image scores), else classification",
     )
-    add_table_args(p, pred=False)
-    add_common_statistics_args(p, tolerance=False)
-    p.add_argument("--alpha", type=float, default=0.05, help="family-wise error rate of the verdicts (0.05)")
+    add_argument_group(p, "table columns and values", TABLE_OPTIONS, skip=("pred_col",))
+    add_argument_group(
+        p,
+        "statistics",
+        STATISTICS_OPTIONS,
+        skip=("tolerance",),
+        overrides={"alpha": {"help": "family-wise error rate of the verdicts (0.05)"}},
+    )
     p.add_argument("--no-plots", action="store_true")
     add_seed_compare_args(p)
     p.set_defaults(func=run_compare)
@@ -319,7 +309,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
 def _run_compare(args: argparse.Namespace) -> int:
     from monai_fair.report.compare import _model_name, compare_prediction_files
-    from monai_fair.report.predictions import ReportInputError, parse_group_aliases
+    from monai_fair.report.predictions import ReportInputError
 
     if args.files and (args.base or args.other):
         raise ReportInputError("give either positional CSVs (BASE OTHER ...) or --base/--other, not both.")
@@ -338,18 +328,7 @@ def _run_compare(args: argparse.Namespace) -> int:
         raise ReportInputError(f"model names {names} are not unique; set them with --names.")
     if args.n_bootstrap < 2 or not 0 < args.ci < 1 or not 0 < args.alpha < 1 or args.min_group_size < 1:
         raise ReportInputError("--n-bootstrap >= 2, 0 < --ci < 1, 0 < --alpha < 1 and --min-group-size >= 1.")
-    read = {
-        "label_col": args.label_col,
-        "score_cols": args.score_col,
-        "group_col": args.group_col,
-        "id_col": args.id_col,
-        "cluster_col": args.cluster_col,
-        "positive_label": args.positive_label,
-        "threshold": args.threshold,
-        "nan_policy": args.nan_policy,
-        "group_aliases": parse_group_aliases(args.group_alias),
-        "group_names": [n.strip() for n in args.group_names.split(",")] if args.group_names else None,
-    }
+    read = table_read_options(args, skip=("pred_col",))
     task = args.task or _detect_task(Path(base[0]))
     if task == "segmentation":
         read = {
@@ -363,12 +342,7 @@ def _run_compare(args: argparse.Namespace) -> int:
         task=task,
         read_options=read,
         plots=not args.no_plots,
-        min_group_size=args.min_group_size,
-        n_bootstrap=args.n_bootstrap,
-        ci=args.ci,
-        alpha=args.alpha,
-        seed=args.seed,
-        stratified_bootstrap=args.stratified_bootstrap,
+        **option_values(args, STATISTICS_OPTIONS, skip=("tolerance",)),
         seed_pairing=args.seed_pairing,
     )
     for c in result["comparisons"]:

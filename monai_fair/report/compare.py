@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from monai_fair.metrics.figures import get_figure
 from monai_fair.report.predictions import (
     PredictionTable,
     ReportInputError,
@@ -53,8 +54,13 @@ __all__ = [
 ]
 
 COMPARE_VERDICTS = ("better", "worse", "no evidence")
-#: per-group figures shown in the forest plot (the JSON and Markdown hold every figure)
-_PLOT_GROUP_FIGURES = ("auc", "accuracy", "tpr", "fpr", "dice")
+
+
+def _plotted(key: str) -> bool:
+    """Whether the forest plot shows a per-group figure (the registry's ``plotted``; the JSON and Markdown hold
+    every figure)."""
+    f = get_figure(key)
+    return f is not None and f.plotted
 
 
 def _verdict(direction: str, diff: float | None, p_holm: float | None, alpha: float) -> str:
@@ -173,7 +179,7 @@ def compare_arrays(
 def _read_segmentation_scores(path: Path, opts: Mapping[str, Any]) -> PredictionTable:
     """A segmentation table with per-image ``dice`` (and optional ``iou``) columns, as a :class:`PredictionTable`
     whose ``y_score`` holds Dice and ``y_pred`` IoU (or ``None``)."""
-    header, cols = read_csv_columns(path)
+    header, cols = read_csv_columns(path, numeric=("dice", "iou"))
     grp_c = pick_column(header, opts.get("group_col"), "group", path, True)
     id_c = pick_column(header, opts.get("id_col"), "id", path, True)
     clu_c = pick_column(header, opts.get("cluster_col"), "cluster", path, False)
@@ -444,7 +450,7 @@ def write_compare_report(out_dir: str | Path, result: dict[str, Any], plots: boo
         for c in result["comparisons"]:
             rows = []
             for f in c["figures"]:
-                if f["scope"] == "group" and f["figure"] not in _PLOT_GROUP_FIGURES:
+                if f["scope"] == "group" and not _plotted(f["figure"]):
                     continue
                 ci = f.get("ci") or [None, None]
                 note = f"{f['verdict']} (p {_fmt(f.get('p_value'), 2)}, Holm {_fmt(f.get('p_holm'), 2)})"

@@ -2,58 +2,28 @@
 # Licensed under the Apache License, Version 2.0
 """Readable names, one-line definitions and formulas of every figure a report shows.
 
-One table serves the plots (axis and panel names), the glossary section of ``report.md``, the fairness card and the
-compare report, so a figure is named and defined the same way everywhere. Keys are the snake-case names of
-:mod:`monai_fair.metrics`; :func:`describe` also resolves the families ``<m>_gap``, ``worst_group_<m>``, ``es_<m>``
-and ``es_<m>_<variant>`` for any per-group metric ``m``.
+The names and definitions of the figures come from the figure registry (:mod:`monai_fair.metrics.figures`), so the
+plots (axis and panel names), the glossary section of ``report.md``, the fairness card and the compare report name
+and define a figure the same way. Keys are the snake-case names of :mod:`monai_fair.metrics`; :func:`describe` also
+resolves the families ``<m>_gap``, ``worst_group_<m>``, ``es_<m>`` and ``es_<m>_<variant>`` for any per-group
+metric ``m`` that is not registered.
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["GLOSSARY", "describe", "readable_name", "glossary_lines"]
+from monai_fair.metrics.figures import FIGURES, get_figure
 
-#: per-group (and overall) metrics: key -> (readable name, one-line definition with formula)
-_GROUP: dict[str, tuple[str, str]] = {
+__all__ = ["GLOSSARY", "describe", "glossary", "readable_name", "glossary_lines"]
+
+#: entries that are not figures of the registry: key -> (readable name, one-line definition)
+_OTHER: dict[str, tuple[str, str]] = {
     "n": ("n", "number of cases"),
-    "accuracy": ("accuracy", "P(ŷ = y): share of correct predictions"),
-    "balanced_accuracy": ("balanced accuracy", "mean over the classes present of the recall TP_c / (TP_c + FN_c)"),
-    "auc": ("AUC", "ROC area: P(score of a random positive > score of a random negative), ties count 1/2"),
-    "f1": ("F1", "2 TP / (2 TP + FP + FN) of the positive class (multi-class: macro mean)"),
-    "tpr": ("TPR", "true-positive rate (sensitivity) TP / (TP + FN)"),
-    "fpr": ("FPR", "false-positive rate FP / (FP + TN)"),
-    "tnr": ("TNR", "true-negative rate (specificity) TN / (TN + FP)"),
-    "selection_rate": ("selection rate", "P(ŷ = 1): share of cases predicted positive"),
-    "ece": ("ECE", "expected calibration error Σ_b (n_b / n) |mean score_b − positive rate_b| over score bins b"),
-    "brier": ("Brier score", "mean (score − y)² of the positive-class probability"),
-    "dice": ("Dice", "mean over images of 2 |P ∩ T| / (|P| + |T|)"),
-    "iou": ("IoU", "mean over images of |P ∩ T| / |P ∪ T|"),
-}
-
-#: fairness figures that are not in a family: key -> (readable name, one-line definition with formula)
-_FAIRNESS: dict[str, tuple[str, str]] = {
-    "eodds": (
-        "equalized-odds difference",
-        "max(TPR gap, FPR gap) = max(max_g TPR_g − min_g TPR_g, max_g FPR_g − min_g FPR_g) "
-        "(fairlearn's equalized_odds_difference)",
-    ),
     "eodds_max": (
         "equalized-odds difference",
         "max(TPR gap, FPR gap) (fairlearn's equalized_odds_difference)",
     ),
-    "eodds_mean": (
-        "equalized-odds mean difference",
-        "mean over classes of range_g ½(TPR_g + FPR_g) (SCP code's EOdd; opposite TPR and FPR gaps can cancel)",
-    ),
-    "eopp0": ("equal-opportunity difference (negatives)", "range_g TNR_g = max_g TNR_g − min_g TNR_g"),
-    "eopp1": ("equal-opportunity difference (positives)", "range_g TPR_g = max_g TPR_g − min_g TPR_g"),
-    "demographic_parity": (
-        "demographic-parity difference",
-        "range_g selection rate_g (summed over classes when multi-class)",
-    ),
-    "ser": ("skewed error ratio (Dice)", "max_g (1 − Dice_g) / min_g (1 − Dice_g)"),
-    "ser_iou": ("skewed error ratio (IoU)", "max_g (1 − IoU_g) / min_g (1 − IoU_g)"),
     "suppressed_groups": ("suppressed groups", "number of groups not shown (n < min_group_size, or secondary)"),
 }
 
@@ -65,7 +35,8 @@ _ES_VARIANT = {
 
 
 def _group_name(m: str) -> str:
-    return _GROUP[m][0] if m in _GROUP else m.replace("_", " ")
+    f = get_figure(m)
+    return f.name if f is not None else m.replace("_", " ")
 
 
 def describe(key: str) -> tuple[str, str]:
@@ -75,10 +46,11 @@ def describe(key: str) -> tuple[str, str]:
     (minimum, or maximum for error-type metrics ECE/Brier/FPR), ``es_M`` and ``es_M_<variant>`` (equity scaling).
     Unknown keys get their words and an empty definition.
     """
-    if key in _GROUP:
-        return _GROUP[key]
-    if key in _FAIRNESS:
-        return _FAIRNESS[key]
+    f = get_figure(key)
+    if f is not None:  # the registry (monai_fair.metrics.figures)
+        return f.name, f.definition
+    if key in _OTHER:
+        return _OTHER[key]
     m = re.fullmatch(r"(.+)_gap", key)
     if m:
         name = _group_name(m.group(1))
@@ -105,8 +77,13 @@ def readable_name(key: str) -> str:
     return describe(key)[0]
 
 
-#: the fixed entries (families are generated by :func:`describe`)
-GLOSSARY: dict[str, tuple[str, str]] = {**_GROUP, **_FAIRNESS}
+def glossary() -> dict[str, tuple[str, str]]:
+    """Every fixed entry: the registered figures (:mod:`monai_fair.metrics.figures`) and the other report keys."""
+    return {**_OTHER, **{k: (f.name, f.definition) for k, f in FIGURES.items()}}
+
+
+#: the fixed entries at import (families are generated by :func:`describe`; see :func:`glossary`)
+GLOSSARY: dict[str, tuple[str, str]] = glossary()
 
 
 def glossary_lines(keys: list[str] | tuple[str, ...]) -> list[str]:

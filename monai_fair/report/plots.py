@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.utils import optional_import
 
 from monai_fair.report.glossary import readable_name
 
@@ -36,9 +35,10 @@ ForestRow = tuple[str, float | None, float | None, float | None, str]
 
 
 def _pyplot() -> Any:
-    mpl, has_mpl = optional_import("matplotlib")
-    if not has_mpl:
-        raise ImportError("matplotlib is needed for the report plots.")
+    try:  # imported when a plot is drawn (MONAI's optional_import would load every MONAI submodule first)
+        import matplotlib as mpl
+    except ImportError as e:
+        raise ImportError("matplotlib is needed for the report plots.") from e
     mpl.use("Agg", force=True)
     import matplotlib.pyplot as plt
 

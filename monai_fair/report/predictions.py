@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from monai_fair.report.inputs import ClassificationInputs
 
 __all__ = [
     "AUTO_COLUMNS",
@@ -57,21 +60,26 @@ AUTO_COLUMNS: dict[str, tuple[str, ...]] = {
     "cluster": ("patient_id", "patient", "cluster"),
 }
 _MISSING = ("", "nan", "na", "n/a", "null", "none")
+#: cells pandas reads as NaN in a numeric column (the exact spellings of :data:`_MISSING` that are not numbers)
+_NA_TOKENS = ["", "nan", "NaN", "NAN", "na", "NA", "Na", "n/a", "N/A", "null", "NULL", "Null", "none", "None", "NONE"]
 
 
 class ReportInputError(ValueError):
     """A user-facing input problem (file, column or value); the CLIs print its one-line message and exit 2."""
 
 
-@dataclass
-class PredictionTable:
-    """The columns of a predictions CSV, converted and validated.
+@dataclass(kw_only=True)
+class PredictionTable(ClassificationInputs):
+    """The columns of a predictions CSV, converted and validated: the report's
+    :class:`~monai_fair.report.inputs.ClassificationInputs` plus where they came from.
 
     Attributes:
         path: the CSV file.
         y: ``(N,)`` integer class ids, or ``None`` when the table has no label column (``require_label=False``).
         y_score: ``(N,)`` positive-class probability (binary) or ``(N, C)`` class probabilities, or ``None``.
-        y_pred: ``(N,)`` predicted class ids (thresholded/argmax scores, or the predicted-label column).
+        y_pred: ``(N,)`` predicted class ids of the predicted-label column, or ``None`` when the decisions are the
+            thresholded/argmax scores (they are in ``decisions``).
+        decisions: ``(N,)`` predicted class ids however they came (the column, or thresholded/argmax scores).
         group: ``(N,)`` integer group ids into ``group_names``, or ``None``.
         group_names: names of the group ids.
         case_id: ``(N,)`` case ids (strings) or ``None``.
@@ -85,22 +93,13 @@ class PredictionTable:
     """
 
     path: Path
-    y: np.ndarray | None
-    y_score: np.ndarray | None
-    y_pred: np.ndarray | None
-    group: np.ndarray | None
-    group_names: list[str]
-    case_id: np.ndarray | None
-    cluster: np.ndarray | None
-    class_names: list[str]
-    threshold: float | None
-    threshold_source: str
-    n_omitted: int = 0
+    decisions: np.ndarray | None = None
+    case_id: np.ndarray | None = None
     columns: dict[str, str | list[str]] = field(default_factory=dict)
     omitted_ids: np.ndarray | None = None
 
     def __len__(self) -> int:
-        for a in (self.y, self.y_pred, self.group, self.case_id):
+        for a in (self.y, self.decisions, self.group, self.case_id):
             if a is not None:
                 return len(a)
         return 0
@@ -126,10 +125,67 @@ def _norm(v: str) -> str:
     return " ".join(v.split()).casefold()
 
 
-def read_csv_columns(path: Path) -> tuple[list[str], dict[str, list[str]]]:
-    """Header and columns (lists of cell strings) of a CSV; one-line errors for a missing/empty/ragged file."""
+def read_csv_columns(
+    path: Path, numeric: Sequence[str] | Callable[[list[str]], Sequence[str]] = ()
+) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Header and columns of a CSV; one-line errors for a missing/empty/ragged file.
+
+    Read by pandas' C parser: the ``numeric`` columns as ``float64`` (Python's correctly rounded conversion,
+    ``float_precision="round_trip"``; a missing cell is NaN), every other column as cell strings (no conversion:
+    the readers apply their own missing-value rule). A ``numeric`` column with a cell that is not a plain number
+    (e.g. `` NA `` or a typo) is read as strings instead, so the readers name the cell. A file pandas cannot read
+    as a rectangle (a line with more fields than the header), or with an empty last cell (which may be a short
+    line), is read again with the ``csv`` module, whose line-by-line check names the first ragged line.
+
+    Args:
+        path: the CSV file.
+        numeric: columns expected to hold numbers (scores, Dice), or a function of the header giving them.
+    """
     if not path.is_file():
         raise ReportInputError(f"predictions CSV not found: {path}")
+    with path.open(newline="") as f:
+        try:
+            header = [h.strip() for h in next(csv.reader(f))]
+        except StopIteration:
+            raise ReportInputError(f"{path}: the file is empty (expected a header line).") from None
+    if len(set(header)) != len(header):
+        dup = sorted(h for h, c in Counter(header).items() if c > 1)
+        raise ReportInputError(f"{path}: duplicate column name(s) {dup} in the header.")
+    import pandas as pd
+
+    def read(as_float: set[int]) -> Any:
+        return pd.read_csv(
+            path,
+            header=None,
+            skiprows=1,
+            names=list(range(len(header))),
+            dtype={j: (np.float64 if j in as_float else object) for j in range(len(header))},
+            keep_default_na=False,
+            na_values={j: _NA_TOKENS for j in as_float},
+            float_precision="round_trip",
+        )
+
+    try:
+        try:
+            wanted = set(numeric(header) if callable(numeric) else numeric)
+            frame = read({j for j, h in enumerate(header) if h in wanted})
+        except ValueError:  # a numeric column holds a cell that is not a plain number: all as strings
+            frame = read(set())
+    except (pd.errors.ParserError, ValueError):
+        return _read_csv_columns_checked(path)
+    if frame.empty:
+        raise ReportInputError(f"{path}: no data rows after the header.")
+    last = frame[len(header) - 1].to_numpy()
+    if (last == "").any() or (last.dtype.kind == "f" and np.isnan(last).any()):  # maybe a short line
+        return _read_csv_columns_checked(path)
+    return header, {
+        h: frame[j].to_numpy(dtype=None if frame[j].dtype.kind == "f" else object) for j, h in enumerate(header)
+    }
+
+
+def _read_csv_columns_checked(path: Path) -> tuple[list[str], dict[str, np.ndarray]]:
+    """:func:`read_csv_columns` with the ``csv`` module: a blank line is skipped, a line with another number of
+    fields than the header is an error naming it."""
     with path.open(newline="") as f:
         reader = csv.reader(f)
         try:
@@ -149,7 +205,7 @@ def read_csv_columns(path: Path) -> tuple[list[str], dict[str, list[str]]]:
             + (f" ({len(bad)} such lines)." if len(bad) > 1 else ".")
         )
     rows = [r for r in rows if len(r) == len(header)]
-    cols = {h: [r[j] for r in rows] for j, h in enumerate(header)}
+    cols = {h: np.array([r[j] for r in rows], dtype=object) for j, h in enumerate(header)}
     return header, cols
 
 
@@ -173,22 +229,49 @@ def pick_column(header: list[str], given: str | None, role: str, path: Path, req
     return None
 
 
-def stripped_cells(values: list[str]) -> np.ndarray:
-    """Cells as a numpy string array without surrounding whitespace."""
-    return np.char.strip(np.asarray(values, dtype=str))
+def _distinct(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes, distinct)``: the distinct cells as a string array in order of first appearance and, per cell, the
+    index of its value (pandas' hash factorisation: a column of 10^6 cells holds few distinct labels or groups, so
+    the string work below scales with those, and the first offending distinct value is the first offending row)."""
+    import pandas as pd
+
+    codes, uniq = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=False)
+    return codes, np.asarray(uniq, dtype=str)
+
+
+def _per_distinct(values: Any, fn: Any, dtype: Any = None) -> np.ndarray:
+    """``fn`` applied to the distinct cells only (:func:`_distinct`), mapped back to every cell."""
+    codes, uniq = _distinct(values)
+    return np.asarray(fn(uniq), dtype=dtype)[codes]
+
+
+def stripped_cells(values: Any) -> np.ndarray:
+    """Cells without surrounding whitespace, as an array of ``str`` (a numeric column is returned as it is)."""
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        return values
+    if len(values) == 0:
+        return np.asarray(values, dtype=str)
+    return _per_distinct(values, np.char.strip, dtype=object)
 
 
 def missing_cells(values: np.ndarray) -> np.ndarray:
-    """Bool mask of missing cells (empty, ``nan``, ``NA``, ``n/a``, ``null``, ``None``; any case)."""
-    return np.isin(np.char.lower(values), _MISSING)
+    """Bool mask of missing cells (empty, ``nan``, ``NA``, ``n/a``, ``null``, ``None``; any case; NaN)."""
+    if values.dtype.kind == "f":
+        return np.isnan(values)
+    if len(values) == 0:
+        return np.zeros(0, dtype=bool)
+    return _per_distinct(values, lambda u: np.isin(np.char.lower(u), _MISSING))
 
 
 def parse_floats(values: np.ndarray, path: Path, col: str) -> np.ndarray:
     """Floats of stripped cells (missing -> NaN); a non-number is an error naming its line and value."""
+    if values.dtype.kind == "f":  # read as numbers (missing: NaN)
+        return values.astype(np.float64, copy=True)
     out = np.full(values.shape, np.nan)
     ok = ~missing_cells(values)
     try:
-        out[ok] = values[ok].astype(np.float64)
+        if ok.any():  # numpy's (correctly rounded) string -> float64, once per distinct cell
+            out[ok] = _per_distinct(values[ok], lambda u: u.astype(np.float64))
     except ValueError:
         for i in np.flatnonzero(ok):  # only on error: find the offending line
             try:
@@ -215,7 +298,15 @@ def _class_ids(
     """
     miss = missing_cells(values)
     out = np.full(values.shape, -1, dtype=np.int64)
-    vals = values[~miss]
+    codes, vals = _distinct(values[~miss])
+    out[~miss] = _distinct_class_ids(vals, path, col, class_names, positive, num_classes)[codes]
+    return out
+
+
+def _distinct_class_ids(
+    vals: np.ndarray, path: Path, col: str, class_names: list[str], positive: set[str] | None, num_classes: int | None
+) -> np.ndarray:
+    """:func:`_class_ids` of the distinct non-missing cells ``vals`` (in order of first appearance)."""
     folded = np.char.lower(vals)
     if positive is not None:
         distinct = sorted(set(vals.tolist()))
@@ -224,12 +315,10 @@ def _class_ids(
                 f"{path}: column {col!r} holds {len(distinct)} distinct values {distinct[:10]}; "
                 "--positive-label is for two classes."
             )
-        out[~miss] = np.isin(folded, list(positive)).astype(np.int64)
-        return out
+        return np.isin(folded, list(positive)).astype(np.int64)
     lookup = {n.lower(): i for i, n in enumerate(class_names)}
     if vals.size and not np.char.isdigit(vals).all() and np.isin(folded, list(lookup)).all():
-        out[~miss] = np.array([lookup[v] for v in folded.tolist()], dtype=np.int64)
-        return out
+        return np.array([lookup[v] for v in folded.tolist()], dtype=np.int64)
     try:
         f = vals.astype(np.float64)
     except ValueError:
@@ -248,8 +337,7 @@ def _class_ids(
         raise ReportInputError(
             f"{path}: column {col!r} holds class {int(ids[bad][0])}, outside 0..{hi - 1} (classes {class_names})."
         )
-    out[~miss] = ids
-    return out
+    return ids
 
 
 def _score_columns(header: list[str], score_cols: Sequence[str] | None, path: Path) -> list[str]:
@@ -374,8 +462,10 @@ def _cluster_ids(cols: dict[str, list[str]], clu_c: str | None, keep: np.ndarray
     if missing_cells(cv).any():
         i = int(np.flatnonzero(missing_cells(cv))[0])
         raise ReportInputError(f"{path}: empty value in cluster column {clu_c!r} (row {i + 1} after omissions).")
-    _, cluster = np.unique(cv, return_inverse=True)
-    return cluster
+    import pandas as pd
+
+    cluster, _ = pd.factorize(cv, sort=True)  # = np.unique(cv, return_inverse=True): ids in sorted order of the ids
+    return cluster.astype(np.int64)
 
 
 def _column_roles(
@@ -439,7 +529,7 @@ def read_prediction_table(
     path = Path(path)
     if nan_policy not in ("omit", "error"):
         raise ReportInputError(f"--nan-policy must be 'omit' or 'error', got {nan_policy!r}.")
-    header, cols = read_csv_columns(path)
+    header, cols = read_csv_columns(path, numeric=lambda h: _score_columns(h, score_cols, path))
     lab_c = pick_column(header, label_col, "label", path, require_label)
     grp_c = pick_column(header, group_col, "group", path, require_group)
     id_c = pick_column(header, id_col, "id", path, False)
@@ -477,7 +567,8 @@ def read_prediction_table(
         path=path,
         y=y,
         y_score=y_score,
-        y_pred=y_pred,
+        y_pred=y_pred if pr_c is not None else None,
+        decisions=y_pred,
         group=group,
         group_names=names,
         case_id=case_ids[keep] if case_ids is not None else None,
@@ -495,8 +586,9 @@ def group_ids(
     values: np.ndarray, path: Path, col: str, aliases: Mapping[str, str], group_names: Sequence[str] | None
 ) -> tuple[np.ndarray, list[str]]:
     """Integer group ids and names; values are matched after whitespace/case normalisation and aliases."""
-    if group_names is not None and np.char.isdigit(values).all():
-        ids = values.astype(np.int64)
+    codes, distinct = _distinct(values)
+    if group_names is not None and np.char.isdigit(distinct).all():
+        ids = distinct.astype(np.int64)[codes]
         names = [str(n).strip() for n in group_names]
         if ids.max() >= len(names):
             raise ReportInputError(
@@ -505,7 +597,8 @@ def group_ids(
         if len({_norm(n) for n in names}) != len(names):
             raise ReportInputError(f"--group-names {names}: two names differ only in case or spaces.")
         return ids, names
-    uniq, inv = np.unique(values, return_inverse=True)
+    uniq, inv_distinct = np.unique(distinct, return_inverse=True)
+    inv = inv_distinct[codes]
     keys = [_norm(u) for u in uniq.tolist()]
     keys = [_norm(aliases[k]) if k in aliases else k for k in keys]
     display: dict[str, str] = {_norm(v): v for v in aliases.values()}

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from monai.utils import optional_import
 
-from monai_fair.metrics.group_segmentation import compute_per_image_dice_iou
+from monai_fair.metrics.cumulative import compute_per_image_dice_iou
+from monai_fair.report.inputs import SegmentationInputs
 from monai_fair.report.predictions import (
     ReportInputError,
     group_ids,
@@ -50,8 +51,8 @@ def read_segmentation_table(
     nan_policy: str = "omit",
     num_classes: int = 2,
     include_background: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], int, np.ndarray | None]:
-    """Per-image ``(dice, iou, group, group_names, n_omitted, cluster)`` of a segmentation predictions CSV.
+) -> SegmentationInputs:
+    """Per-image Dice/IoU, groups, clusters and omitted count of a segmentation predictions CSV.
 
     With a ``dice`` column (and no ``label_col``/``pred_col`` given) the per-image scores are read from the
     ``dice`` and, when present, ``iou`` columns. Otherwise mask pairs are read (paths relative to the CSV's folder),
@@ -63,7 +64,7 @@ def read_segmentation_table(
     if not has_nib:
         raise ImportError("nibabel is needed for --task segmentation.")
     path = Path(path)
-    header, cols = read_csv_columns(path)
+    header, cols = read_csv_columns(path, numeric=("dice", "iou"))
     if "dice" in header and label_col is None and pred_col is None:
         return _scores_from_columns(path, header, cols, group_col, cluster_col, group_aliases, group_names, nan_policy)
     lab_c = pick_column(header, label_col, "label", path, True)
@@ -101,7 +102,9 @@ def read_segmentation_table(
     cluster = None
     if clu_c is not None:
         _, cluster = np.unique(stripped_cells(cols[clu_c])[keep], return_inverse=True)
-    return dice, iou, group, names, int(miss.sum()), cluster
+    return SegmentationInputs(
+        dice=dice, iou=iou, group=group, group_names=names, n_omitted=int(miss.sum()), cluster=cluster
+    )
 
 
 def _check_masks(preds: np.ndarray, labels: np.ndarray, path: Path, pred_col: str) -> None:
@@ -121,7 +124,7 @@ def _scores_from_columns(
     group_aliases: Mapping[str, str] | None,
     group_names: Sequence[str] | None,
     nan_policy: str,
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, list[str], int, np.ndarray | None]:
+) -> SegmentationInputs:
     grp_c = pick_column(header, group_col, "group", path, True)
     clu_c = pick_column(header, cluster_col, "cluster", path, False)
     used = [grp_c, "dice"] + (["iou"] if "iou" in header else [])
@@ -147,4 +150,6 @@ def _scores_from_columns(
     cluster = None
     if clu_c is not None:
         _, cluster = np.unique(stripped_cells(cols[clu_c])[keep], return_inverse=True)
-    return dice, iou, group, names, int(miss.sum()), cluster
+    return SegmentationInputs(
+        dice=dice, iou=iou, group=group, group_names=names, n_omitted=int(miss.sum()), cluster=cluster
+    )

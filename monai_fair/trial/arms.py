@@ -21,7 +21,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Arm", "ARMS", "DEFAULT_METHODS", "load_arms", "resolve_arms", "default_bundles_dir"]
+__all__ = [
+    "Arm",
+    "ARMS",
+    "DEFAULT_METHODS",
+    "load_arms",
+    "resolve_arms",
+    "default_bundles_dir",
+    "checkpoint_tag",
+    "eval_tag",
+]
 
 _TASKS = ("classification", "segmentation")
 _POST = (None, "group_thresholds")
@@ -236,3 +245,15 @@ def resolve_arms(methods: Sequence[str] | None, task: str, extra: Mapping[str, A
             if r is not None and r not in order:
                 order.append(r)
     return [registry[n] for n in order]
+
+
+def checkpoint_tag(checkpoint: str | None) -> str:
+    """Prefix of the prediction files of a checkpoint (``model`` for the bundle's default one)."""
+    return "model" if checkpoint is None else Path(checkpoint).stem
+
+
+def eval_tag(arm: Arm, registry: Mapping[str, Arm]) -> str:
+    """Prefix of the prediction files an arm is scored on (post-processing arms use their recipe's default)."""
+    if arm.post is not None and not arm.evaluate:
+        return checkpoint_tag(None)
+    return checkpoint_tag(arm.checkpoint)

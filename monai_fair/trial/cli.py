@@ -18,7 +18,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from monai_fair.report.cli import STATISTICS_OPTIONS
+from monai_fair.utils.cli import add_argument_group, option_values
+
 __all__ = ["add_trial_parser"]
+
+#: report options the trial does not take (its seeds are the runs' seeds; its bootstrap is paired)
+_NOT_TRIAL_OPTIONS = ("seed", "stratified_bootstrap")
 
 
 def _override(text: str) -> tuple[str, Any]:
@@ -110,8 +116,7 @@ def _run(args: argparse.Namespace) -> int:
     overrides = {**_preset(args.preset, args.task, args.bundles_dir), **dict(args.override or [])}
     if not args.no_progress:
         _hint(args.task, overrides)
-    report_options = {"n_bootstrap": args.n_bootstrap, "ci": args.ci, "min_group_size": args.min_group_size,
-                      "tolerance": args.tolerance}  # fmt: skip
+    report_options = option_values(args, STATISTICS_OPTIONS, skip=_NOT_TRIAL_OPTIONS)
     ray_options = None
     if args.executor == "ray":
         resources = {"num_cpus": args.ray_cpus, "num_gpus": args.ray_gpus}
@@ -186,11 +191,12 @@ def add_trial_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--ray-step-executor", dest="ray_step_executor", choices=["subprocess", "inprocess"], default="subprocess",
         help="how a Ray worker runs each step of its run (default subprocess)",
     )  # fmt: skip
-    p.add_argument("--n-bootstrap", dest="n_bootstrap", type=int, default=1000)
-    p.add_argument("--ci", type=float, default=0.95)
-    p.add_argument("--min-group-size", dest="min_group_size", type=int, default=10)
-    p.add_argument(
-        "--tolerance", type=float, default=0.05, help="method effect the seeds should detect (seed planning; 0.05)"
+    add_argument_group(
+        p,
+        "statistics",
+        STATISTICS_OPTIONS,
+        skip=_NOT_TRIAL_OPTIONS,
+        overrides={"tolerance": {"help": "verdict tolerance, and the method effect the seeds should detect (0.05)"}},
     )
     p.add_argument("--no-progress", dest="no_progress", action="store_true")
     p.set_defaults(func=_run)

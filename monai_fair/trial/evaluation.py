@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from monai_fair.utils.io import atomic_path
+
 __all__ = ["evaluation_items", "run_trial_evaluation", "SPLITS"]
 
 SPLITS = ("validation", "test")
@@ -118,10 +120,8 @@ def run_trial_evaluation(
         if len(part) != want:
             raise RuntimeError(f"trial evaluation: {len(part)} {split} predictions for {want} {split} cases.")
         path = out / f"{tag}_{split}.csv"
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", newline="") as f:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
             csv.writer(f).writerows([header] + part)
-        os.replace(tmp, path)
         paths[split] = path
     (out / f".{tag}_all.csv").unlink()
     return paths

@@ -42,7 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from monai_fair.trial.arms import REFERENCE, Arm
+from monai_fair.report.inputs import ReportOptions
+from monai_fair.trial.arms import REFERENCE, Arm, eval_tag
 
 __all__ = ["HEADLINE", "write_trial_report", "format_trial_summary", "threshold_scores"]
 
@@ -113,8 +114,6 @@ class _Runs:
     """Prediction files and timings of every (arm, seed)."""
 
     def __init__(self, out: Path, arms: Sequence[Arm], seeds: Sequence[int]) -> None:
-        from monai_fair.trial.runner import eval_tag
-
         self.out, self.arms, self.seeds = out, list(arms), list(seeds)
         registry = {a.name: a for a in arms}
         self.tag = {a.name: eval_tag(a, registry) for a in arms}
@@ -192,8 +191,8 @@ def write_trial_report(
     alpha: float = 0.05,
     min_group_size: int = 10,
     seed_reports: bool = True,
-    plots: bool = True,
     tolerance: float = 0.05,
+    plots: bool = True,
 ) -> dict[str, str]:
     """Write the trial's comparison report (see the module docstring) and return its file paths.
 
@@ -205,10 +204,11 @@ def write_trial_report(
         datalist: the datalist (authoritative labels and groups of the validation and test cases).
         n_bootstrap, ci, alpha: the paired comparison's bootstrap size, interval level and family-wise error rate.
         min_group_size: suppression threshold; suppressed groups appear in no output.
-        seed_reports: write every seed's fairness report.
+        seed_reports: write every seed's fairness report (at ``ci``, ``alpha`` and ``tolerance``).
+        tolerance: the seed reports' verdict tolerance (largest negligible gap, in the figure's units), and the
+            method effect a design should detect: each headline row reports the seeds per arm the measured variances
+            would need for it (80 % power).
         plots: write the Pareto plot (and the seed reports' plots).
-        tolerance: the method effect a design should detect: each headline row reports the seeds per arm the
-            measured variances would need for it (80 % power).
     """
     from monai_fair.utils.serialization import to_json_safe
 
@@ -226,7 +226,10 @@ def write_trial_report(
     data = _load_predictions(runs, task, ids, group, vids, vgroup, vy, k)
     flags: dict[str, dict[int, list[str]]] = {}
     if seed_reports:
-        flags = _write_seed_reports(rep_dir, data, task, y, group, names, min_group_size, ci)
+        seed_options = ReportOptions(
+            min_group_size=min_group_size, n_bootstrap=200, ci=ci, alpha=alpha, tolerance=tolerance, split="test"
+        )
+        flags = _write_seed_reports(rep_dir, data, task, y, group, names, seed_options)
     kinds = sorted({kind for _, kind in HEADLINE[task]})
     stats = dict(min_group_size=min_group_size, n_bootstrap=n_bootstrap, ci=ci, alpha=alpha)
     comparisons = _paired_comparisons(data, arms, ref, task, kinds, y, group, names, stats)
@@ -326,28 +329,31 @@ def _write_seed_reports(
     y: np.ndarray | None,
     group: np.ndarray,
     names: list[str],
-    min_group_size: int,
-    ci: float,
+    options: ReportOptions,
 ) -> dict[str, dict[int, list[str]]]:
     """Write every seed's fairness report (test split); return their flags per arm and seed."""
-    from monai_fair.report import write_fairness_report
+    from dataclasses import replace
+
+    from monai_fair.report import ClassificationInputs, SegmentationInputs, write_fairness_report
 
     flags: dict[str, dict[int, list[str]]] = {}
     for arm_name, per_seed in data.items():
         for s, e in per_seed.items():
             d = rep_dir / "arms" / arm_name / f"seed_{s}"
-            kw: dict[str, Any] = dict(min_group_size=min_group_size, n_bootstrap=200, seed=s, ci=ci, plots=False)
+            inputs: ClassificationInputs | SegmentationInputs
             if task == "classification":
                 th = e["thresholds"]
-                kw.update(y_score=e["test"]["score"], threshold_source=th["source"])
-                if "per_group" in th:
-                    kw["y_pred"] = (e["thresholded"] >= 0.5).astype(np.int64)
-                else:
-                    kw["threshold"] = th["global"]
-                rep = write_fairness_report(d, task, y, group, names, split="test", **kw)
+                per_group = "per_group" in th
+                inputs = ClassificationInputs(
+                    y=y, group=group, group_names=names, y_score=e["test"]["score"], threshold_source=th["source"],
+                    y_pred=(e["thresholded"] >= 0.5).astype(np.int64) if per_group else None,
+                    threshold=None if per_group else th["global"],
+                )  # fmt: skip
             else:
-                rep = write_fairness_report(d, task, None, group, names, dice=e["test"]["dice"],
-                                            iou=e["test"]["iou"], split="test", **kw)  # fmt: skip
+                inputs = SegmentationInputs(
+                    dice=e["test"]["dice"], iou=e["test"]["iou"], group=group, group_names=names
+                )
+            rep = write_fairness_report(d, inputs, replace(options, seed=s), plots=False)
             if rep.get("flags"):
                 flags.setdefault(arm_name, {})[s] = list(rep["flags"])
     return flags

@@ -49,6 +49,8 @@ from pathlib import Path
 from typing import Any
 
 from monai_fair.trial.arms import Arm, default_bundles_dir, resolve_arms
+from monai_fair.trial.arms import checkpoint_tag as _checkpoint_tag
+from monai_fair.utils.io import atomic_write_json
 
 __all__ = [
     "Step",
@@ -126,9 +128,7 @@ class Run:
             return {}
 
     def write_record(self, record: Mapping[str, Any]) -> None:
-        tmp = self.run_dir / "run.json.tmp"
-        tmp.write_text(json.dumps(record, indent=1))
-        os.replace(tmp, self.run_dir / "run.json")
+        atomic_write_json(self.run_dir / "run.json", record, indent=1)
 
 
 def _hash_file(path: Path, h: Any) -> None:
@@ -144,17 +144,6 @@ def _hash_step(step: Step, h: Any) -> None:
         _hash_file(f, h)
     ov = {k: v for k, v in step.overrides.items() if k != "bundle_root"}
     h.update(json.dumps(ov, sort_keys=True, default=str).encode())
-
-
-def _checkpoint_tag(checkpoint: str | None) -> str:
-    return "model" if checkpoint is None else Path(checkpoint).stem
-
-
-def eval_tag(arm: Arm, registry: Mapping[str, Arm]) -> str:
-    """Prefix of the prediction files an arm is scored on (post-processing arms use their recipe's default)."""
-    if arm.post is not None and not arm.evaluate:
-        return _checkpoint_tag(None)
-    return _checkpoint_tag(arm.checkpoint)
 
 
 _MAX_EPOCHS = re.compile(r'"max_epochs"\s*:\s*"([^"]*)"')

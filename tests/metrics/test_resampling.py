@@ -13,6 +13,7 @@ from monai_fair.metrics import (
     bootstrap_weights,
     compute_group_classification_metrics,
     compute_group_segmentation_metrics,
+    resampling,
 )
 
 
@@ -86,3 +87,32 @@ def test_stratified_cluster_needs_nested_clusters():
     assert (w[:, 2:].sum(1) == 2).all() and (w[:, 2].std() > 0)  # group 1: two patients drawn twice
     with pytest.raises(ValueError, match="cluster"):
         compute_group_segmentation_metrics([0.1, 0.2], None, [0, 1], n_bootstrap=2, cluster=[1])
+
+
+@pytest.mark.parametrize("stratified", [False, True])
+def test_cluster_cell_counts_by_type_equal_the_drawn_clusters(stratified):
+    """Clusters with equal cell counts are summed as one type: the counts equal those of the per-sample weights
+    drawn from the same seed (every drawn cluster adds its cells), exactly."""
+    rng = np.random.default_rng(3)
+    pid = np.repeat(np.arange(3000), rng.integers(1, 4, 3000))  # 3000 patients with 1-3 cases
+    grp = (pid % 3).astype(np.int64)  # patients nested in groups (stratified cluster bootstrap)
+    cell = grp * 4 + rng.integers(0, 4, pid.size)
+    strata = np.arange(12) // 4 if stratified else None
+    got = torch.cat(list(bootstrap_cell_counts(cell, 12, 60, seed=9, cell_stratum=strata, cluster=pid))).numpy()
+    w = torch.cat(list(bootstrap_weights(pid.size, 60, 9, strata=grp if stratified else None, cluster=pid))).numpy()
+    want = np.stack([np.bincount(cell, weights=r, minlength=12) for r in w])
+    assert np.array_equal(got, want)
+    cl, u = resampling.cluster_index(pid, pid.size)
+    assert resampling._cluster_types(cl, cell, u, 12)[1].shape[0] < 300  # few types
+
+
+def test_cluster_cell_counts_without_types_equal_the_drawn_clusters():
+    """Every cluster its own type (many cells): the sparse count-matrix path gives the same exact counts."""
+    rng = np.random.default_rng(4)
+    pid = np.repeat(np.arange(200), 30)
+    cell = rng.integers(0, 200, pid.size)
+    cl, u = resampling.cluster_index(pid, pid.size)
+    assert resampling._cluster_types(cl, cell, u, 200) is None
+    got = torch.cat(list(bootstrap_cell_counts(cell, 200, 40, seed=2, cluster=pid))).numpy()
+    w = torch.cat(list(bootstrap_weights(pid.size, 40, 2, cluster=pid))).numpy()
+    assert np.array_equal(got, np.stack([np.bincount(cell, weights=r, minlength=200) for r in w]))

@@ -10,7 +10,14 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from monai_fair.metrics import detectable_gaps, disparity_verdict
-from monai_fair.report import format_report_markdown, format_report_summary, write_fairness_report
+from monai_fair.report import (
+    ClassificationInputs,
+    ReportOptions,
+    SegmentationInputs,
+    format_report_markdown,
+    format_report_summary,
+    write_fairness_report,
+)
 from monai_fair.report.glossary import describe, readable_name
 from monai_fair.report.plots import roc_curve_points
 
@@ -36,7 +43,9 @@ def test_secondary_suppression_one_group_left(tmp_path):
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         rep = write_fairness_report(
-            tmp_path, "classification", y, g, ["F", "M", "Zebra"], y_score=s, n_bootstrap=50, attribute="sex"
+            tmp_path,
+            ClassificationInputs(y=y, group=g, group_names=["F", "M", "Zebra"], y_score=s),
+            ReportOptions(n_bootstrap=50, attribute="sex"),
         )
     assert not any("Zebra" in str(x.message) for x in w)
     js = json.loads((tmp_path / "report.json").read_text())
@@ -60,15 +69,8 @@ def test_report_gaps_verdicts_and_files(tmp_path):
     s = np.clip(rng.random(n) * 0.5 + 0.4 * y - 0.15 * (g == 1), 0, 1)
     rep = write_fairness_report(
         tmp_path,
-        "classification",
-        y,
-        g,
-        ["A", "B", "C", "Tiny"],
-        y_score=s,
-        n_bootstrap=200,
-        tolerance=0.02,
-        split="test",
-        attribute="site",
+        ClassificationInputs(y=y, group=g, group_names=["A", "B", "C", "Tiny"], y_score=s),
+        ReportOptions(n_bootstrap=200, tolerance=0.02, split="test", attribute="site"),
     )
     assert set(rep["groups"]) == {"A", "B"} and rep["suppressed_groups"] == 2
     auc = {k: roc_auc_score(y[g == i], s[g == i]) for i, k in enumerate("AB")}
@@ -114,14 +116,10 @@ def test_selection_rate_flag_and_threshold_source(tmp_path):
     s = np.where(g == 1, 0.9, rng.random(n))  # group 1: every case predicted positive
     rep = write_fairness_report(
         tmp_path,
-        "classification",
-        y,
-        g,
-        ["a", "b"],
-        y_score=s,
-        n_bootstrap=0,
-        threshold=0.3,
-        threshold_source="fitted on validation",
+        ClassificationInputs(
+            y=y, group=g, group_names=["a", "b"], y_score=s, threshold=0.3, threshold_source="fitted on validation"
+        ),
+        ReportOptions(n_bootstrap=0),
         plots=False,
     )
     assert len(rep["flags"]) == 1 and "'b'" in rep["flags"][0] and "selection rate 1" in rep["flags"][0]
@@ -135,7 +133,9 @@ def test_selection_rate_flag_and_threshold_source(tmp_path):
 def test_every_group_suppressed_panel(tmp_path):
     y, g, s = _cls(n=30, p=(0.5, 0.5))
     rep = write_fairness_report(
-        tmp_path, "classification", y, g, ["P", "Q"], y_score=s, n_bootstrap=20, min_group_size=20
+        tmp_path,
+        ClassificationInputs(y=y, group=g, group_names=["P", "Q"], y_score=s),
+        ReportOptions(n_bootstrap=20, min_group_size=20),
     )
     assert rep["groups"] == {} and rep["suppressed_groups"] == 2
     assert any("no group can be shown" in x for x in rep["notes"])
@@ -147,7 +147,9 @@ def test_segmentation_report(tmp_path):
     rng = np.random.default_rng(1)
     g = np.repeat([0, 1], 12)
     dice = np.clip(rng.normal(0.8 - 0.2 * g, 0.05), 0, 1)
-    rep = write_fairness_report(tmp_path, "segmentation", None, g, ["a", "b"], dice=dice, iou=dice / (2 - dice))
+    rep = write_fairness_report(
+        tmp_path, SegmentationInputs(dice=dice, iou=dice / (2 - dice), group=g, group_names=["a", "b"])
+    )
     assert rep["fairness"]["dice_gap"] == pytest.approx(abs(dice[g == 0].mean() - dice[g == 1].mean()))
     assert rep["figures"]["dice_gap"]["verdict"] == "disparity"
     assert {"es_dice", "ser", "dice_gap"} <= set(rep["fairness"])
@@ -183,7 +185,9 @@ def test_multiclass_report(tmp_path):
     p = rng.dirichlet([1, 1, 1], n)
     p[np.arange(n), y] += 0.5
     p /= p.sum(1, keepdims=True)
-    rep = write_fairness_report(tmp_path, "classification", y, g, ["A", "B"], y_score=p, n_bootstrap=30)
+    rep = write_fairness_report(
+        tmp_path, ClassificationInputs(y=y, group=g, group_names=["A", "B"], y_score=p), ReportOptions(n_bootstrap=30)
+    )
     m = g == 1
     assert rep["groups"]["B"]["auc"] == pytest.approx(roc_auc_score(y[m], p[m], multi_class="ovr"))
     assert "selection_rate" not in rep["overall"] and rep["figures"]["auc_gap"]["min_detectable_gap"] is None

@@ -224,3 +224,27 @@ def test_cli_subprocess_user_error_and_help(tmp_path):
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "--nan-policy" in r.stdout and "--group-alias" in r.stdout, r.stderr
+
+
+def test_cli_alpha_changes_verdicts_and_text(tmp_path, capsys):
+    """``--alpha``: an accuracy gap of 0.07 between two groups of 400 (test p ~ 0.02) is a disparity at 0.05 and
+    insufficient evidence at 0.01; the verdict rule states the level used."""
+    rows = []
+    for name, correct in (("A", 320), ("B", 292)):
+        for i in range(400):
+            y = i % 2
+            rows.append([f"{name}{i}", y if i < correct else 1 - y, y, name])
+    path = _write(tmp_path / "preds.csv", ["case_id", "pred", "label", "group"], rows)
+    verdicts = {}
+    for alpha in ("0.05", "0.01"):
+        out = tmp_path / f"a{alpha}"
+        r = _cli([str(path), "--out", str(out), "--alpha", alpha, "--no-plots"], tmp_path, capsys)
+        assert r.returncode == 0, r.stderr
+        js = json.loads((out / "report.json").read_text())
+        assert js["alpha"] == float(alpha) and f"alpha = {alpha}" in js["verdict_rule"]
+        assert f"alpha = {alpha}" in (out / "report.md").read_text()
+        verdicts[alpha] = js["figures"]["accuracy_gap"]
+    assert verdicts["0.05"]["value"] == pytest.approx(0.07)
+    assert 0.01 < verdicts["0.05"]["p_value"] < 0.05
+    assert verdicts["0.05"]["verdict"] == "disparity" and verdicts["0.01"]["verdict"] == "insufficient evidence"
+    assert _cli([str(path), "--out", str(tmp_path / "bad"), "--alpha", "1.5"], tmp_path, capsys).returncode == 2

@@ -93,6 +93,18 @@ def test_handler_card_values_two_groups(tmp_path):
     assert "metadata" not in json.dumps(card)
 
 
+def test_handler_passes_alpha_and_tolerance(tmp_path):
+    """The handler takes the report's alpha and tolerance (ReportOptions): recorded and stated in the verdict rule."""
+    eng = Engine(lambda engine, batch: batch)
+    h = FairnessReportHandler(tmp_path, "classification", ["F", "M", "X"], n_bootstrap=20, alpha=0.01, tolerance=0.1)
+    h.attach(eng)
+    eng.run(_batches(seed=2), max_epochs=1)
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert rep["alpha"] == 0.01 and rep["tolerance"] == 0.1 and "alpha = 0.01" in rep["verdict_rule"]
+    with pytest.raises(ValueError, match="alpha"):
+        FairnessReportHandler(tmp_path, "classification", ["F", "M"], alpha=0)
+
+
 def test_record_in_metadata_needs_a_bundle(tmp_path):
     with pytest.raises(ValueError, match="metadata_file"):
         FairnessReportHandler(tmp_path / "nowhere" / "eval", "classification", ["F", "M"], record_in_metadata=True)

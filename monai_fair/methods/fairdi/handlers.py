@@ -12,11 +12,9 @@ student epoch costs about a plain epoch). Nothing here runs when a bundle config
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -33,6 +31,7 @@ from monai_fair.methods.fairdi.networks import GroupTeachers
 from monai_fair.methods.fairdi.trainer import TEACHER_KEY
 from monai_fair.metrics import FairnessMetricWarning, GroupClassificationMetric, GroupSegmentationMetric
 from monai_fair.networks import freeze_backbone
+from monai_fair.utils.io import atomic_path, atomic_write_json
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 
@@ -63,18 +62,11 @@ def load_stage_state(path: str, what: str, stage_file: str) -> dict:
 
 def _atomic_save(obj: Any, path: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-    os.close(fd)
-    try:
-        if path.endswith(".json"):
-            with open(tmp, "w") as f:
-                json.dump(obj, f, indent=2)
-        else:
-            torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    if path.endswith(".json"):
+        atomic_write_json(path, obj, indent=2)
+        return
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def cache_teacher_outputs(

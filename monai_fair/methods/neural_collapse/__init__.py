@@ -13,10 +13,8 @@ from .metrics import (
     classifier_from_linear,
     two_row_logits,
     nc_metrics_from_statistics,
-    compute_neural_collapse,
-    compute_neural_collapse_reference,
 )
-from .accumulator import NeuralCollapseAccumulator
+from .accumulator import NeuralCollapseAccumulator, compute_neural_collapse
 from .collection import NC4_CENTRES, NeuralCollapseEvaluation, collect_neural_collapse
 from .trajectory import TRAJECTORY_FILE, NC_METRIC_LABELS, summarise_evaluation, NeuralCollapseTrajectoryWriter
 from .handlers import NeuralCollapseHandler, log_spaced_epochs
@@ -28,7 +26,6 @@ __all__ = [
     "two_row_logits",
     "nc_metrics_from_statistics",
     "compute_neural_collapse",
-    "compute_neural_collapse_reference",
     "NeuralCollapseAccumulator",
     "NC4_CENTRES",
     "NeuralCollapseEvaluation",

@@ -26,13 +26,15 @@ import torch
 
 from monai_fair.methods.neural_collapse.metrics import (
     NC_METRIC_NAMES,
+    _as_inputs,
     _check_options,
+    classifier_from_linear,
     nc_metrics_from_statistics,
     two_row_logits,
 )
 from monai_fair.utils import check_group_ids
 
-__all__ = ["NeuralCollapseAccumulator"]
+__all__ = ["NeuralCollapseAccumulator", "compute_neural_collapse"]
 
 
 class NeuralCollapseAccumulator:
@@ -284,3 +286,40 @@ class NeuralCollapseAccumulator:
             "counts": self.counts.long().tolist(),
             "options": {"global_mean": global_mean, "group_means": group_means, "nc1_scale": "1/C"},
         }
+
+
+def compute_neural_collapse(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    group: torch.Tensor | None = None,
+    logits: torch.Tensor | None = None,
+    num_classes: int | None = None,
+    num_groups: int | None = None,
+    global_mean: str = "weighted",
+    group_means: str = "own",
+    rtol: float | None = None,
+) -> dict[str, Any]:
+    """NC1-NC4 overall and per subgroup for in-memory features (through the streaming accumulator).
+
+    Args:
+        features: ``(N, D)`` penultimate features (input of the final ``Linear``).
+        labels: ``(N,)`` class ids (the training labels, noisy ones included, for the memorisation signal).
+        weight: ``(C, D)`` classifier weight, or ``(1, D)`` for a single-logit head (see
+            :func:`classifier_from_linear`).
+        bias: ``(C,)`` (or ``(1,)``) classifier bias.
+        group: ``(N,)`` group ids ``0..K-1`` (``None``: one group).
+        logits: ``(N, C)`` or ``(N,)``/``(N, 1)`` network outputs for NC4; ``None``: ``W h + b``.
+        num_classes, num_groups: C and K (``None``: inferred from the data).
+        global_mean, group_means, rtol: see the module docstring and :func:`nc_metrics_from_statistics`.
+
+    Returns:
+        ``{"overall": {name: float}, "groups": {gid: {name: float}}, "counts": [[n_{g,c}]], "options": {...}}``.
+    """
+    features, labels, group, num_classes, num_groups = _as_inputs(features, labels, group, num_classes, num_groups)
+    w, b = classifier_from_linear(weight, bias)
+    acc = NeuralCollapseAccumulator(num_classes=num_classes, num_groups=num_groups)
+    acc.update(features, labels, group)
+    acc.update_nc4(features, (features @ w.T + b) if logits is None else logits, group)
+    return acc.compute(w, global_mean=global_mean, group_means=group_means, rtol=rtol)

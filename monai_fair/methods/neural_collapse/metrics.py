@@ -42,15 +42,15 @@ Conventions (all selectable):
 * A class absent from a subgroup (own means) makes NC1-NC3 undefined for that subgroup: NaN with a warning; NC4
   stays defined (nearest among the centres that exist).
 
-The streaming implementation is :class:`monai_fair.methods.neural_collapse.NeuralCollapseAccumulator`;
-:func:`compute_neural_collapse_reference` stores every feature and uses a D x D ``torch.linalg.pinv`` (for tests and
-benchmarks).
+The streaming implementation is :class:`monai_fair.methods.neural_collapse.NeuralCollapseAccumulator` (and
+:func:`~monai_fair.methods.neural_collapse.accumulator.compute_neural_collapse` on tensors held in memory); the
+store-everything reference with a D x D ``torch.linalg.pinv`` is a test oracle in
+``tests/methods/neural_collapse/nc_reference.py``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 
@@ -59,8 +59,6 @@ __all__ = [
     "classifier_from_linear",
     "two_row_logits",
     "nc_metrics_from_statistics",
-    "compute_neural_collapse",
-    "compute_neural_collapse_reference",
 ]
 
 NC_METRIC_NAMES = (
@@ -249,125 +247,3 @@ def _as_inputs(
     num_classes = int(labels.max()) + 1 if num_classes is None else int(num_classes)
     num_groups = int(group.max()) + 1 if num_groups is None else int(num_groups)
     return features, labels, group, num_classes, num_groups
-
-
-def compute_neural_collapse(
-    features: torch.Tensor,
-    labels: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None = None,
-    group: torch.Tensor | None = None,
-    logits: torch.Tensor | None = None,
-    num_classes: int | None = None,
-    num_groups: int | None = None,
-    global_mean: str = "weighted",
-    group_means: str = "own",
-    rtol: float | None = None,
-) -> dict[str, Any]:
-    """NC1-NC4 overall and per subgroup for in-memory features (through the streaming accumulator).
-
-    Args:
-        features: ``(N, D)`` penultimate features (input of the final ``Linear``).
-        labels: ``(N,)`` class ids (the training labels, noisy ones included, for the memorisation signal).
-        weight: ``(C, D)`` classifier weight, or ``(1, D)`` for a single-logit head (see
-            :func:`classifier_from_linear`).
-        bias: ``(C,)`` (or ``(1,)``) classifier bias.
-        group: ``(N,)`` group ids ``0..K-1`` (``None``: one group).
-        logits: ``(N, C)`` or ``(N,)``/``(N, 1)`` network outputs for NC4; ``None``: ``W h + b``.
-        num_classes, num_groups: C and K (``None``: inferred from the data).
-        global_mean, group_means, rtol: see the module docstring and :func:`nc_metrics_from_statistics`.
-
-    Returns:
-        ``{"overall": {name: float}, "groups": {gid: {name: float}}, "counts": [[n_{g,c}]], "options": {...}}``.
-    """
-    from monai_fair.methods.neural_collapse.accumulator import NeuralCollapseAccumulator
-
-    features, labels, group, num_classes, num_groups = _as_inputs(features, labels, group, num_classes, num_groups)
-    w, b = classifier_from_linear(weight, bias)
-    acc = NeuralCollapseAccumulator(num_classes=num_classes, num_groups=num_groups)
-    acc.update(features, labels, group)
-    acc.update_nc4(features, (features @ w.T + b) if logits is None else logits, group)
-    return acc.compute(w, global_mean=global_mean, group_means=group_means, rtol=rtol)
-
-
-def compute_neural_collapse_reference(
-    features: torch.Tensor,
-    labels: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None = None,
-    group: torch.Tensor | None = None,
-    logits: torch.Tensor | None = None,
-    num_classes: int | None = None,
-    num_groups: int | None = None,
-    global_mean: str = "weighted",
-    group_means: str = "own",
-) -> dict[str, Any]:
-    """Store-everything reference: the textbook formulas on all features with a D x D ``torch.linalg.pinv``.
-
-    Same arguments and output as :func:`compute_neural_collapse`; memory O(N D + D^2), time O(N D^2 + D^3). It is
-    deliberately written directly from the definitions (explicit centring, explicit ``Sigma_B``) to check the
-    streaming, reduced-form implementation.
-    """
-    _check_options(global_mean, group_means)
-    features, labels, group, num_classes, num_groups = _as_inputs(features, labels, group, num_classes, num_groups)
-    w, b = classifier_from_linear(weight, bias)
-    logits = features @ w.T + b if logits is None else two_row_logits(torch.as_tensor(logits)).to(features.device)
-    pred = logits.argmax(1)
-    c = num_classes
-    nan = float("nan")
-
-    def centres_of(h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return torch.stack([h[y == k].mean(0) if (y == k).any() else torch.full_like(h[0], nan) for k in range(c)])
-
-    def stats(h, y, mu, mu_g):
-        m = (mu - mu_g).T  # D x C
-        res = {k: nan for k in NC_METRIC_NAMES}
-        dist = torch.cdist(h, mu[torch.isfinite(mu).all(1)])
-        present = torch.nonzero(torch.isfinite(mu).all(1)).reshape(-1)
-        agree = (pred_sel == present[dist.argmin(1)]).double().mean().item()
-        res["nc4_agreement"], res["nc4_mismatch"] = agree, 1.0 - agree
-        if not torch.isfinite(m).all():
-            return res
-        centred = h - mu[y]
-        sigma_w = centred.T @ centred / h.shape[0]
-        sigma_b = m @ m.T / c
-        res["nc1"] = torch.trace(sigma_w @ torch.linalg.pinv(sigma_b)).item() / c
-        target = (torch.eye(c, dtype=torch.float64) - torch.ones(c, c, dtype=torch.float64) / c) / math.sqrt(c - 1)
-        for name, vecs in (("means", m.T), ("weights", w)):
-            norms = vecs.norm(dim=1)
-            res[f"nc2_equinorm_{name}"] = (norms.std() / norms.mean()).item()
-            cos = (vecs / norms[:, None]) @ (vecs / norms[:, None]).T
-            off = cos[~torch.eye(c, dtype=torch.bool)]
-            res[f"nc2_maxangle_{name}"] = (off + 1 / (c - 1)).abs().sum().item() / (c * (c - 1))
-            upper = cos[torch.triu(torch.ones(c, c, dtype=torch.bool), 1)]
-            res[f"nc2_equiangular_{name}"] = upper.std().item() if c > 2 else nan
-            gram = vecs @ vecs.T
-            res[f"nc2_etf_{name}"] = torch.linalg.norm(gram / torch.linalg.norm(gram) - target).item()
-        res["nc3_self_duality"] = (torch.linalg.norm(w.T / torch.linalg.norm(w) - m / torch.linalg.norm(m)) ** 2).item()
-        wm = w @ m
-        res["nc3_etf"] = torch.linalg.norm(wm / torch.linalg.norm(wm) - target).item()
-        return res
-
-    def global_centre(h, y, mu):
-        return h.mean(0) if global_mean == "weighted" else mu.mean(0)
-
-    mu_all = centres_of(features, labels)
-    mu_g_all = global_centre(features, labels, mu_all)
-    pred_sel = pred
-    overall = stats(features, labels, mu_all, mu_g_all)
-    groups: dict[int, dict[str, float]] = {}
-    for g in range(num_groups):
-        sel = group == g
-        if not sel.any():
-            groups[g] = {k: nan for k in NC_METRIC_NAMES}
-            continue
-        pred_sel = pred[sel]
-        h, y = features[sel], labels[sel]
-        if group_means == "own":
-            mu = centres_of(h, y)
-            groups[g] = stats(h, y, mu, global_centre(h, y, mu))
-        else:
-            groups[g] = stats(h, y, mu_all, mu_g_all)
-    counts = torch.zeros(num_groups, c, dtype=torch.long)
-    counts.index_put_((group, labels), torch.ones_like(labels), accumulate=True)
-    return {"overall": overall, "groups": groups, "counts": counts.tolist()}

@@ -22,7 +22,6 @@ Its ``state_dict`` / ``load_state_dict`` let a resumed run continue the same tra
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -35,6 +34,7 @@ from monai.utils import optional_import
 from monai_fair.methods.neural_collapse.collection import NeuralCollapseEvaluation
 from monai_fair.methods.neural_collapse.metrics import NC_METRIC_NAMES
 from monai_fair.metrics import compute_group_classification_metrics, suppress_groups
+from monai_fair.utils.io import atomic_write_json
 from monai_fair.utils.serialization import to_builtin, to_json_safe
 
 SummaryWriter, _has_tb = optional_import("torch.utils.tensorboard", name="SummaryWriter")
@@ -162,10 +162,7 @@ class NeuralCollapseTrajectoryWriter:
         os.makedirs(self.output_dir, exist_ok=True)
         doc = dict(self.header) | {"evaluations": self.history}
         path = os.path.join(self.output_dir, TRAJECTORY_FILE)
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(to_json_safe(doc), f, indent=1, allow_nan=False)
-        os.replace(tmp, path)
+        atomic_write_json(path, to_json_safe(doc), indent=1, allow_nan=False)
         return path
 
     def _write_scalars(self, entry: Mapping[str, Any]) -> None:

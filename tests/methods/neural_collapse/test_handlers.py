@@ -15,10 +15,10 @@ from ignite.engine import Engine
 from monai_fair.methods.neural_collapse import (
     NeuralCollapseHandler,
     classifier_from_linear,
-    compute_neural_collapse_reference,
     log_spaced_epochs,
 )
 from monai_fair.utils import LayerCatcher
+from tests.methods.neural_collapse.nc_reference import compute_neural_collapse_reference
 
 
 class _Net(torch.nn.Module):

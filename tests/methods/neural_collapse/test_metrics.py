@@ -15,8 +15,8 @@ from monai_fair.methods.neural_collapse import (
     NeuralCollapseAccumulator,
     classifier_from_linear,
     compute_neural_collapse,
-    compute_neural_collapse_reference,
 )
+from tests.methods.neural_collapse.nc_reference import compute_neural_collapse_reference
 
 
 def _random_data(n=400, d=24, c=3, k=2, offset=5.0, seed=0):
