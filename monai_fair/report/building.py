@@ -254,6 +254,11 @@ def build_fairness_report(inputs: ReportInputs, options: ReportOptions | None = 
     )
 
 
+def _no_test(test: str | None) -> str | None:
+    """The reason a homogeneity test has no p-value (``"...; no p-value: <reason>"``), else ``None``."""
+    return test if test and "no p-value:" in test else None
+
+
 def _detectable(mdg: dict[str, Any], figure: str) -> tuple[float | None, str | None]:
     figs = mdg.get("figures", {})
     if figure == "eodds":
@@ -311,6 +316,7 @@ def _figure_entries(
         if is_gap_figure(m):
             p = _f(p_values.get(m))
             signed = res.get("fairness_form") == "signed" and m in ("eopp0", "eopp1", "eodds_mean")
+            d, model = _detectable(mdg, m) if value is not None else (None, None)
             entry["verdict"] = (
                 disparity_verdict(
                     value,
@@ -318,13 +324,13 @@ def _figure_entries(
                     tolerance,
                     None if signed else (math.nan if p is None else p),
                     alpha,
+                    d,
                 )
                 if value is not None and lo is not None
                 else None
             )
             entry["p_value"] = p
-            entry["test"] = tests.get(m) if p is not None else None
-            d, model = _detectable(mdg, m) if value is not None else (None, None)
+            entry["test"] = tests.get(m) if p is not None else _no_test(tests.get(m))
             entry["min_detectable_gap"] = d
             entry["min_detectable_gap_method"] = model
         figures[m] = entry

@@ -1,0 +1,75 @@
+# Copyright (c) monai-fair contributors
+# Licensed under the Apache License, Version 2.0
+"""Issue 18 items 9, 10 and 12 (statistics on edge-case data): no singular-matrix crash in the homogeneity test
+(NaN with a reason), no equivalence verdict on a degenerate interval or an underpowered comparison, intervals
+inside the figure's range."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import torch
+
+from monai_fair.metrics import compute_group_classification_metrics, disparity_verdict, homogeneity_test
+from monai_fair.metrics.homogeneity import homogeneity_reason
+
+
+def test_singular_contrast_covariance_gives_nan_with_reason():
+    # group values (a, 2a, 3a) on every resample: both contrasts have a variance, their covariance is rank 1
+    values = torch.tensor([0.2, 0.5, 0.9], dtype=torch.float64)
+    v = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    cov = 0.01 * torch.outer(v, v)
+    p, df, reason = homogeneity_reason(values, cov)
+    assert math.isnan(p) and df == 2 and "singular" in reason
+    assert math.isnan(homogeneity_test(values, cov)[0])
+
+
+def test_eight_rows_min_group_size_one_does_not_crash():
+    # seed 0 crashed with LinAlgError before the fix (three groups of 1-5 cases, one group all positives)
+    rng = np.random.default_rng(0)
+    g, y, s = rng.integers(0, 3, 8), rng.integers(0, 2, 8), rng.random(8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = compute_group_classification_metrics(s, y, g, n_bootstrap=100, min_group_size=1)
+    nan_p = [f for f, p in res["fairness_p_value"].items() if p != p]
+    assert nan_p, "this input has tests without a p-value"
+    for f in nan_p:
+        assert "no p-value:" in res["fairness_test"][f]
+
+
+def test_many_small_inputs_never_raise():
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        g, y, s = rng.integers(0, 3, 8), rng.integers(0, 2, 8), rng.random(8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compute_group_classification_metrics(s, y, g, n_bootstrap=60, min_group_size=1)
+
+
+def test_no_equivalence_on_degenerate_interval():
+    assert disparity_verdict(0.0, [0.0, 0.0], 0.05, p_value=float("nan")) == "insufficient evidence"
+    assert disparity_verdict(0.0, [0.0, 0.0], 0.05) == "insufficient evidence"
+    assert disparity_verdict(0.0, [0.0, 0.01], 0.05, p_value=0.9) == "no disparity shown"
+
+
+def test_no_equivalence_when_detectable_gap_exceeds_tolerance():
+    # every group TPR 1 on 6 positives: detectable gap 0.311 > tolerance 0.05
+    assert disparity_verdict(0.0, [0.0, 0.02], 0.05, 0.9, detectable_gap=0.311) == "insufficient evidence"
+    assert disparity_verdict(0.0, [0.0, 0.02], 0.05, 0.9, detectable_gap=float("nan")) == "insufficient evidence"
+    assert disparity_verdict(0.0, [0.0, 0.02], 0.05, 0.9, detectable_gap=0.04) == "no disparity shown"
+
+
+def test_auc_figure_intervals_inside_range():
+    # 8 cases: DeLong draws around AUCs near 0/1 used to give auc_gap intervals above 1 and negative worst AUCs
+    rng = np.random.default_rng(0)
+    s = rng.random(8)
+    y = np.array([0, 1] * 4)
+    g = np.array([0] * 4 + [1] * 4)
+    res = compute_group_classification_metrics(s, y, g, n_bootstrap=400, min_group_size=1)
+    for f in ("auc_gap", "worst_group_auc", "es_auc"):
+        lo, hi = res["fairness_ci"][f]
+        assert 0.0 <= lo <= hi <= 1.0, (f, lo, hi)
+    for d in res["auc_differences"]:
+        assert -1.0 <= d["ci"][0] <= d["ci"][1] <= 1.0
