@@ -404,6 +404,13 @@ def _assemble(
     metrics = [m for m in group_metrics if m in res["overall"]]
     groups = {names[k]: res["groups"][k] for k in shown}
     notes = _notes(info["n_omitted"], shown)
+    overall = res["overall"]
+    if int(res["overall"]["n"]) < int(info["min_group_size"]):  # the whole input is a small cell: nothing at all
+        overall, metrics, res = {"n": None, "suppressed": True}, [], {**res, "reliability": None}
+        notes.append(
+            "the whole input has fewer cases than min_group_size: no figure is reported, overall included "
+            "(a figure of a handful of cases, e.g. ECE or Brier score of one case, discloses their labels and scores)."
+        )
     figures = _figure_entries(res, mdg, shown, fairness_names, method_of, info["tolerance"], info["alpha"])
     flags = _selection_flags(res, names, shown, figures, info["binary"])
     threshold = _threshold_entry(task, info)
@@ -437,7 +444,7 @@ def _assemble(
         "threshold": threshold,
         "class_names": list(info["class_names"]) if info.get("class_names") else None,
         "n_omitted": int(info["n_omitted"]),
-        "overall": res["overall"],
+        "overall": overall,
         "groups": groups,
         "fairness": {**{m: figures[m]["value"] for m in fairness_names}, "suppressed_groups": len(hide)},
         "fairness_ci": {m: e["ci"] for m, e in figures.items() if e["ci"]},

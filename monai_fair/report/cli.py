@@ -214,9 +214,10 @@ def _read_inputs(args: argparse.Namespace, path: Path, task: str) -> tuple[Repor
     the group column."""
     read = table_read_options(args)
     if task == "classification":
-        from monai_fair.report.predictions import read_prediction_table
+        from monai_fair.report.predictions import check_unique_ids, read_prediction_table
 
         t = read_prediction_table(path, **read)
+        check_unique_ids(path, t.case_id, t.omitted_ids)
         return t, t.columns.get("group")  # type: ignore[return-value]
     from monai_fair.report.segmentation_masks import read_segmentation_table
 

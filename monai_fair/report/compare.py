@@ -35,6 +35,7 @@ from monai_fair.metrics.figures import get_figure
 from monai_fair.report.predictions import (
     PredictionTable,
     ReportInputError,
+    check_unique_ids,
     group_ids,
     missing_cells,
     parse_floats,
@@ -230,10 +231,8 @@ def _align(tables: dict[str, list[PredictionTable]]) -> tuple[np.ndarray, int]:
     all_base = set(first.case_id.tolist()) | set((first.omitted_ids if first.omitted_ids is not None else []).tolist())
     for ts in tables.values():
         for t in ts:
+            check_unique_ids(t.path, t.case_id)
             ids = t.case_id.tolist()
-            if len(set(ids)) != len(ids):
-                dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
-                raise ReportInputError(f"{t.path}: duplicate case id(s) {dup}.")
             every = set(ids) | set((t.omitted_ids if t.omitted_ids is not None else []).tolist())
             extra, missing = sorted(every - all_base), sorted(all_base - every)
             if extra or missing:
