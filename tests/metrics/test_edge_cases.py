@@ -73,3 +73,29 @@ def test_auc_figure_intervals_inside_range():
         assert 0.0 <= lo <= hi <= 1.0, (f, lo, hi)
     for d in res["auc_differences"]:
         assert -1.0 <= d["ci"][0] <= d["ci"][1] <= 1.0
+
+
+def _one_class_group(n=600, seed=1):
+    rng = np.random.default_rng(seed)
+    g, y = rng.integers(0, 3, n), rng.integers(0, 2, n)
+    y[g == 2] = 0  # group C: negatives only, its AUC is undefined
+    base = np.clip(0.5 * y + rng.normal(0.25, 0.2, n), 0, 1)  # AUC ~0.94
+    other = np.clip(0.15 * y + rng.normal(0.4, 0.25, n), 0, 1)  # AUC ~0.63
+    return y, g, base, other
+
+
+def test_compare_keeps_auc_tests_when_one_group_has_one_class():
+    from monai_fair.metrics import compare_models
+
+    y, g, base, other = _one_class_group()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = compare_models(y, g, base, other, n_bootstrap=100, group_names=["A", "B", "C"])
+    auc = {(f["scope"], f["group_name"]): f for f in r["figures"] if f["figure"] == "auc"}
+    for key in (("overall", None), ("group", "A"), ("group", "B")):
+        f = auc[key]
+        assert f["base"] > 0.9 and f["other"] < 0.72
+        assert f["p_value"] is not None and f["verdict"] == "worse", key  # was "no evidence" (NaN covariance)
+        assert f["ci"][1] < 0
+    c = auc[("group", "C")]
+    assert c["verdict"] == "undefined" and "one class" in c["undefined"]

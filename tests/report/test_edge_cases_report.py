@@ -89,3 +89,26 @@ def test_duplicate_case_ids_rejected(tmp_path, capsys):
     assert rc == 2
     assert "dup.csv" in out.err and "duplicate case id(s) ['c0']" in out.err
     assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_compare_cli_auc_drop_with_one_class_group(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    n = 600
+    g, y = rng.integers(0, 3, n), rng.integers(0, 2, n)
+    y[g == 2] = 0  # group C has one class
+    files = []
+    for name, (w, mu, sd) in {"base": (0.5, 0.25, 0.2), "other": (0.15, 0.4, 0.25)}.items():
+        s = np.clip(w * y + rng.normal(mu, sd, n), 0, 1)
+        rows = [[f"c{i}", f"{1 - s[i]:.4f}", f"{s[i]:.4f}", y[i], "ABC"[g[i]]] for i in range(n)]
+        files.append(str(_write(tmp_path / f"{name}.csv", rows)))
+    rc = main(["compare", *files, "--out", str(tmp_path / "cmp"), "--n-bootstrap", "100", "--no-plots"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    js = json.loads(next((tmp_path / "cmp").glob("*.json")).read_text())
+    figs = [f for c in js["comparisons"] for f in c["figures"] if f["figure"] == "auc"]
+    overall = next(f for f in figs if f["scope"] == "overall")
+    assert overall["verdict"] == "worse"  # 0.94 -> 0.63 was "no evidence"
+    c = next(f for f in figs if f.get("group_name") == "C")
+    assert c["verdict"] == "undefined"
+    md = next((tmp_path / "cmp").glob("*.md")).read_text()
+    assert "undefined" in md and "only one class" in md
