@@ -148,7 +148,7 @@ def _paired_delong(eng, meta: list[dict], n_base: int, cluster: Any, ci: float):
     undefined_auc, undefined_var = (used & no_auc[None]).any(1), (used & no_var[None]).any(1)
     est = c @ theta.nan_to_num(0.0)
     se = torch.sqrt(torch.einsum("rk,kl,rl->r", c, cov.nan_to_num(0.0), c).clamp_min(0))
-    lo, hi, p = normal_interval(est, se, ci)
+    lo, hi, p = normal_interval(est, se, ci, (-1.0, 1.0))  # a difference of AUCs lies in [-1, 1]
     bad = undefined_auc | undefined_var
     est, lo, hi, p = (torch.where(bad, torch.full_like(t, float("nan")), t) for t in (est, lo, hi, p))
     reasons = {}

@@ -99,3 +99,19 @@ def test_compare_keeps_auc_tests_when_one_group_has_one_class():
         assert f["ci"][1] < 0
     c = auc[("group", "C")]
     assert c["verdict"] == "undefined" and "one class" in c["undefined"]
+
+
+def test_paired_auc_difference_interval_inside_range():
+    from monai_fair.metrics import compare_models
+
+    rng = np.random.default_rng(3)
+    y, g = np.array([0, 1] * 6), np.array([0] * 6 + [1] * 6)
+    base = np.where(y == 1, 0.9, 0.1) + rng.normal(0, 0.01, 12)
+    other = np.where(y == 1, 0.1, 0.9) + rng.normal(0, 0.01, 12)
+    base[[0, 1]], other[[0, 1]] = base[[1, 0]], other[[1, 0]]  # AUCs near 1 and 0: difference near -1, wide SE
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = compare_models(y, g, base, other, n_bootstrap=50, min_group_size=1)
+    for f in r["figures"]:
+        if f["figure"] == "auc" and f["ci"][0] is not None:
+            assert -1.0 <= f["ci"][0] <= f["ci"][1] <= 1.0, f
