@@ -134,12 +134,13 @@ def make_release(
 
 def _vectors(releases: list[Release]) -> tuple[np.ndarray, list[tuple[int, str | None, bool]]]:
     """0/1 vectors over atoms ``(V, A)`` of every group and overall row, with ``(release, group or None, visible)``."""
-    ids = sorted({c for r in releases for cases in r.cells.values() for c in cases})
-    index = {c: i for i, c in enumerate(ids)}
-    labels = np.full((len(releases), len(ids)), -1, dtype=np.int64)  # group of every case in every release
-    for j, r in enumerate(releases):
-        for k, cases in enumerate(r.cells.values()):
-            labels[j, [index[c] for c in cases]] = k
+    per = [
+        (j, k, np.asarray(cases, dtype=str)) for j, r in enumerate(releases) for k, cases in enumerate(r.cells.values())
+    ]
+    ids = np.unique(np.concatenate([c for *_, c in per])) if per else np.zeros(0, dtype=str)
+    labels = np.full((len(releases), ids.size), -1, dtype=np.int64)  # group of every case in every release
+    for j, k, cases in per:  # one vectorised lookup per group
+        labels[j, np.searchsorted(ids, cases)] = k
     _, atom = np.unique(labels.T, axis=0, return_inverse=True)
     atom = atom.reshape(-1)
     n_atoms = int(atom.max()) + 1 if atom.size else 0
