@@ -26,7 +26,7 @@ def homogeneity_test(values: torch.Tensor, cov: torch.Tensor) -> tuple[float, in
     """Wald chi-square test that all ``K`` entries of ``values`` are equal, given their covariance ``(K, K)``.
 
     NaN entries (undefined groups) are left out. Returns the p-value and the degrees of freedom ``K - 1`` (NaN and
-    0 with fewer than two entries; NaN when the contrast covariance is singular, see :func:`homogeneity_reason`)."""
+    0 with fewer than two entries; see :func:`homogeneity_reason` for when it is NaN)."""
     p, df, _ = homogeneity_reason(values, cov)
     return p, df
 
@@ -35,9 +35,10 @@ def homogeneity_reason(values: torch.Tensor, cov: torch.Tensor) -> tuple[float, 
     """:func:`homogeneity_test` with the reason why the p-value is NaN (``None`` when it is defined).
 
     The contrast covariance ``L S L^T`` can be singular on valid data (small groups, a rate of 0 or 1 in a group,
-    perfectly correlated group values on every resample): the test is then not defined and the p-value is NaN
-    with that reason, never a solver error. A contrast with zero variance and a non-zero difference rejects
-    (``p = 0``)."""
+    perfectly correlated group values on every resample); it is then tested in the directions that have variance
+    (its rank is the degrees of freedom), never a solver error. A non-zero difference in a direction without
+    variance gives ``p = 0`` (as with a zero covariance); no variance and no difference gives NaN with the
+    reason."""
     ok = ~torch.isnan(values) & ~torch.isnan(torch.diagonal(cov))
     v, s = values[ok].to(torch.float64), cov[ok][:, ok].to(torch.float64)
     k = v.numel()
@@ -49,13 +50,19 @@ def homogeneity_reason(values: torch.Tensor, cov: torch.Tensor) -> tuple[float, 
         if bool((d == 0).all()):
             return _NAN, k - 1, "every group has the same value on every resample (zero variance)"
         return 0.0, k - 1, None
-    evals = torch.linalg.eigvalsh(sd)
-    if not bool(torch.isfinite(evals).all()) or float(evals[0]) <= 1e-12 * float(evals[-1]):
-        reason = f"the covariance of the {k - 1} group contrasts is singular (too few cases or resamples per group)"
-        return _NAN, k - 1, reason
-    stat = float(d @ torch.linalg.solve(sd, d))
-    half = torch.tensor([(k - 1) / 2.0, stat / 2.0], dtype=torch.float64)
-    return float(torch.special.gammaincc(half[0], half[1])), k - 1, None
+    evals, evecs = torch.linalg.eigh(sd)
+    if not bool(torch.isfinite(evals).all()):
+        return _NAN, k - 1, "the covariance of the group contrasts is not finite"
+    if float(evals[0]) > 1e-12 * float(evals[-1]):
+        stat, df = float(d @ torch.linalg.solve(sd, d)), k - 1
+    else:  # singular (e.g. two groups with a constant rate): test where there is variance
+        var = evals > evals.max() * 1e-12
+        proj = evecs.t() @ d
+        if bool((proj[~var].abs() > 1e-12 * max(1.0, float(d.abs().max()))).any()):
+            return 0.0, k - 1, None  # a difference without variance is certain (as with a zero covariance)
+        stat, df = float((proj[var] ** 2 / evals[var]).sum()), int(var.sum())
+    half = torch.tensor([df / 2.0, stat / 2.0], dtype=torch.float64)
+    return float(torch.special.gammaincc(half[0], half[1])), df, None
 
 
 def bootstrap_homogeneity(point: torch.Tensor, reps: torch.Tensor, mask: torch.Tensor) -> float:

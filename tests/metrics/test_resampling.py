@@ -104,3 +104,15 @@ def test_cluster_cell_counts_by_type_equal_the_drawn_clusters(stratified):
     assert np.array_equal(got, want)
     cl, u = resampling.cluster_index(pid, pid.size)
     assert resampling._cluster_types(cl, cell, u, 12)[1].shape[0] < 300  # few types
+
+
+def test_cluster_cell_counts_without_types_equal_the_drawn_clusters():
+    """Every cluster its own type (many cells): the sparse count-matrix path gives the same exact counts."""
+    rng = np.random.default_rng(4)
+    pid = np.repeat(np.arange(200), 30)
+    cell = rng.integers(0, 200, pid.size)
+    cl, u = resampling.cluster_index(pid, pid.size)
+    assert resampling._cluster_types(cl, cell, u, 200) is None
+    got = torch.cat(list(bootstrap_cell_counts(cell, 200, 40, seed=2, cluster=pid))).numpy()
+    w = torch.cat(list(bootstrap_weights(pid.size, 40, 2, cluster=pid))).numpy()
+    assert np.array_equal(got, np.stack([np.bincount(cell, weights=r, minlength=200) for r in w]))

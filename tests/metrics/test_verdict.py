@@ -144,3 +144,16 @@ def test_detectable_gaps_multiclass():
         assert f["accuracy"]["detectable_gap"] == pytest.approx(ref, rel=1e-6)
     with pytest.raises(ValueError, match="y_score"):
         detectable_gaps(g, y=y)
+
+
+def test_homogeneity_test_singular_covariance():
+    """Two of three groups without variance (e.g. FPR 0 on every resample): tested where there is variance."""
+    from scipy.stats import chi2
+
+    from monai_fair.metrics.homogeneity import homogeneity_test
+
+    cov = torch.diag(torch.tensor([0.004, 0.0, 0.0], dtype=torch.float64))
+    p, df = homogeneity_test(torch.tensor([0.1, 0.0, 0.0], dtype=torch.float64), cov)
+    # contrasts (-0.1, -0.1) with covariance [[a, a], [a, a]]: one direction, statistic 0.1^2 / a
+    assert df == 1 and p == pytest.approx(chi2.sf(0.1**2 / 0.004, 1))
+    assert homogeneity_test(torch.tensor([0.1, 0.0, 0.05], dtype=torch.float64), cov)[0] == 0.0
