@@ -36,7 +36,9 @@ Holm's correction (:func:`~monai_fair.metrics.multiplicity.holm_adjust`) runs ac
 Verdict per figure: ``"better"``/``"worse"`` when the Holm-adjusted p-value is below ``alpha``, judged by the
 figure's direction (higher is better for performance, worst-group and ES figures; lower is better for gaps,
 FPR, EOpp/EOdds/DP and SER), else ``"no evidence"``; figures without a direction (``selection_rate``) get
-``"higher"``/``"lower"``.
+``"higher"``/``"lower"``. A per-group AUC that is undefined (the group has one class, or too few positives or
+negatives for a DeLong variance) gets ``"undefined"`` with the reason in ``"undefined"``; it takes no part in the
+other groups' and the overall AUC tests, which are computed over the groups where AUC is defined.
 """
 
 from __future__ import annotations
@@ -128,22 +130,37 @@ def _engine(task: str, y, group, base: list, other: list, kw: dict, base_iou: An
 
 
 def _paired_delong(eng, meta: list[dict], n_base: int, cluster: Any, ci: float):
-    """Paired DeLong difference, interval and p-value of every overall/group AUC figure (index -> tuple)."""
+    """Paired DeLong difference, interval and p-value of every overall/group AUC figure (index -> tuple), and the
+    reason of every AUC figure without a test (index -> text).
+
+    A group whose AUC or DeLong variance is undefined (one class, or fewer than two positives or negatives) leaves
+    the other groups' and the overall tests intact: each contrast uses only its own columns of the covariance."""
     idx = [i for i, f in enumerate(meta) if f["figure"] == "auc" and f["scope"] in ("overall", "group")]
     if not idx or eng.delong is None:
-        return {}
+        return {}, {}
     m, k = eng.m, eng.ng + 1
     contrast = torch.zeros(len(idx), m, k, dtype=torch.float64)
     weights = torch.tensor([-1.0 / n_base] * n_base + [1.0 / (m - n_base)] * (m - n_base), dtype=torch.float64)
-    for r, i in enumerate(idx):
-        col = eng.ng if meta[i]["scope"] == "overall" else meta[i]["group"]
-        contrast[r, :, col] = weights
+    cols = torch.tensor([eng.ng if meta[i]["scope"] == "overall" else meta[i]["group"] for i in idx])
+    contrast[torch.arange(len(idx)), :, cols] = weights
     c = contrast.view(len(idx), -1)
     cov = eng.delong.covariance(cluster)
-    est = c @ eng.delong.theta.reshape(-1)
-    se = torch.sqrt(torch.einsum("rk,kl,rl->r", c, cov, c).clamp_min(0))
-    lo, hi, p = normal_interval(est, se, ci)
-    return {i: (float(est[r]), float(lo[r]), float(hi[r]), float(p[r])) for r, i in enumerate(idx)}
+    theta = eng.delong.theta.reshape(-1)
+    no_auc, no_var = torch.isnan(theta), torch.isnan(torch.diagonal(cov)) & ~torch.isnan(theta)
+    used = c != 0
+    undefined_auc, undefined_var = (used & no_auc[None]).any(1), (used & no_var[None]).any(1)
+    est = c @ theta.nan_to_num(0.0)
+    se = torch.sqrt(torch.einsum("rk,kl,rl->r", c, cov.nan_to_num(0.0), c).clamp_min(0))
+    lo, hi, p = normal_interval(est, se, ci, (-1.0, 1.0))  # a difference of AUCs lies in [-1, 1]
+    bad = undefined_auc | undefined_var
+    est, lo, hi, p = (torch.where(bad, torch.full_like(t, float("nan")), t) for t in (est, lo, hi, p))
+    reasons = {}
+    for r, i in enumerate(idx):
+        if bool(undefined_auc[r]):
+            reasons[i] = "AUC undefined: the cases of this group have only one class"
+        elif bool(undefined_var[r]):
+            reasons[i] = "DeLong variance undefined: fewer than two positives or two negatives"
+    return {i: (float(est[r]), float(lo[r]), float(hi[r]), float(p[r])) for r, i in enumerate(idx)}, reasons
 
 
 def _bootstrap_stats(point_d: torch.Tensor, reps_d: torch.Tensor, ci: float):
@@ -255,7 +272,8 @@ def compare_models(
         ``"auc_gap"``), ``"scope"`` (``"overall"``, ``"group"``, ``"fairness"``), ``"group"`` (id or None),
         ``"group_name"``, ``"direction"`` (``"higher"``/``"lower"``/``"none"``: which is better), ``"base"``,
         ``"other"`` (seed-averaged), ``"difference"`` (other - base), ``"ci"`` ``[lo, hi]``, ``"p_value"``,
-        ``"p_holm"``, ``"verdict"`` (``"better"``/``"worse"``/``"no evidence"``), ``"ci_method"``, ``"p_method"``,
+        ``"p_holm"``, ``"verdict"`` (``"better"``/``"worse"``/``"no evidence"``/``"undefined"``, then with the
+        reason in ``"undefined"``), ``"ci_method"``, ``"p_method"``,
         ``"base_per_seed"``, ``"other_per_seed"``, ``"base_seed_sd"``, ``"other_seed_sd"`` and, with equal seed
         counts > 1, ``"paired_seed_differences"``, ``"paired_seed_sd"``}``.
     """
@@ -274,7 +292,7 @@ def compare_models(
     _, reps = _table(*collect_replicates(eng.replicates(*reps_args)), groups, metrics, fairness)
     nb = len(base)
     use_delong = task == "classification" and auc_ci == "delong"
-    delong = _paired_delong(eng, meta, nb, cl, ci) if use_delong else {}
+    delong, undefined = _paired_delong(eng, meta, nb, cl, ci) if use_delong else ({}, {})
     scheme = bootstrap_scheme(stratified_bootstrap, cl)
     figures = _figures(meta, point[0], reps, nb, ci, delong, use_delong, scheme, n_bootstrap, cl, group_names)
     seed_aware = apply_seed_aware(figures, point[0], reps, nb, seed_pairing, ci) if len(base + other) > 2 else None
@@ -282,6 +300,8 @@ def compare_models(
     for f, pa in zip(figures, adj):
         f["p_holm"] = float(pa)
         f["verdict"] = _verdict(f["direction"], f["difference"], float(pa), alpha)
+    for i, why in undefined.items():
+        figures[i]["verdict"], figures[i]["undefined"] = "undefined", why
     return to_json_safe({
         "task": task, "n_cases": int(setup.counts.sum()), "n_seeds": {"base": nb, "other": len(other)},
         "ci_level": float(ci), "alpha": float(alpha), "n_bootstrap": int(n_bootstrap), "seed": int(seed),

@@ -202,9 +202,11 @@ def bootstrap_intervals(
     and the homogeneity tests of the gaps from the point values ``(G,)`` and the replicate covariance."""
     rg, ro, rf = reps
     ci_g, ci_o, ci_f = (percentile_intervals(r, ci) for r in reps)
-    tests = gap_tests(point_groups, rg, setup.reported & (setup.counts > 0), binary)
+    reasons: dict[str, str] = {}
+    tests = gap_tests(point_groups, rg, setup.reported & (setup.counts > 0), binary, reasons)
     wald = "Wald chi-square test of equal group values, bootstrap covariance"
-    return Intervals(ci_g, ci_o, ci_f, {m: method for m in (*ci_o, *ci_f)}, tests, {f: wald for f in tests})
+    test = {f: f"{wald}; no p-value: {reasons[f]}" if f in reasons else wald for f in tests}
+    return Intervals(ci_g, ci_o, ci_f, {m: method for m in (*ci_o, *ci_f)}, tests, test)
 
 
 def attach_intervals(result: dict[str, Any], iv: Intervals, ci: float) -> dict[str, Any]:

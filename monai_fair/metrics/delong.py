@@ -168,7 +168,9 @@ class DeLongAUC:
 
     def draws(self, cov: torch.Tensor, n: int, rng: np.random.Generator) -> torch.Tensor:
         """``(n, M, G + 1)`` parametric draws ``theta + N(0, cov)`` (NaN where the AUC or its variance is
-        undefined): the replicates of AUC-derived figures (gaps, worst group, ES-AUC) in the bootstrap."""
+        undefined): the replicates of AUC-derived figures (gaps, worst group, ES-AUC) in the bootstrap. Draws are
+        clipped to the AUC's range ``[0, 1]``, so every derived interval stays inside its figure's range (an AUC gap
+        never exceeds 1)."""
         th = self.theta.reshape(-1)
         ok = ~torch.isnan(th) & ~torch.isnan(torch.diagonal(cov))
         sub = cov[ok][:, ok]
@@ -177,7 +179,7 @@ class DeLongAUC:
         root = evecs * torch.sqrt(evals.clamp_min(0))[None, :]
         z = torch.from_numpy(rng.standard_normal((n, int(ok.sum()))))
         out = torch.full((n, th.numel()), _NAN, dtype=torch.float64)
-        out[:, ok] = th[ok][None] + z @ root.t()
+        out[:, ok] = (th[ok][None] + z @ root.t()).clamp(0.0, 1.0)
         return out.view(n, self.m, self.g + 1)
 
 
@@ -206,7 +208,7 @@ def auc_differences(theta: torch.Tensor, cov: torch.Tensor, reported: torch.Tens
     a, b = reported[i], reported[j]
     diff = theta[a] - theta[b]
     se = torch.sqrt((cov[a, a] + cov[b, b] - 2 * cov[a, b]).clamp_min(0))
-    lo, hi, p = normal_interval(diff, se, ci)
+    lo, hi, p = normal_interval(diff, se, ci, (-1.0, 1.0))
     return [
         {
             "groups": [int(a[t]), int(b[t])],

@@ -71,7 +71,7 @@ from monai_fair.metrics.core import (
 from monai_fair.metrics.delong import DeLongAUC, auc_differences, normal_interval
 from monai_fair.metrics.figures import figure_keys, formula_figures
 from monai_fair.metrics.group_counts import GroupAUC
-from monai_fair.metrics.homogeneity import homogeneity_test
+from monai_fair.metrics.homogeneity import homogeneity_reason
 from monai_fair.metrics.inputs import parse_labels, parse_model
 from monai_fair.metrics.resampling import bootstrap_cell_counts, bootstrap_scheme, bootstrap_weights, describe_bootstrap
 from monai_fair.metrics.utils import (
@@ -414,8 +414,9 @@ def _intervals(
             iv.method[f] = f"percentile of B={n_bootstrap} parametric draws from the joint {name} covariance"
         reported = torch.nonzero(eng.setup.reported & (eng.setup.counts > 0)).flatten()
         result["auc_differences"] = auc_differences(eng.delong.theta[0], cov, reported, ci)
-        iv.p_value["auc_gap"] = homogeneity_test(eng.delong.theta[0, reported], cov[reported][:, reported])[0]
-        iv.test["auc_gap"] = f"{name} chi-square test of equal group AUCs"
+        p_auc, _, why = homogeneity_reason(eng.delong.theta[0, reported], cov[reported][:, reported])
+        iv.p_value["auc_gap"] = p_auc
+        iv.test["auc_gap"] = f"{name} chi-square test of equal group AUCs" + (f"; no p-value: {why}" if why else "")
     attach_intervals(result, iv, ci)
 
 

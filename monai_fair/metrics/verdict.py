@@ -10,7 +10,10 @@
   one-sided tests (Schuirmann, J. Pharmacokinet. Biopharm. 15, 1987): with a ``1 - 2a`` interval it is TOST at level
   ``a``; with the reported 95 % interval it is TOST at 2.5 % (conservative). A non-significant difference is
   *not* this verdict;
-* ``"insufficient evidence"``: neither (the interval is too wide), or the figure is undefined.
+* ``"insufficient evidence"``: neither (the interval is too wide), or the figure is undefined. An equivalence
+  claim never rests on a *degenerate* interval (``lo == hi``, e.g. ``[0, 0]`` when every group has TPR 1 on a
+  handful of positives: the resamples cannot vary, which says nothing about the population) nor on data whose
+  smallest detectable gap (below) exceeds the tolerance: both give "insufficient evidence".
 
 "Non-zero" for a *signed* difference (a paired model difference, the signed SCP form) means the interval excludes
 0. A *range over groups* (``max_g M_g - min_g M_g``) is positive on every resample even when all groups are equal,
@@ -59,7 +62,14 @@ DIFFERENCE_FIGURES = ("eopp0", "eopp1", "eodds", "eodds_mean", "demographic_pari
 _NAN = float("nan")
 
 
-def disparity_verdict(estimate: float, ci: Any, tol: float, p_value: float | None = None, alpha: float = 0.05) -> str:
+def disparity_verdict(
+    estimate: float,
+    ci: Any,
+    tol: float,
+    p_value: float | None = None,
+    alpha: float = 0.05,
+    detectable_gap: float | None = None,
+) -> str:
     """The verdict of one difference-type figure (module docstring).
 
     Args:
@@ -69,6 +79,8 @@ def disparity_verdict(estimate: float, ci: Any, tol: float, p_value: float | Non
         p_value: the test that the disparity is zero (for ranges over groups: :func:`homogeneity_test`); ``None``
             means ``d`` is a signed difference and "non-zero" is "the interval excludes 0".
         alpha: level of that test.
+        detectable_gap: the smallest gap the data could detect (:func:`detectable_gaps`), if known; above ``tol``
+            (or NaN) the data cannot support "no disparity shown".
     """
     lo, hi = (float(v) if v is not None else _NAN for v in ci) if ci is not None else (_NAN, _NAN)
     est = float(estimate) if estimate is not None else _NAN
@@ -77,15 +89,22 @@ def disparity_verdict(estimate: float, ci: Any, tol: float, p_value: float | Non
     nonzero = (lo > 0 or hi < 0) if p_value is None else (p_value == p_value and p_value < alpha)
     if nonzero and abs(est) > tol:
         return "disparity"
-    if -tol <= lo and hi <= tol:
+    underpowered = detectable_gap is not None and not float(detectable_gap) <= tol
+    if -tol <= lo and hi <= tol and hi > lo and not underpowered:
         return "no disparity shown"
     return "insufficient evidence"
 
 
-def fairness_verdicts(result: dict[str, Any], tol: float | dict[str, float], alpha: float = 0.05) -> dict[str, dict]:
+def fairness_verdicts(
+    result: dict[str, Any],
+    tol: float | dict[str, float],
+    alpha: float = 0.05,
+    detectable: dict[str, float] | None = None,
+) -> dict[str, dict]:
     """Verdict of every difference-type figure of a ``compute_group_*`` result computed with ``n_bootstrap > 0``.
 
-    ``tol``: one tolerance or ``{figure: tol}``. Uses ``result["fairness_ci"]`` and, for ranges over groups,
+    ``tol``: one tolerance or ``{figure: tol}``; ``detectable``: ``{figure: smallest detectable gap}`` (optional,
+    see :func:`disparity_verdict`). Uses ``result["fairness_ci"]`` and, for ranges over groups,
     ``result["fairness_p_value"]`` (the homogeneity test). Returns ``{figure: {"verdict", "estimate", "ci", "tol",
     "p_value", "alpha"}}``."""
     out = {}
@@ -98,7 +117,12 @@ def fairness_verdicts(result: dict[str, Any], tol: float | dict[str, float], alp
         p = result.get("fairness_p_value", {}).get(name)
         signed = result.get("fairness_form") == "signed" and name in ("eopp0", "eopp1", "eodds_mean")
         verdict = disparity_verdict(
-            result["fairness"][name], ci, t, None if signed else (_NAN if p is None else p), alpha
+            result["fairness"][name],
+            ci,
+            t,
+            None if signed else (_NAN if p is None else p),
+            alpha,
+            (detectable or {}).get(name),
         )
         out[name] = {"verdict": verdict, "estimate": result["fairness"][name], "ci": ci, "tol": t, "p_value": p,
                      "alpha": float(alpha)}  # fmt: skip

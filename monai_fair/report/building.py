@@ -254,6 +254,11 @@ def build_fairness_report(inputs: ReportInputs, options: ReportOptions | None = 
     )
 
 
+def _no_test(test: str | None) -> str | None:
+    """The reason a homogeneity test has no p-value (``"...; no p-value: <reason>"``), else ``None``."""
+    return test if test and "no p-value:" in test else None
+
+
 def _detectable(mdg: dict[str, Any], figure: str) -> tuple[float | None, str | None]:
     figs = mdg.get("figures", {})
     if figure == "eodds":
@@ -311,6 +316,7 @@ def _figure_entries(
         if is_gap_figure(m):
             p = _f(p_values.get(m))
             signed = res.get("fairness_form") == "signed" and m in ("eopp0", "eopp1", "eodds_mean")
+            d, model = _detectable(mdg, m) if value is not None else (None, None)
             entry["verdict"] = (
                 disparity_verdict(
                     value,
@@ -318,13 +324,13 @@ def _figure_entries(
                     tolerance,
                     None if signed else (math.nan if p is None else p),
                     alpha,
+                    d,
                 )
                 if value is not None and lo is not None
                 else None
             )
             entry["p_value"] = p
-            entry["test"] = tests.get(m) if p is not None else None
-            d, model = _detectable(mdg, m) if value is not None else (None, None)
+            entry["test"] = tests.get(m) if p is not None else _no_test(tests.get(m))
             entry["min_detectable_gap"] = d
             entry["min_detectable_gap_method"] = model
         figures[m] = entry
@@ -398,6 +404,13 @@ def _assemble(
     metrics = [m for m in group_metrics if m in res["overall"]]
     groups = {names[k]: res["groups"][k] for k in shown}
     notes = _notes(info["n_omitted"], shown)
+    overall = res["overall"]
+    if int(res["overall"]["n"]) < int(info["min_group_size"]):  # the whole input is a small cell: nothing at all
+        overall, metrics, res = {"n": None, "suppressed": True}, [], {**res, "reliability": None}
+        notes.append(
+            "the whole input has fewer cases than min_group_size: no figure is reported, overall included "
+            "(a figure of a handful of cases, e.g. ECE or Brier score of one case, discloses their labels and scores)."
+        )
     figures = _figure_entries(res, mdg, shown, fairness_names, method_of, info["tolerance"], info["alpha"])
     flags = _selection_flags(res, names, shown, figures, info["binary"])
     threshold = _threshold_entry(task, info)
@@ -431,7 +444,7 @@ def _assemble(
         "threshold": threshold,
         "class_names": list(info["class_names"]) if info.get("class_names") else None,
         "n_omitted": int(info["n_omitted"]),
-        "overall": res["overall"],
+        "overall": overall,
         "groups": groups,
         "fairness": {**{m: figures[m]["value"] for m in fairness_names}, "suppressed_groups": len(hide)},
         "fairness_ci": {m: e["ci"] for m, e in figures.items() if e["ci"]},

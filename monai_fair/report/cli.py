@@ -164,6 +164,13 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--num-classes", type=int, default=2, help="segmentation: label values 0..C-1 (2: mask > 0)")
     p.add_argument("--include-background", action="store_true", help="segmentation: include label 0 in Dice/IoU")
+    p.add_argument(
+        "--disclosure-record",
+        default=None,
+        metavar="JSON",
+        help="record of the groupings already released (default: disclosure_record.json beside --out); a report "
+        "that would make a hidden group of a recorded one derivable by subtraction is refused",
+    )
     p.add_argument("--no-plots", action="store_true")
     p.set_defaults(func=run_report)
     return p
@@ -214,9 +221,10 @@ def _read_inputs(args: argparse.Namespace, path: Path, task: str) -> tuple[Repor
     the group column."""
     read = table_read_options(args)
     if task == "classification":
-        from monai_fair.report.predictions import read_prediction_table
+        from monai_fair.report.predictions import check_unique_ids, read_prediction_table
 
         t = read_prediction_table(path, **read)
+        check_unique_ids(path, t.case_id, t.omitted_ids)
         return t, t.columns.get("group")  # type: ignore[return-value]
     from monai_fair.report.segmentation_masks import read_segmentation_table
 
@@ -228,6 +236,39 @@ def _read_inputs(args: argparse.Namespace, path: Path, task: str) -> tuple[Repor
         include_background=args.include_background,
     )
     return seg, args.group_col or "group"
+
+
+def _check_disclosure(args: argparse.Namespace, path: Path, inputs: ReportInputs, options: ReportOptions):
+    """Refuse a report whose groups would make a hidden group of a recorded report derivable
+    (:mod:`monai_fair.report.disclosure`); the record update to write after the report, or ``None`` (no case ids)."""
+    case_ids = getattr(inputs, "case_id", None)
+    if case_ids is None:
+        return None
+    import os
+
+    from monai_fair.report.building import _groups_and_suppression
+    from monai_fair.report.disclosure import default_record_path, earlier_releases, load_record, make_release
+    from monai_fair.report.predictions import ReportInputError
+
+    record_path = Path(args.disclosure_record) if args.disclosure_record else default_record_path(args.out)
+    _, _, names, n_g, hide = _groups_and_suppression(inputs.group, inputs.group_names, options.min_group_size)
+    visible = [names[k] for k in range(len(names)) if k not in hide and int(n_g[k]) > 0]
+    overall_visible = int(n_g.sum()) >= options.min_group_size
+    record = load_record(record_path)
+    name = os.path.relpath(Path(args.out).resolve(), record_path.resolve().parent)
+    attribute = options.attribute or "group"
+    new = make_release(
+        record, name, attribute, path.name, options.min_group_size, case_ids, inputs.group, names, visible,
+        overall_visible,
+    )  # fmt: skip
+    earlier, conflicts = earlier_releases(record, new)
+    if conflicts:
+        raise ReportInputError(
+            f"refused: with the reports already released under {record_path} (the disclosure record), "
+            f"{'; '.join(conflicts)}. Use the same or a coarser grouping, a larger --min-group-size, or report "
+            "on other cases."
+        )
+    return record_path, record, earlier, new
 
 
 def _run_report(args: argparse.Namespace) -> int:
@@ -242,7 +283,12 @@ def _run_report(args: argparse.Namespace) -> int:
     options = _report_options(args, path)
     inputs, group_col = _read_inputs(args, path, args.task or _detect_task(path))
     options = replace(options, attribute=args.attribute or group_col)
+    disclosure = _check_disclosure(args, path, inputs, options)
     report = write_fairness_report(args.out, inputs, options, plots=not args.no_plots)
+    if disclosure is not None:
+        from monai_fair.report.disclosure import write_record
+
+        write_record(*disclosure)
     meta = args.record_in_metadata or find_bundle_metadata(path)
     write_fairness_card(
         args.out,

@@ -35,6 +35,7 @@ from monai_fair.metrics.figures import get_figure
 from monai_fair.report.predictions import (
     PredictionTable,
     ReportInputError,
+    check_unique_ids,
     group_ids,
     missing_cells,
     parse_floats,
@@ -53,7 +54,7 @@ __all__ = [
     "write_compare_report",
 ]
 
-COMPARE_VERDICTS = ("better", "worse", "no evidence")
+COMPARE_VERDICTS = ("better", "worse", "no evidence", "undefined")
 
 
 def _plotted(key: str) -> bool:
@@ -151,7 +152,9 @@ def compare_arrays(
     adj = holm_adjust([np.nan if f["p_value"] is None else f["p_value"] for f in figs])
     for f, pa in zip(figs, adj):
         f["p_holm"] = None if np.isnan(pa) else float(pa)
-        f["verdict"] = _verdict(f["direction"], f["difference"], f["p_holm"], alpha)
+        f["verdict"] = (
+            "undefined" if f.get("undefined") else _verdict(f["direction"], f["difference"], f["p_holm"], alpha)
+        )
     family = int(np.isfinite(adj).sum())
     for c in comparisons:
         c["multiple_testing"] = {"method": "holm", "family_size": family, "across": "all comparisons"}
@@ -233,10 +236,8 @@ def _align(tables: dict[str, list[PredictionTable]]) -> tuple[np.ndarray, int]:
     all_base = set(first.case_id.tolist()) | set((first.omitted_ids if first.omitted_ids is not None else []).tolist())
     for ts in tables.values():
         for t in ts:
+            check_unique_ids(t.path, t.case_id)
             ids = t.case_id.tolist()
-            if len(set(ids)) != len(ids):
-                dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
-                raise ReportInputError(f"{t.path}: duplicate case id(s) {dup}.")
             every = set(ids) | set((t.omitted_ids if t.omitted_ids is not None else []).tolist())
             extra, missing = sorted(every - all_base), sorted(all_base - every)
             if extra or missing:
@@ -418,8 +419,11 @@ def format_compare_markdown(result: Mapping[str, Any]) -> str:
         lines.append(f"Seeds: base {ns.get('base', 1)}, {c['other']} {ns.get('other', 1)}.")
         verdicts = [f["verdict"] for f in c["figures"]]
         lines.append(
-            "Verdicts: " + ", ".join(f"{v} {verdicts.count(v)}" for v in ("better", "worse", "no evidence")) + "."
+            "Verdicts: "
+            + ", ".join(f"{v} {verdicts.count(v)}" for v in COMPARE_VERDICTS if v != "undefined" or v in verdicts)
+            + "."
         )
+        lines += [f"- undefined: {_label(f)}: {f['undefined']}." for f in c["figures"] if f.get("undefined")]
         lines += [
             "",
             "| figure | base | other | difference | CI | p | p (Holm) | verdict | seed sd (base / other) | CI method |",

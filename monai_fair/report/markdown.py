@@ -34,9 +34,14 @@ def _fmt_ci(entry: dict[str, Any], m: str) -> str:
     return s
 
 
+def _n(entry: dict[str, Any]) -> str:
+    """A row's ``n``, or ``hidden`` when the whole input is below ``min_group_size``."""
+    return "hidden (below min_group_size)" if entry.get("n") is None else str(entry["n"])
+
+
 def format_report_markdown(report: dict[str, Any]) -> str:
     """``report.md``: context, flags and notes, per-group table, fairness figures with verdicts, glossary."""
-    metrics = report.get("metrics") or [m for m in report["overall"] if m not in ("n", "ci")]
+    metrics = report["metrics"] if "metrics" in report else [m for m in report["overall"] if m not in ("n", "ci")]
     lines = [f"# Fairness report ({report['task']})", ""]
     lines.append(f"- Groups from: **{report.get('attribute') or 'group'}**; split: **{report.get('split') or 'n/a'}**.")
     th = report.get("threshold")
@@ -57,11 +62,11 @@ def format_report_markdown(report: dict[str, Any]) -> str:
         lines += [f"- {n}" for n in report.get("notes", [])]
     lines += ["", "## Per-group metrics", ""]
     lines += [
-        "| group | n | " + " | ".join(readable_name(m) for m in metrics) + " |",
+        "| " + " | ".join(["group", "n", *(readable_name(m) for m in metrics)]) + " |",
         "|" + "---|" * (len(metrics) + 2),
     ]
     for name, entry in [("overall", report["overall"]), *report["groups"].items()]:
-        lines.append(f"| {name} | {entry['n']} | " + " | ".join(_fmt_ci(entry, m) for m in metrics) + " |")
+        lines.append("| " + " | ".join([name, _n(entry), *(_fmt_ci(entry, m) for m in metrics)]) + " |")
     methods = report.get("ci_methods") or {}
     if methods:
         by: dict[str, list[str]] = {}
@@ -100,7 +105,7 @@ def format_report_summary(report: dict[str, Any]) -> str:
     task = report["task"]
     ov = report["overall"]
     keys = ("accuracy", "auc") if task == "classification" else ("dice", "iou")
-    first = f"fairness report ({task}): n={ov['n']}, " + ", ".join(f"{k}={_fmt(ov.get(k))}" for k in keys)
+    first = f"fairness report ({task}): n={_n(ov)}, " + ", ".join(f"{k}={_fmt(ov.get(k))}" for k in keys)
     first += f", {len(report['groups'])} groups reported, {report['suppressed_groups']} suppressed"
     parts = []
     for m in _headline(report):

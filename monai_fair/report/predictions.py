@@ -39,6 +39,7 @@ from monai_fair.report.inputs import ClassificationInputs
 __all__ = [
     "AUTO_COLUMNS",
     "PredictionTable",
+    "check_unique_ids",
     "ReportInputError",
     "group_ids",
     "missing_cells",
@@ -489,6 +490,19 @@ def _column_roles(
         )
         if v
     }
+
+
+def check_unique_ids(path: str | Path, ids: np.ndarray | None, omitted: np.ndarray | None = None) -> None:
+    """One :class:`ReportInputError` naming the file and (up to five) case ids that occur more than once among the
+    kept and the omitted rows; a case counted twice would inflate ``n`` and every interval's confidence."""
+    if ids is None:
+        return
+    every = np.concatenate([np.asarray(ids, dtype=str), np.asarray(omitted if omitted is not None else [], dtype=str)])
+    uniq, counts = np.unique(every, return_counts=True)
+    if bool((counts > 1).any()):
+        dup = uniq[counts > 1]
+        more = f" and {dup.size - 5} more" if dup.size > 5 else ""
+        raise ReportInputError(f"{path}: duplicate case id(s) {dup[:5].tolist()}{more}: one row per case.")
 
 
 def read_prediction_table(

@@ -82,7 +82,9 @@ def test_report_gaps_verdicts_and_files(tmp_path):
         if k.endswith("_gap") and e["value"] is not None:
             assert e["ci_method"] and e["verdict"] in ("disparity", "no disparity shown", "insufficient evidence")
             p = float("nan") if e["p_value"] is None else e["p_value"]
-            assert e["verdict"] == disparity_verdict(e["value"], e["ci"], 0.02, p)
+            assert e["verdict"] == disparity_verdict(
+                e["value"], e["ci"], 0.02, p, detectable_gap=e["min_detectable_gap"]
+            )
             assert e["p_value"] is None or (e["test"] and 0 <= e["p_value"] <= 1)
             base = k[: -len("_gap")]
             if base in mdg and mdg[base]["detectable_gap"] > 0:
