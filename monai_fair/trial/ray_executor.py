@@ -21,26 +21,34 @@ otherwise); ``"auto"`` or ``"ray://host:10001"`` / ``"host:6379"`` connects to a
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from monai.utils import optional_import
+
+from monai_fair.trial.progress import progress_bar
 
 ray, has_ray = optional_import("ray")
 
 __all__ = ["execute_runs_ray", "has_ray"]
 
 
-def _ray_run(run: Any, python: str | None, env: Mapping[str, str], timeout: float | None, step_executor: str) -> dict:
+def _ray_run(
+    execute: Callable[..., dict],
+    run: Any,
+    python: str | None,
+    env: Mapping[str, str],
+    timeout: float | None,
+    step_executor: str,
+) -> dict:
     """The body of one Ray task: execute one run in the worker (lock, train if needed, pending evaluations)."""
-    from monai_fair.trial.runner import execute_runs
-
     full_env = {**os.environ, **dict(env)}  # the worker's environment, with the driver's additions
-    return execute_runs([run], python=python, env=full_env, timeout=timeout, progress=False, executor=step_executor)
+    return execute([run], python=python, env=full_env, timeout=timeout, progress=False, executor=step_executor)
 
 
 def execute_runs_ray(
     runs: Sequence[Any],
+    execute: Callable[..., dict],
     python: str | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float | None = None,
@@ -56,6 +64,8 @@ def execute_runs_ray(
 
     Args:
         runs: the trial's runs (:func:`monai_fair.trial.runner.plan_runs`).
+        execute: what a worker runs on its one run (:func:`monai_fair.trial.runner.execute_runs`; passed in, so
+            this module stays below the runner).
         python: interpreter of the subprocess steps on the workers (default: the worker's own).
         env: additions to the worker's environment for its steps (default: this process's ``PYTHONPATH``).
         timeout: seconds allowed per step.
@@ -71,8 +81,6 @@ def execute_runs_ray(
     """
     if not has_ray:
         raise ImportError("the Ray executor needs Ray: pip install 'monai-fair[ray]' (or pip install ray).")
-    from monai_fair.trial.runner import _progress_bar
-
     pending = [r for r in runs if not r.complete]
     res: dict[str, Any] = {"runs_wall_s": 0.0, "executed": [], "failed": {}, "busy": []}
     if not pending:
@@ -85,8 +93,8 @@ def execute_runs_ray(
         ray.init(address=ray_address, **kw)
     request = {"num_cpus": 1, **dict(resources or {})}
     task = ray.remote(max_retries=max_retries)(_ray_run).options(**request)
-    futures = {task.remote(r, python, dict(env), timeout, step_executor): r for r in pending}
-    bar = _progress_bar(len(runs), len(runs) - len(pending), unit="run") if progress else None
+    futures = {task.remote(execute, r, python, dict(env), timeout, step_executor): r for r in pending}
+    bar = progress_bar(len(runs), len(runs) - len(pending), unit="run") if progress else None
     try:
         waiting = list(futures)
         while waiting:

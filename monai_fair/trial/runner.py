@@ -50,6 +50,7 @@ from typing import Any
 
 from monai_fair.trial.arms import Arm, default_bundles_dir, resolve_arms
 from monai_fair.trial.arms import checkpoint_tag as _checkpoint_tag
+from monai_fair.trial.progress import progress_bar
 from monai_fair.utils.io import atomic_write_json
 
 __all__ = [
@@ -445,7 +446,7 @@ def execute_runs(
     # by their number of stages, and a per-run rate from the first, short runs under-estimates the rest
     n_steps = sum(len(r.steps) for r in runs)
     todo = sum(len(_pending_steps(r)) for r in runs)
-    bar = _progress_bar(n_steps, n_steps - todo) if progress else None
+    bar = progress_bar(n_steps, n_steps - todo) if progress else None
     runs_wall, executed, failed, busy = 0.0, [], {}, []
 
     def step(run: Run, st: Step) -> tuple[float, int]:
@@ -501,14 +502,6 @@ def _import_run_modules() -> None:
 def _pending_steps(run: Run) -> list[Step]:
     """The steps a run still has to execute (all of them when its training is not finished)."""
     return run.pending_evals() if run.trained else list(run.steps)
-
-
-def _progress_bar(total: int, done: int, unit: str = "step") -> Any:
-    """The trial's progress bar (on stderr); its rate is the average over the whole trial (``smoothing=0``)."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=done, desc="fairness trial", unit=unit, file=sys.stderr, dynamic_ncols=True,
-                smoothing=0)  # fmt: skip
 
 
 def _execute_locked_run(
@@ -655,7 +648,9 @@ def run_trial(
     if executor == "ray":
         from monai_fair.trial.ray_executor import execute_runs_ray
 
-        res = execute_runs_ray(runs, python=python, timeout=timeout, progress=progress, **dict(ray_options or {}))
+        res = execute_runs_ray(
+            runs, execute_runs, python=python, timeout=timeout, progress=progress, **dict(ray_options or {})
+        )
     else:
         res = execute_runs(runs, python=python, timeout=timeout, progress=progress, executor=executor)
     report_paths = None
