@@ -9,8 +9,7 @@ before), so that ``python -m monai_fair datalist --help`` imports neither torch 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from monai_fair.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "DicomDemographicsd": "monai_fair.data.dicom",
@@ -64,13 +63,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'monai_fair.data' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -13,8 +13,7 @@ and MONAI.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from monai_fair.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "build_fairness_card": "monai_fair.report.card",
@@ -34,7 +33,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'monai_fair.report' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

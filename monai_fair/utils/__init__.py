@@ -8,8 +8,9 @@ torch nor MONAI, and ``from monai_fair.utils import check_group_ids`` imports on
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from monai_fair.utils.lazy import lazy_exports
 
 #: public name -> submodule of :mod:`monai_fair.utils` that defines it
 _WHERE = {
@@ -48,13 +49,4 @@ if TYPE_CHECKING:
     from .validation import check_group_ids
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
