@@ -100,3 +100,25 @@ def truncate(path: Path, keep: float = 0.5) -> Path:
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])
     return path
+
+
+def write_volume_datalist(root: Path, n: int, shape: tuple[int, int, int]) -> str:
+    """``n`` small 3D NIfTI volumes with masks (:func:`write_volume_cases`), groups F/M alternating, split
+    n/2 training, n/4 validation, the rest test; returns the datalist's path."""
+    from monai_fair.data.datalist import write_fair_datalist
+
+    write_volume_cases(root, n=n, shape=shape)
+    items = [
+        {
+            "image": str(root / f"images/vol_{i:03d}.nii.gz"),
+            "label": str(root / f"masks/vol_{i:03d}.nii.gz"),
+            "group": i % 2,
+        }
+        for i in range(n)
+    ]
+    splits = {
+        "training": items[: n // 2],
+        "validation": items[n // 2 : n // 2 + n // 4],
+        "test": items[n // 2 + n // 4 :],
+    }
+    return str(write_fair_datalist(root / "datalist.json", splits, ["F", "M"]))

@@ -21,6 +21,7 @@ from monai_fair.methods.apple import (
 )
 from tests.conftest import BUNDLES_DIR, config_expressions, kill_overlay, run_bundle_cli, verify_net_in_out
 from tests.conftest import ZOO_IDS as CONFTEST_ZOO_IDS
+from tests.data.fixtures import write_volume_datalist
 
 TINY = {
     "synthetic": {"n_samples": 60, "image_size": 32, "seed": 1, "scenario": "shortcut"},
@@ -148,25 +149,17 @@ def _runs(*files: str) -> list[str]:
     return [step for f in files for step in json.loads((CONFIGS / f).read_text())["run"]]
 
 
-def _volume_datalist(tmp_path) -> str:
-    """8 small 3D NIfTI volumes (32 x 24 x 20, larger than the 16^3 patch) with masks, F/M alternating, 4/2/2."""
-    from monai_fair.data.datalist import write_fair_datalist
-    from tests.data.fixtures import write_volume_cases
-
-    root = tmp_path / "volumes"
-    write_volume_cases(root, n=8, shape=(32, 24, 20))
-    path = lambda kind, i: str(root / f"{kind}/vol_{i:03d}.nii.gz")  # noqa: E731
-    items = [{"image": path("images", i), "label": path("masks", i), "group": i % 2} for i in range(8)]
-    splits = {"training": items[:4], "validation": items[4:6], "test": items[6:]}
-    return str(write_fair_datalist(root / "datalist.json", splits, ["F", "M"]))
-
-
 @pytest.mark.slow
 def test_apple_bundle_3d_volumes_patches_and_sliding_window(bundle_copy, tmp_path):
     """``--spatial_dims 3``: 3D U-Net, 3D perturber, patch training (16^3 patches of 32 x 24 x 20 volumes), sliding
     window validation / evaluation / inference, the probe on 3D latents."""
     root = bundle_copy("apple_segmentation")
-    overrides = dict(TINY, datalist=_volume_datalist(tmp_path), spatial_dims=3, patch_size=[16, 16, 16])
+    overrides = dict(
+        TINY,
+        datalist=write_volume_datalist(tmp_path / "volumes", 8, (32, 24, 20)),
+        spatial_dims=3,
+        patch_size=[16, 16, 16],
+    )
     overrides.update(batch_size=2, val_batch_size=1, patch_samples=2)
     run_bundle_cli(root, ["train.json", "evaluate.json"], dict(overrides, run=_runs("train.json", "evaluate.json")))
     state = torch.load(root / "models" / "model.pt", weights_only=True)

@@ -12,6 +12,7 @@ import torch
 from monai.bundle import ConfigParser
 
 from tests.conftest import BUNDLES_DIR, ZOO_IDS, kill_overlay, run_bundle_cli, verify_net_in_out
+from tests.data.fixtures import write_volume_datalist
 
 TINY = {
     "synthetic": {"n_samples": 60, "image_size": 32, "seed": 1},
@@ -235,25 +236,17 @@ def test_fairdi_segmentation_2d_pipeline(bundle_copy, tmp_path):
     assert json.loads((root / "models" / "teachers.json").read_text())["criterion"] == "dice"
 
 
-def _volume_datalist(tmp_path) -> str:
-    """12 small 3D NIfTI volumes (24 x 20 x 16, larger than the 16^3 patch) with masks, F/M alternating, 6/3/3."""
-    from monai_fair.data.datalist import write_fair_datalist
-    from tests.data.fixtures import write_volume_cases
-
-    root = tmp_path / "volumes"
-    write_volume_cases(root, n=12, shape=(24, 20, 16))
-    path = lambda kind, i: str(root / f"{kind}/vol_{i:03d}.nii.gz")  # noqa: E731
-    items = [{"image": path("images", i), "label": path("masks", i), "group": i % 2} for i in range(12)]
-    splits = {"training": items[:6], "validation": items[6:9], "test": items[9:]}
-    return str(write_fair_datalist(root / "datalist.json", splits, ["F", "M"]))
-
-
 @pytest.mark.slow
 def test_fairdi_segmentation_3d_volumes_one_switch(bundle_copy, tmp_path):
     """``--spatial_dims 3`` is the only switch: 3D U-Net for every stage, 16^3 training patches of 24 x 20 x 16
     volumes, teachers distilled on the same patches (online), sliding-window validation, evaluation, inference."""
     root = bundle_copy("fairdi_segmentation")
-    overrides = dict(SEG_TINY, datalist=_volume_datalist(tmp_path), spatial_dims=3, patch_size=[16, 16, 16])
+    overrides = dict(
+        SEG_TINY,
+        datalist=write_volume_datalist(tmp_path / "volumes", 12, (24, 20, 16)),
+        spatial_dims=3,
+        patch_size=[16, 16, 16],
+    )
     overrides.update(batch_size=2, teacher_min_group_size=2)
     overrides.pop("synthetic")
     run_bundle_cli(root, ["train.json"], overrides)
