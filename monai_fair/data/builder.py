@@ -306,8 +306,8 @@ def datalist_from_dicom_headers(
         attributes: names from :data:`DICOM_ATTRIBUTES` (``sex``, ``age``, ``ethnic_group``, ``manufacturer``,
             ``model``, ``institution``). ``PatientID`` becomes the metadata ``patient_id`` and groups a patient's
             images in one split.
-        positive_label, label_order, age_bins, unknown, split_col, allow_patient_overlap, split_fractions, seed,
-            max_groups: as :func:`datalist_from_table`.
+        positive_label, label_order, age_bins, unknown, split_col: as :func:`datalist_from_table`.
+        allow_patient_overlap, split_fractions, seed, max_groups: as :func:`datalist_from_table`.
 
     Policies (each header is read once per row): a SOPInstanceUID held by two files (a re-export in another
     transfer syntax) is an error naming both, whether the labels name it by UID or name both files; files under
