@@ -123,6 +123,33 @@ def test_every_method_bundle_loads_pretrained_weights(bundles_dir, tmp_path, bun
         assert _same(src, parser(str(path)).get_parsed_content(net_id))
 
 
+MULTI_GPU_BUNDLES = sorted({*CLASSIFICATION_BUNDLES, "baseline_segmentation"})
+
+
+@pytest.mark.parametrize("bundle", MULTI_GPU_BUNDLES)
+def test_multi_gpu_config_loads_pretrained_weights(bundles_dir, tmp_path, bundle):
+    """``multi_gpu_train.json`` wraps the network in DDP: the wrapped module must carry the pretrained weights too
+    (resolved without a process group: only the module the DDP wrapper receives)."""
+    from monai.bundle import ConfigParser
+
+    cfg = bundles_dir / bundle / "configs"
+
+    def module(path: str | None):
+        p = ConfigParser()
+        p.read_config([str(cfg / "train.json"), str(cfg / "multi_gpu_train.json")])
+        p["device"] = "$torch.device('cpu')"
+        p["pretrained#path"] = path
+        return p.get_parsed_content("network#module")
+
+    torch.manual_seed(123)
+    src = module(None)
+    path = tmp_path / "pretrained.pt"
+    torch.save({"model": src.state_dict()}, path)
+    torch.manual_seed(7)
+    assert not _same(src, module(None))
+    assert _same(src, module(str(path)))
+
+
 def test_freeze_backbone_keeps_frozen_batchnorm_in_eval_and_trains_the_head():
     from monai_fair.networks import freeze_backbone
 
