@@ -35,12 +35,15 @@ full strength; explicit group parameters still override the scenario's values). 
   noise and an appearance shift. Information is lost, so no training method can undo it. At s = 1 exactly the
   historic defaults (classification contrast (0.4, 1), noise (0.08, 0.04), shift (0.6, 0)); s scales the group
   difference linearly. Proportions (0.2, 0.8).
-* ``"underrep"``: under-representation (proportions (0.15, 0.85)) with a *group-specific, learnable* appearance of
+* ``"underrep"``: under-representation (proportions (0.15, 0.85); classification (0.07, 0.93) with the own
+  appearance at 15 % of its full salience, ``specific_strength`` 0.15, because at 15 % and full salience ERM learnt
+  the minority's appearance and showed no worst-group deficit) with a *group-specific, learnable* appearance of
   the finding: a fraction s of the minority's cases show the finding only through their own cue (dermoscopy: a
   pink, amelanotic-like lesion colour instead of dark, blue-grey variegation and an irregular border; X-ray: a
   diffuse reticular pattern in the lower lungs instead of a focal opacity; ultrasound: a hyperechoic instead of a
   hypoechoic lesion; fundus: a dark instead of a bright disc). Same contrast and noise in both groups, so the
-  minority is exactly as learnable as the majority, given enough weight in training.
+  minority is as learnable as the majority, given enough weight in training (its faint colour is still measured
+  precisely: the information is there, the few cases make it hard to learn).
 * ``"shortcut"``: a visible group cue (``group_cue``: skin tone / soft-tissue shadow / a bright near-field band /
   a darker fundus; it does not change the finding's contrast) correlates with the label in the training and
   validation splits only: classification P(y = 1 | group) = (0.5 + 0.4 s, 0.5 - 0.4 s) there and 0.5 at test;
@@ -285,6 +288,7 @@ def generate_classification_dataset(out_dir: str | os.PathLike, **params: Any) -
             ``group_label_noise`` ((0, 0), per-group fraction of flipped labels), ``clean_test_labels`` (False:
             flip in every split; True: training and validation only), ``group_cue`` ((0, 0), visible group cue),
             ``group_specific`` ((0, 0), fraction of a group's cases with the group-specific finding appearance),
+            ``specific_strength`` (1.0, salience of that appearance: 1 the full colour / pattern, smaller fainter),
             ``group_acquisition`` ((0, 0), site-B scanner strength), ``trainval_group_positive_fraction``
             (None, or P(y = 1 | group) in the splits named by ``shortcut_splits``: ``"training_validation"`` or
             ``"training"``), ``attribute`` (``"sex"`` |
@@ -383,6 +387,7 @@ def _render_classification_cases(p: Mapping[str, Any], plan: Mapping[str, Any]):
             np.random.default_rng(int(plan["img_seeds"][i])),
             cue=float(cue[g]),
             specific=bool(plan["specific"][i]),
+            specific_strength=float(p["specific_strength"]),
             acquisition=float(acq[g]),
         )
 

@@ -73,6 +73,7 @@ def render_classification_image(
     *,
     cue: float = 0.0,
     specific: bool = False,
+    specific_strength: float = 1.0,
     acquisition: float = 0.0,
 ) -> np.ndarray:
     """One image whose finding has visible strength ``contrast * evidence`` (evidence > 0: positive-looking).
@@ -81,6 +82,8 @@ def render_classification_image(
         cue: strength of a visible group cue that leaves the finding's contrast unchanged (skin tone of the
             surrounding skin; soft-tissue shadows), used by the ``shortcut`` and ``label_noise`` scenarios.
         specific: show the finding through the group-specific appearance (``underrep`` scenario).
+        specific_strength: salience of that appearance in [0, 1] (1: the full pink-red colour / reticular pattern;
+            smaller: a fainter one, still measurable, so harder to learn from few cases).
         acquisition: site-B scanner strength (``acquisition`` scenario), see :func:`_acquire`.
 
     Returns ``(size, size, 3)`` uint8 for dermoscopy, ``(size, size)`` uint16 (12-bit) for xray.
@@ -108,7 +111,8 @@ def render_classification_image(
         benign_col, malig_col = np.array([0.62, 0.42, 0.30]), np.array([0.22, 0.16, 0.22])
         lesion_col = (1 - tc) * benign_col + tc * malig_col
         if specific:  # amelanotic-like: the finding shows as a pink-red colour, not as dark variegation
-            lesion_col = (1 - t) * benign_col + t * np.array([0.85, 0.40, 0.45])
+            pink = benign_col + specific_strength * (np.array([0.85, 0.40, 0.45]) - benign_col)
+            lesion_col = (1 - t) * benign_col + t * pink
         lesion_col = lesion_col * (1 - 0.4 * tone_lesion)  # lesions on darker skin are darker too: less contrast
         veil = _blob(yy, xx, cy + rng.normal(0, 0.1), cx + rng.normal(0, 0.1), 0.18, 0.15, 0.0, harm[:2] * 0, 0.1)
         lesion = lesion_col[None, None, :] + (tc * 0.25 * veil)[..., None] * np.array([-0.05, 0.05, 0.25])
@@ -143,7 +147,7 @@ def render_classification_image(
         )
         if specific:  # interstitial-like: a diffuse reticular pattern over both lower lungs instead
             reticular = 0.5 * (1 + np.sin(22 * xx) * np.sin(22 * yy)) * np.clip((yy + 0.1) * 2.5, 0, 1)
-            img = img + 0.6 * amp * reticular * lungs
+            img = img + 0.6 * specific_strength * amp * reticular * lungs
         else:
             img = img + amp * op * lungs
         img = _acquire(img * (1.0 - 0.25 * shift), acquisition, xx, yy) + rng.normal(0, noise, img.shape)

@@ -42,6 +42,7 @@ CLASSIFICATION_DEFAULTS: dict[str, Any] = {
     "attribute": "sex",
     "group_cue": (0.0, 0.0),
     "group_specific": (0.0, 0.0),
+    "specific_strength": 1.0,
     "group_acquisition": (0.0, 0.0),
     "trainval_group_positive_fraction": None,
     "clean_test_labels": False,
@@ -134,6 +135,8 @@ def scenario_parameters(task: str, scenario: str = "irreducible", strength: floa
         out["group_proportions"] = (0.2, 0.8)
     elif scenario == "underrep":
         out = {**same, "group_proportions": (0.15, 0.85), "group_specific": (s, 0.0)}
+        if cls:  # rarer and fainter: at 15 % and full salience ERM learnt the minority's own appearance (no deficit)
+            out.update(group_proportions=(0.07, 0.93), specific_strength=0.15)
     elif scenario == "shortcut":
         out = {**same, "group_proportions": (0.5, 0.5), "group_cue": (0.6, 0.0)}
         if cls:
@@ -164,6 +167,8 @@ def _normalise_params(defaults: Mapping[str, Any], params: Mapping[str, Any]) ->
     )
     p.update(params)
     p["attribute"] = look_up_option(p["attribute"], tuple(ATTRIBUTE_GROUPS))
+    if "specific_strength" in p and not 0.0 <= float(p["specific_strength"]) <= 1.0:
+        raise ValueError(f"specific_strength must be in [0, 1], got {p['specific_strength']!r}.")
     try:
         look_up_option(p["shortcut_splits"], SHORTCUT_SPLITS)
     except ValueError as e:

@@ -330,7 +330,14 @@ def test_label_noise_scenario():
 
 
 def test_underrep_scenario_is_group_specific_and_learnable():
-    a = synthesize_classification_arrays(n_samples=900, image_size=32, seed=2, scenario="underrep")
+    # the classification scenario is rarer and fainter (7 %, salience 0.15); the mechanism at 15 % and full salience
+    from monai_fair.data.synthetic_params import scenario_parameters
+
+    cls = scenario_parameters("classification", "underrep")
+    assert cls["group_proportions"] == (0.07, 0.93) and cls["specific_strength"] == 0.15
+    assert scenario_parameters("segmentation", "underrep")["group_proportions"] == (0.15, 0.85)
+    full = {"group_proportions": (0.15, 0.85), "specific_strength": 1.0}
+    a = synthesize_classification_arrays(n_samples=900, image_size=32, seed=2, scenario="underrep", **full)
     spec = a["specific"]
     assert spec.sum() > 0 and (a["group"][spec] == 0).all() and spec[a["group"] == 0].all()  # s = 1: all of group 0
     assert abs((a["group"] == 0).mean() - 0.15) < 0.01
@@ -346,10 +353,36 @@ def test_underrep_scenario_is_group_specific_and_learnable():
     learnable = fit_auc(half, mino & ~half)  # learnt from its own cases, the minority's finding is easy
     transfer = fit_auc(maj, mino)  # the majority's appearance does not carry over
     assert learnable > 0.8 and transfer < learnable - 0.15, (learnable, transfer)
-    b = synthesize_classification_arrays(n_samples=900, image_size=32, seed=2, scenario="underrep", strength=0.0)
+    b = synthesize_classification_arrays(
+        n_samples=900, image_size=32, seed=2, scenario="underrep", strength=0.0, **full
+    )
     assert not b["specific"].any()
     x = _pool(b["image"])
     assert fit_auc(maj, mino) > 0.8  # s = 0: the majority's model serves the minority
+
+
+def test_specific_strength_makes_the_minority_appearance_fainter():
+    """``specific_strength`` scales only the group-specific appearance: the majority's images are unchanged, the
+    minority's finding is less learnable from its own cases as it fades, and at 0 it carries no label."""
+    kw = {"n_samples": 900, "image_size": 32, "seed": 2, "scenario": "underrep", "group_proportions": (0.3, 0.7)}
+    full = synthesize_classification_arrays(**kw)
+    mino, y = full["group"] == 0, full["label"]
+    half = mino & (np.arange(len(y)) % 2 == 0)
+
+    def own_group_auc(images):
+        x = _pool(images)
+        mu, sd = x[half].mean(0), x[half].std(0) + 1e-6
+        clf = LogisticRegression(C=0.01, max_iter=3000).fit((x[half] - mu) / sd, y[half])
+        test = mino & ~half
+        return roc_auc_score(y[test], clf.predict_proba((x[test] - mu) / sd)[:, 1])
+
+    aucs = [own_group_auc(full["image"])]
+    for strength in (0.3, 0.0):
+        a = synthesize_classification_arrays(**kw, specific_strength=strength)
+        np.testing.assert_array_equal(a["image"][~mino], full["image"][~mino])
+        np.testing.assert_array_equal(a["label"], y)
+        aucs.append(own_group_auc(a["image"]))
+    assert aucs[0] > aucs[1] > aucs[2] and aucs[0] > 0.8 and aucs[2] < 0.65, aucs
 
 
 def test_acquisition_scenario(tmp_path):
