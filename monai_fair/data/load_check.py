@@ -17,8 +17,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -100,6 +102,14 @@ def _stderr_to_file():
 def _set_worker_chain(chain: Callable) -> None:
     global _worker_chain
     _worker_chain = chain
+
+
+def _init_worker(chain: Callable) -> None:
+    """A forked worker: the chain, and the default SIGTERM action (a handler inherited from the parent, e.g. the
+    trial's, only runs between bytecodes, so a worker blocked in a lock would survive ``Pool.terminate``)."""
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _set_worker_chain(chain)
 
 
 def _innermost(e: BaseException) -> BaseException:
@@ -207,7 +217,9 @@ def find_load_failures(
         items: datalist items with resolved paths (as the bundle's dataset gives them to its transforms).
         chain: the bundle's loading and adaptation chain (e.g. its ``validate#preprocessing``).
         num_workers: worker processes (default ``min(4, CPUs)``; forked, so ``chain`` is not pickled). Inside a
-            daemonic process, or where ``fork`` is unavailable, the items load in this process.
+            daemonic process, where ``fork`` is unavailable, or while this process runs other threads (a fork copies
+            their locks in whatever state they are: a worker could block forever; e.g. a progress bar's monitor
+            thread in the trial), the items load in this process.
         headers: path -> DICOM header, for the fix of a DICOM file (see :func:`describe_load_failure`).
     """
     if not items:
@@ -215,11 +227,12 @@ def find_load_failures(
     n = min(4, os.cpu_count() or 1) if num_workers is None else int(num_workers)
     n = min(n, len(items))
     daemon = multiprocessing.current_process().daemon  # a daemonic process (a pool worker) cannot have children
-    if n <= 0 or daemon or "fork" not in multiprocessing.get_all_start_methods():
+    threads = threading.active_count() > 1
+    if n <= 0 or daemon or threads or "fork" not in multiprocessing.get_all_start_methods():
         _set_worker_chain(chain)
         results = [_try_load(it) for it in items]
     else:
-        with multiprocessing.get_context("fork").Pool(n, initializer=_set_worker_chain, initargs=(chain,)) as pool:
+        with multiprocessing.get_context("fork").Pool(n, initializer=_init_worker, initargs=(chain,)) as pool:
             results = pool.map(_try_load, items, chunksize=max(1, len(items) // (4 * n)))
     headers = headers or {}
     return [describe_load_failure(p, err, said, headers.get(p)) for p, err, said in filter(None, results)]

@@ -140,3 +140,40 @@ def test_accepted_datalist_loads_in_the_bundle_chain(bad_files, tmp_path):
     summary = check_datalist(p, in_channels=3, transform=chain, num_workers=2, verbose=False)
     assert summary["splits"]["training"] == 2
     assert tuple(chain({"image": str(files["good"])})["image"].shape) == (3, 8, 8)
+
+
+def test_no_fork_while_other_threads_run(bad_files, monkeypatch):
+    """A fork copies other threads' locks in whatever state they are in (a worker could block forever, as seen in a
+    trial with its progress bar's monitor thread): with other threads alive the items load in this process."""
+    import multiprocessing
+    import threading
+
+    from monai_fair.data import load_check
+
+    _, files = bad_files
+    chain = classification_transforms("eval", spatial_size=(8, 8), in_channels=3)
+    items = [{"image": str(files["good"])}, {"image": str(files["rtdose"])}, {"image": str(files["good"])}]
+    contexts = []
+    real = multiprocessing.get_context
+    monkeypatch.setattr(multiprocessing, "get_context", lambda method=None: contexts.append(method) or real(method))
+    monkeypatch.setattr(threading, "active_count", lambda: 2)
+    in_process = load_check.find_load_failures(items, chain, num_workers=2)
+    assert contexts == [] and [f.path for f in in_process] == [str(files["rtdose"])]
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    pooled = load_check.find_load_failures(items, chain, num_workers=2)
+    assert contexts == ["fork"] and pooled == in_process
+
+
+def test_forked_worker_takes_the_default_sigterm():
+    """``Pool.terminate`` must be able to stop a worker even when the parent (the trial) handles SIGTERM."""
+    import signal
+
+    from monai_fair.data import load_check
+
+    old = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        load_check._init_worker(len)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and load_check._worker_chain is len
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        load_check._set_worker_chain(None)
