@@ -659,6 +659,15 @@ def _markdown_ranked_table(report: Mapping[str, Any], worst: str) -> list[str]:
     return lines
 
 
+def _error_bar(value: float, ci: Sequence[float | None] | None) -> list[list[float]]:
+    """``[[below], [above]]`` for ``errorbar``: 0 for a missing or NaN bound, and never negative (a zero-width
+    interval can sit a rounding error beside its point, which ``errorbar`` refuses)."""
+    lo, hi = ci if ci else (None, None)
+    below = value - lo if lo is not None and math.isfinite(lo) else 0.0
+    above = hi - value if hi is not None and math.isfinite(hi) else 0.0
+    return [[max(below, 0.0)], [max(above, 0.0)]]
+
+
 def plot_pareto(report: Mapping[str, Any], path: str | Path) -> Path:
     """Differences to the reference with their (seed-aware) CIs: overall vs worst-group, overall vs gap and
     (classification) overall vs EOdds at the validation-chosen threshold."""
@@ -683,9 +692,7 @@ def plot_pareto(report: Mapping[str, Any], path: str | Path) -> Path:
             if rx.get("difference") is None or ry.get("difference") is None:
                 continue
             x, yv = rx["difference"], ry["difference"]
-            cx, cy = rx.get("ci") or [x, x], ry.get("ci") or [yv, yv]
-            xerr = [[x - (cx[0] if cx[0] is not None else x)], [(cx[1] if cx[1] is not None else x) - x]]
-            yerr = [[yv - (cy[0] if cy[0] is not None else yv)], [(cy[1] if cy[1] is not None else yv) - yv]]
+            xerr, yerr = _error_bar(x, rx.get("ci")), _error_bar(yv, ry.get("ci"))
             ax.errorbar([x], [yv], xerr=xerr, yerr=yerr, fmt="o", ms=4, capsize=2)
             ax.annotate(arm, (x, yv), textcoords="offset points", xytext=(4, 4), fontsize=7)
         ax.set_xlabel(f"Δ {overall} vs {report['reference']} (higher is better)")

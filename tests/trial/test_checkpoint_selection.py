@@ -84,3 +84,20 @@ def test_handler_missing_metric(tmp_path):
     sel = FairCheckpointSelector(tmp_path, {"model": torch.nn.Linear(1, 1)})
     with pytest.raises(KeyError, match="val_worst_group_auc"):
         sel(SimpleNamespace(state=SimpleNamespace(epoch=1, metrics={"val_auc": 0.5})))
+
+
+def test_pareto_plot_takes_zero_width_and_missing_intervals(tmp_path):
+    """A zero-difference arm (per-group thresholds leave AUC unchanged) has a zero-width interval that can sit a
+    rounding error beside its point, and a figure may have no interval: the plot is still written (it used to stop
+    the trial's report with matplotlib's "'xerr' must not contain negative values")."""
+    from monai_fair.trial.report import _error_bar, plot_pareto
+
+    assert _error_bar(1e-17, [0.0, 0.0]) == [[1e-17], [0.0]]
+    assert _error_bar(0.0, [1e-17, 2e-17]) == [[0.0], [2e-17]]
+    assert _error_bar(0.1, None) == [[0.0], [0.0]] and _error_bar(0.1, [float("nan"), 0.3])[0] == [0.0]
+    rows = [
+        {"arm": "thr", "figure": f, "difference": d, "ci": ci}
+        for f, d, ci in (("auc", 0.0, [1e-17, 1e-17]), ("worst_group_auc", 0.0, None), ("auc_gap", 0.0, [0.0, 0.0]))
+    ] + [{"arm": "thr", "figure": "eodds", "difference": -0.5, "ci": [float("nan"), float("nan")]}]
+    report = {"task": "classification", "reference": "erm", "headline": rows, "ci_level": 0.95}
+    assert plot_pareto(report, tmp_path / "pareto.png").is_file()

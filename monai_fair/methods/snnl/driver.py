@@ -212,6 +212,8 @@ class ChannelPruningDriver:
         ok = self.meets_floor(f1)
         self.history[-1].update({"macro_f1": f1, FATE_FAIRNESS_KEY: eo, "fate": fate, "meets_floor": ok})
         score = fate if ok and math.isfinite(fate) else -math.inf  # undefined FATE (EOdds NaN): not eligible
+        if ok and not math.isfinite(fate) and self.baseline[FATE_FAIRNESS_KEY] == 0 and math.isfinite(eo):
+            score = -eo  # FATE undefined (unpruned EOdds 0): as EO_b -> 0 FATE ranks the rounds by their EOdds
         if ok and score > self.best["score"]:  # type: ignore[index]
             self.best = self._snapshot(score)
         self.logger.info(
@@ -242,9 +244,13 @@ class ChannelPruningDriver:
         kept = masked_channels(self.network, self.layer_name)
         make_pruning_permanent(self.network)
         eligible = [h["round"] for h in self.history[1:] if h.get("meets_floor")]
+        base_eodds = self.history[0].get(FATE_FAIRNESS_KEY)
         reason = (
             "no pruning round ran"
             if len(self.history) < 2
+            else "FATE undefined (the unpruned model's validation EOdds is 0, e.g. one class predicted for everyone): "
+            + ("the unpruned model is kept" if kept_round == 0 else "the round with the lowest EOdds above the floor")
+            if base_eodds == 0
             else "no pruned round met the macro-F1 floor"
             if kept_round == 0 and not eligible
             else "best validation FATE among the rounds that met the floor"

@@ -52,7 +52,11 @@ FATE_OUTPUT_KEYS = ("macro_f1", FATE_FAIRNESS_KEY, "fate")
 def compute_fate(
     macro_f1: float, eodds: float, baseline_macro_f1: float, baseline_eodds: float, fate_lambda: float = 1.0
 ) -> float:
-    """``(F1 - F1_b) / F1_b - lambda (EO - EO_b) / EO_b`` (see module doc); the denominators are floored at 1e-12.
+    """``(F1 - F1_b) / F1_b - lambda (EO - EO_b) / EO_b`` (see module doc); the F1 denominator is floored at 1e-12.
+
+    Undefined (NaN) when the unpruned model's EOdds ``EO_b`` is 0 (for instance a model that predicts one class for
+    everyone): a relative change from 0 has no value, and a floored denominator gave every pruned round a FATE of
+    about -1e11 in the history. A NaN round is not eligible for selection.
 
     Args:
         macro_f1, eodds: the candidate model's macro-F1 and mean-form EOdds.
@@ -60,9 +64,11 @@ def compute_fate(
         fate_lambda: weight of the fairness term.
     """
     eps = 1e-12
+    if not baseline_eodds > eps:  # 0, or NaN
+        return float("nan")
     return float(
         (macro_f1 - baseline_macro_f1) / max(baseline_macro_f1, eps)
-        - fate_lambda * (eodds - baseline_eodds) / max(baseline_eodds, eps)
+        - fate_lambda * (eodds - baseline_eodds) / baseline_eodds
     )
 
 

@@ -37,10 +37,23 @@ def _data(n=48, seed=0):
     return items
 
 
-def _engines(tmp_path, patience=1, finetune_epochs=1, max_rounds=3, with_test=False, **driver_kw):
+def _pretrain(net, data, steps=20):
+    """A few SGD steps, so that the unpruned network is not degenerate (one class for everyone: EOdds 0, FATE
+    undefined), as a trained model is not."""
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    x, y = torch.stack([d["image"] for d in data]), torch.stack([d["label"] for d in data])
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+
+
+def _engines(tmp_path, patience=1, finetune_epochs=1, max_rounds=3, with_test=False, pretrain=0, **driver_kw):
     torch.manual_seed(0)
     net = SmallVGGNet(channels=(4, 8, 12))
     data = _data()
+    if pretrain:
+        _pretrain(net, data, pretrain)
     post = Compose([Activationsd(keys="pred", softmax=True), AsDiscreted(keys="label", to_onehot=2)])
     evaluator = GroupSupervisedEvaluator(
         device="cpu", val_data_loader=DataLoader(data, batch_size=16), network=net, postprocessing=post
@@ -90,18 +103,19 @@ def _scripted(handler, f1s, eodds):
 
 def test_rounds_and_artefacts(tmp_path):
     net, trainer, handler, data = _engines(
-        tmp_path, n_per_round=2, patience=5, keep_unpruned_if_best=False, max_f1_drop=None
+        tmp_path, n_per_round=2, patience=5, keep_unpruned_if_best=False, max_f1_drop=None, pretrain=4
     )
     trainer.run()
     assert trainer.state.epoch == 3
     hist = json.loads((tmp_path / "h.json").read_text())
+    assert hist["rounds"][0]["eodds_mean"] > 0  # FATE is defined
     assert [h["round"] for h in hist["rounds"]] == [0, 1, 2, 3]
     pruned_all = [c for h in hist["rounds"] for c in h["pruned"]]
     assert len(set(pruned_all)) == 6  # never re-prunes a channel
     best = max(hist["rounds"][1:], key=lambda h: h["fate"])
     assert hist["best_round"] == best["round"]
     f1b, eob = hist["rounds"][0]["macro_f1"], hist["rounds"][0]["eodds_mean"]
-    expected = (best["macro_f1"] - f1b) / f1b - (best["eodds_mean"] - eob) / max(eob, 1e-12)
+    expected = (best["macro_f1"] - f1b) / f1b - (best["eodds_mean"] - eob) / eob
     assert abs(best["fate"] - expected) < 1e-9
     assert hist["settings"]["fairness_metric"].startswith("eodds_mean") and hist["settings"]["max_f1_drop"] is None
     state = torch.load(tmp_path / "m.pt", weights_only=True)
@@ -113,7 +127,9 @@ def test_rounds_and_artefacts(tmp_path):
     from sklearn.metrics import f1_score
 
     torch.manual_seed(0)
-    ref_net = SmallVGGNet(channels=(4, 8, 12)).eval()
+    ref_net = SmallVGGNet(channels=(4, 8, 12))
+    _pretrain(ref_net, data, 4)
+    ref_net.eval()
     with torch.no_grad():
         probs = torch.softmax(ref_net(torch.stack([d["image"] for d in data])), 1)
     y = torch.stack([d["label"] for d in data])
@@ -214,7 +230,14 @@ def test_undefined_fate_is_not_eligible(tmp_path):
 
 def test_every_round_records_test_figures_rejected_rounds_included(tmp_path):
     net, trainer, handler, _ = _engines(
-        tmp_path, n_per_round=1, max_rounds=2, patience=2, keep_unpruned_if_best=False, max_f1_drop=0.05, with_test=True
+        tmp_path,
+        n_per_round=1,
+        max_rounds=2,
+        patience=2,
+        keep_unpruned_if_best=False,
+        max_f1_drop=0.05,
+        with_test=True,
+        pretrain=4,  # test FATE is defined (the unpruned model is not degenerate on the test split)
     )
     _scripted(handler, [0.88, 0.39, 0.86], [0.2, 0.02, 0.15])  # validation: round 1 is rejected by the floor
     trainer.run()
@@ -224,6 +247,7 @@ def test_every_round_records_test_figures_rejected_rounds_included(tmp_path):
         assert {"test_macro_f1", "test_eodds_mean", "test_fate"} <= set(r)
     assert rounds[0]["test_fate"] == 0.0
     f1b, eob = rounds[0]["test_macro_f1"], rounds[0]["test_eodds_mean"]
+    assert eob > 0
     for r in rounds[1:]:  # test FATE is against the unpruned model's *test* figures
         assert math.isclose(r["test_fate"], compute_fate(r["test_macro_f1"], r["test_eodds_mean"], f1b, eob))
 
@@ -238,3 +262,28 @@ def test_fraction_per_round():
         channels_per_round(64, None, 1.5)
     with pytest.raises(ValueError, match="n_per_round or fraction_per_round"):
         channels_per_round(64)
+
+
+def test_degenerate_unpruned_model_leaves_fate_undefined(tmp_path):
+    """EOdds 0 before pruning (one class predicted for everyone): FATE has no value (a floored denominator used to
+    record values near -1e11), the rounds are ranked by EOdds, and the history says why."""
+    assert math.isnan(compute_fate(0.6, 0.7, 0.33, 0.0)) and math.isnan(compute_fate(0.6, 0.7, 0.33, float("nan")))
+    net, trainer, handler, _ = _engines(
+        tmp_path, n_per_round=1, max_rounds=2, patience=2, keep_unpruned_if_best=False, max_f1_drop=0.05
+    )
+    _scripted(handler, [0.33, 0.6, 0.58], [0.0, 0.7, 0.8])
+    trainer.run()
+    hist = json.loads((tmp_path / "h.json").read_text())
+    assert all(r["fate"] is None or math.isnan(r["fate"]) for r in hist["rounds"][1:]), hist["rounds"]
+    # keep_unpruned_if_best=False: FATE's ranking as EO_b -> 0 is the EOdds ranking (round 1: 0.7 < 0.8)
+    assert hist["best_round"] == 1 and len(hist["pruned_channels"]) == 1
+    assert hist["kept_because"].startswith("FATE undefined") and "lowest EOdds" in hist["kept_because"]
+    net, trainer, handler, _ = _engines(
+        tmp_path, n_per_round=1, max_rounds=2, patience=2, keep_unpruned_if_best=True, max_f1_drop=0.05
+    )
+    _scripted(handler, [0.33, 0.6, 0.58], [0.0, 0.7, 0.8])
+    trainer.run()
+    hist = json.loads((tmp_path / "h.json").read_text())
+    assert (
+        hist["best_round"] == 0 and hist["pruned_channels"] == [] and "unpruned model is kept" in hist["kept_because"]
+    )
