@@ -365,7 +365,7 @@ def test_specific_strength_makes_the_minority_appearance_fainter():
     """``specific_strength`` scales only the group-specific appearance: the majority's images are unchanged, the
     minority's finding is less learnable from its own cases as it fades, and at 0 it carries no label."""
     kw = {"n_samples": 900, "image_size": 32, "seed": 2, "scenario": "underrep", "group_proportions": (0.3, 0.7)}
-    full = synthesize_classification_arrays(**kw)
+    full = synthesize_classification_arrays(**kw, specific_strength=1.0)
     mino, y = full["group"] == 0, full["label"]
     half = mino & (np.arange(len(y)) % 2 == 0)
 
