@@ -213,7 +213,9 @@ class ChannelPruningDriver:
         self.history[-1].update({"macro_f1": f1, FATE_FAIRNESS_KEY: eo, "fate": fate, "meets_floor": ok})
         score = fate if ok and math.isfinite(fate) else -math.inf  # undefined FATE (EOdds NaN): not eligible
         if ok and not math.isfinite(fate) and self.baseline[FATE_FAIRNESS_KEY] == 0 and math.isfinite(eo):
-            score = -eo  # FATE undefined (unpruned EOdds 0): as EO_b -> 0 FATE ranks the rounds by their EOdds
+            # FATE undefined (unpruned EOdds 0, this round's > 0): as EO_b -> 0 such a round ranks below every round
+            # whose EOdds stayed 0 (their FATE is the F1 term, >= -1), ordered by its EOdds
+            score = -1.0 - eo
         if ok and score > self.best["score"]:  # type: ignore[index]
             self.best = self._snapshot(score)
         self.logger.info(

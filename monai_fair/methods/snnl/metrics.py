@@ -54,9 +54,10 @@ def compute_fate(
 ) -> float:
     """``(F1 - F1_b) / F1_b - lambda (EO - EO_b) / EO_b`` (see module doc); the F1 denominator is floored at 1e-12.
 
-    Undefined (NaN) when the unpruned model's EOdds ``EO_b`` is 0 (for instance a model that predicts one class for
-    everyone): a relative change from 0 has no value, and a floored denominator gave every pruned round a FATE of
-    about -1e11 in the history. A NaN round is not eligible for selection.
+    When the unpruned model's EOdds ``EO_b`` is 0 (for instance a model that predicts one class for everyone), a
+    relative change from 0 has no value: FATE is the F1 term alone if the candidate's EOdds is 0 too (no change),
+    else undefined (NaN; a floored denominator used to record values near -1e11). The pruning driver ranks such
+    rounds below every round whose EOdds stayed 0, by their EOdds.
 
     Args:
         macro_f1, eodds: the candidate model's macro-F1 and mean-form EOdds.
@@ -65,7 +66,8 @@ def compute_fate(
     """
     eps = 1e-12
     if not baseline_eodds > eps:  # 0, or NaN
-        return float("nan")
+        unchanged = baseline_eodds == baseline_eodds and not eodds > eps  # EO_b = 0 and EO = 0: no fairness change
+        return float((macro_f1 - baseline_macro_f1) / max(baseline_macro_f1, eps)) if unchanged else float("nan")
     return float(
         (macro_f1 - baseline_macro_f1) / max(baseline_macro_f1, eps)
         - fate_lambda * (eodds - baseline_eodds) / baseline_eodds

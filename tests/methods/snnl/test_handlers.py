@@ -268,6 +268,7 @@ def test_degenerate_unpruned_model_leaves_fate_undefined(tmp_path):
     """EOdds 0 before pruning (one class predicted for everyone): FATE has no value (a floored denominator used to
     record values near -1e11), the rounds are ranked by EOdds, and the history says why."""
     assert math.isnan(compute_fate(0.6, 0.7, 0.33, 0.0)) and math.isnan(compute_fate(0.6, 0.7, 0.33, float("nan")))
+    assert math.isclose(compute_fate(0.4, 0.0, 0.25, 0.0), 0.6)  # EOdds 0 before and after: the F1 term alone
     net, trainer, handler, _ = _engines(
         tmp_path, n_per_round=1, max_rounds=2, patience=2, keep_unpruned_if_best=False, max_f1_drop=0.05
     )
