@@ -252,7 +252,7 @@ class ChannelPruningDriver:
             if len(self.history) < 2
             else "FATE undefined (the unpruned model's validation EOdds is 0, e.g. one class predicted for everyone): "
             + ("the unpruned model is kept" if kept_round == 0 else "the round with the lowest EOdds above the floor")
-            if base_eodds == 0
+            if base_eodds == 0 and not any(math.isfinite(h.get("fate", math.nan)) for h in self.history[1:])
             else "no pruned round met the macro-F1 floor"
             if kept_round == 0 and not eligible
             else "best validation FATE among the rounds that met the floor"
