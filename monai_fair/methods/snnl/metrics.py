@@ -65,13 +65,11 @@ def compute_fate(
         fate_lambda: weight of the fairness term.
     """
     eps = 1e-12
+    f1_term = (macro_f1 - baseline_macro_f1) / max(baseline_macro_f1, eps)
     if not baseline_eodds > eps:  # 0, or NaN
         unchanged = baseline_eodds == baseline_eodds and not eodds > eps  # EO_b = 0 and EO = 0: no fairness change
-        return float((macro_f1 - baseline_macro_f1) / max(baseline_macro_f1, eps)) if unchanged else float("nan")
-    return float(
-        (macro_f1 - baseline_macro_f1) / max(baseline_macro_f1, eps)
-        - fate_lambda * (eodds - baseline_eodds) / baseline_eodds
-    )
+        return float(f1_term) if unchanged else float("nan")
+    return float(f1_term - fate_lambda * (eodds - baseline_eodds) / baseline_eodds)
 
 
 def scp_macro_f1(
