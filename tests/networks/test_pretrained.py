@@ -2,6 +2,8 @@
 # Licensed under the Apache License, Version 2.0
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from monai.networks.nets import resnet10
@@ -101,17 +103,21 @@ CLASSIFICATION_BUNDLES = {
 }
 
 
-@pytest.mark.parametrize("bundle", sorted(CLASSIFICATION_BUNDLES))
-def test_every_method_bundle_loads_pretrained_weights(bundles_dir, tmp_path, bundle):
+def _bundle_parser(configs: Path, files: tuple[str, ...], path: str | None):
+    """The bundle's configs ``files`` on CPU, with ``pretrained#path`` set to ``path``."""
     from monai.bundle import ConfigParser
 
-    def parser(path: str | None = None) -> ConfigParser:
-        p = ConfigParser()
-        p.read_config(str(bundles_dir / bundle / "configs" / "train.json"))
-        p["device"] = "$torch.device('cpu')"
-        if path is not None:
-            p["pretrained#path"] = path
-        return p
+    p = ConfigParser()
+    p.read_config([str(configs / f) for f in files])
+    p["device"] = "$torch.device('cpu')"
+    p["pretrained#path"] = path
+    return p
+
+
+@pytest.mark.parametrize("bundle", sorted(CLASSIFICATION_BUNDLES))
+def test_every_method_bundle_loads_pretrained_weights(bundles_dir, tmp_path, bundle):
+    def parser(path: str | None = None):
+        return _bundle_parser(bundles_dir / bundle / "configs", ("train.json",), path)
 
     torch.manual_seed(123)
     src = parser().get_parsed_content("network_def")
@@ -130,16 +136,10 @@ MULTI_GPU_BUNDLES = sorted({*CLASSIFICATION_BUNDLES, "baseline_segmentation"})
 def test_multi_gpu_config_loads_pretrained_weights(bundles_dir, tmp_path, bundle):
     """``multi_gpu_train.json`` wraps the network in DDP: the wrapped module must carry the pretrained weights too
     (resolved without a process group: only the module the DDP wrapper receives)."""
-    from monai.bundle import ConfigParser
-
-    cfg = bundles_dir / bundle / "configs"
 
     def module(path: str | None):
-        p = ConfigParser()
-        p.read_config([str(cfg / "train.json"), str(cfg / "multi_gpu_train.json")])
-        p["device"] = "$torch.device('cpu')"
-        p["pretrained#path"] = path
-        return p.get_parsed_content("network#module")
+        parser = _bundle_parser(bundles_dir / bundle / "configs", ("train.json", "multi_gpu_train.json"), path)
+        return parser.get_parsed_content("network#module")
 
     torch.manual_seed(123)
     src = module(None)
